@@ -1,0 +1,28 @@
+# Two commands matter: `make demo` (the whole study on the embedded builtin tasks, CPU, minutes)
+# and `make test` (the test suite). Each installs what it needs first, idempotently.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,ray,gguf]"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/tunebench demo
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check src tests
+
+clean:
+	rm -rf $(VENV) results build src/*.egg-info

@@ -1,0 +1,5 @@
+import sys
+
+from tunebench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,272 @@
+"""Typed configuration: schema defaults (== configs/base.yaml) <- YAML files <- dotted key=value overrides.
+
+Every field is validated on load; an invalid value fails with one line naming the key, the value and what
+is allowed (LitGPT `args.py` style). The resolved config is saved with every run.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tunebench.errors import TunebenchError
+
+TASK_NAMES = ("sst2", "mrpc", "rte", "squad_v2")
+METHODS = ("lora", "full")
+LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TinyModelConfig(_Strict):
+    """A random LLaMA built in code (tests, demo): no download, seconds on a CPU."""
+
+    hidden_size: int = Field(64, gt=0)
+    num_hidden_layers: int = Field(2, gt=0)
+    num_attention_heads: int = Field(4, gt=0)
+    num_key_value_heads: int = Field(2, gt=0)
+    intermediate_size: int = Field(128, gt=0)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TinyModelConfig:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("hidden_size must be a multiple of num_attention_heads")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+        return self
+
+
+class ModelConfig(_Strict):
+    name: str = "princeton-nlp/Sheared-LLaMA-1.3B"
+    gguf_file: str | None = None
+    max_length: int = Field(512, ge=16)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+    tiny: TinyModelConfig = TinyModelConfig()
+
+
+class LoraConfig(_Strict):
+    r: int = Field(16, ge=1)
+    alpha: float = Field(32, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: list(LLAMA_PROJECTIONS), min_length=1)
+    use_rslora: bool = False
+    use_dora: bool = False
+
+
+class TrainingConfig(_Strict):
+    num_train_epochs: float = Field(3, gt=0)
+    max_steps: int = Field(-1, ge=-1)
+    per_device_train_batch_size: int = Field(4, ge=1)
+    per_device_eval_batch_size: int = Field(32, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)
+    full_finetune_learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    max_grad_norm: float = Field(1.0, gt=0)
+    eval_steps: int = Field(100, ge=1)
+    logging_steps: int = Field(10, ge=1)
+    save_total_limit: int = Field(2, ge=1)
+    seed: int = Field(42, ge=0)
+    deterministic: bool = True
+    group_by_length: bool = True
+    pad_to_multiple_of: int | None = Field(None, ge=1)
+    early_stopping_patience: int | None = Field(None, ge=1)
+    save_full_model: bool = False
+    eval_train_examples: int = Field(512, ge=0)
+    # GPU path switches (issue 7); each is checked against what is installed and the device.
+    gradient_checkpointing: bool = False
+    torch_compile: bool = False
+    liger_kernels: bool = False
+    optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit"] = "adamw_torch"
+
+
+class QAConfig(_Strict):
+    doc_stride: int = Field(128, ge=1)
+    max_answer_length: int = Field(30, ge=1)
+    n_best_size: int = Field(20, ge=1)
+
+
+class TrackingConfig(_Strict):
+    backend: Literal["wandb", "none"] = "wandb"
+    mode: Literal["offline", "online"] = "offline"
+    project: str = "NLP"
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
+class DataConfig(_Strict):
+    source: Literal["builtin", "local", "hub"] = "builtin"
+    dir: str = "data"
+    glue_dir: str | None = None
+    squad_dir: str | None = None
+    max_train_examples: int | None = Field(None, ge=1)
+    max_eval_examples: int | None = Field(None, ge=1)
+    validation_size: float = Field(0.1, gt=0)
+    split_seed: int = Field(42, ge=0)
+    builtin_train_size: int = Field(1000, ge=10)
+    builtin_test_size: int = Field(200, ge=10)
+
+    @field_validator("validation_size")
+    @classmethod
+    def _fraction_or_count(cls, v: float) -> float:
+        if v >= 1 and v != int(v):
+            raise ValueError("must be a fraction in (0, 1) or a whole number of examples")
+        return v
+
+
+class Config(_Strict):
+    experiment: str = Field("default", min_length=1)
+    output_dir: str = "results"
+    task: Literal["sst2", "mrpc", "rte", "squad_v2"] = "sst2"
+    method: Literal["lora", "full"] = "lora"
+    model: ModelConfig = ModelConfig()
+    lora: LoraConfig = LoraConfig()
+    training: TrainingConfig = TrainingConfig()
+    qa: QAConfig = QAConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    data: DataConfig = DataConfig()
+
+    @property
+    def learning_rate(self) -> float:
+        """Each method has its own learning rate (LoRA's best is about 10x full fine-tuning's)."""
+        t = self.training
+        return t.learning_rate if self.method == "lora" else t.full_finetune_learning_rate
+
+
+# ---------------------------------------------------------------- loading
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`training.learning_rate=1e-4` -> ("training.learning_rate", 1e-4); the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise TunebenchError(f"override {text!r}: expected key=value, e.g. training.learning_rate=1e-4")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str) and _looks_numeric(value):
+        value = float(value)  # YAML 1.1 reads '1e-4' as a string
+    return key.strip(), value
+
+
+def _looks_numeric(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def set_dotted(tree: dict, key: str, value: Any) -> None:
+    node = tree
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise TunebenchError(f"override {key}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def get_dotted(tree: dict, key: str) -> Any:
+    node: Any = tree
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise TunebenchError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise TunebenchError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise TunebenchError(f"{path}: expected a mapping of config keys at the top level")
+    return _normalize_numbers(data)
+
+
+def _normalize_numbers(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _normalize_numbers(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_normalize_numbers(v) for v in tree]
+    if isinstance(tree, str) and _looks_numeric(tree) and any(c in tree.lower() for c in "e."):
+        return float(tree)
+    return tree
+
+
+def validate_config(tree: dict, source: str = "config") -> Config:
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        raise TunebenchError(format_validation_error(e, source, tree)) from None
+
+
+def format_validation_error(e: ValidationError, source: str, tree: dict) -> str:
+    err = e.errors()[0]
+    key = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        return f"{source}: unknown key {key!r}"
+    if err["type"] == "literal_error":
+        msg = f"allowed: {err['ctx']['expected']}"
+    try:
+        value = get_dotted(tree, key) if key else tree
+        return f"{source}: {key} = {value!r}: {msg}"
+    except (KeyError, TypeError):
+        return f"{source}: {key}: {msg}"
+
+
+def load_config(files: list[str | os.PathLike] | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults <- each YAML file in order <- overrides. Errors name the file or the override."""
+    tree: dict = Config().model_dump()
+    for f in files or []:
+        update = read_yaml(f)
+        tree = deep_merge(tree, update)
+        validate_config(tree, source=str(f))
+    for text in overrides or []:
+        key, value = parse_override(text)
+        set_dotted(tree, key, value)
+        validate_config(tree, source=f"override {text}")
+    return validate_config(tree)
+
+
+def with_overrides(cfg: Config, updates: dict[str, Any]) -> Config:
+    """A copy of `cfg` with dotted-key updates, validated (plans and sweeps use this)."""
+    tree = cfg.model_dump()
+    for key, value in updates.items():
+        set_dotted(tree, key, value)
+    return validate_config(tree, source="overrides " + ", ".join(f"{k}={v}" for k, v in updates.items()))
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(), sort_keys=False)

@@ -1,0 +1,75 @@
+"""The four tasks as a table (run_glue's `task_to_keys` style): one entry per task, special cases explicit.
+
+Canonical record schemas, one per task family (every source -- builtin, local, hub -- produces these):
+  classification: {"idx": int, "text_a": str, "text_b": str | None, "label": int}
+  extractive_qa:  {"id": str, "title": str, "context": str, "question": str,
+                   "answers": {"text": [str, ...], "answer_start": [int, ...]}}   (empty lists = unanswerable)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from tunebench.errors import TunebenchError
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    family: Literal["classification", "extractive_qa"]
+    label_names: tuple[str, ...]          # classification only; index = label id
+    metrics: tuple[str, ...]              # reported metrics, primary first
+    primary_metric: str                   # used for model selection on the validation split
+    official_counts: dict[str, int]       # official split sizes (GLUE dev / SQuAD dev are our test split)
+    hub_id: str                           # datasets hub id for `data download`
+    hub_config: str | None
+    raw_text_fields: tuple[str, ...] = () # GLUE TSV columns holding text_a, text_b
+    raw_label_field: str = ""
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def is_qa(self) -> bool:
+        return self.family == "extractive_qa"
+
+
+TASKS: dict[str, TaskSpec] = {
+    "sst2": TaskSpec(
+        name="sst2", family="classification", label_names=("negative", "positive"),
+        metrics=("accuracy", "macro_f1"), primary_metric="accuracy",
+        official_counts={"train": 67_349, "test": 872},
+        hub_id="nyu-mll/glue", hub_config="sst2",
+        raw_text_fields=("sentence",), raw_label_field="label",
+    ),
+    "mrpc": TaskSpec(
+        name="mrpc", family="classification", label_names=("not_equivalent", "equivalent"),
+        # GLUE reports MRPC as accuracy and F1 of the positive (paraphrase) class.
+        metrics=("f1", "accuracy"), primary_metric="f1",
+        official_counts={"train": 3_668, "test": 408},
+        hub_id="nyu-mll/glue", hub_config="mrpc",
+        raw_text_fields=("#1 String", "#2 String"), raw_label_field="Quality",
+    ),
+    "rte": TaskSpec(
+        name="rte", family="classification", label_names=("entailment", "not_entailment"),
+        metrics=("accuracy", "macro_f1"), primary_metric="accuracy",
+        official_counts={"train": 2_490, "test": 277},
+        hub_id="nyu-mll/glue", hub_config="rte",
+        raw_text_fields=("sentence1", "sentence2"), raw_label_field="label",
+    ),
+    "squad_v2": TaskSpec(
+        name="squad_v2", family="extractive_qa", label_names=(),
+        metrics=("f1", "exact", "HasAns_f1", "HasAns_exact", "NoAns_f1", "NoAns_exact"), primary_metric="f1",
+        official_counts={"train": 130_319, "test": 11_873},
+        hub_id="rajpurkar/squad_v2", hub_config=None,
+    ),
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise TunebenchError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
