@@ -1,0 +1,88 @@
+"""Config: base.yaml equals the schema defaults, every shipped YAML validates, bad values fail in one line."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tunebench.cli import main
+from tunebench.config import Config, load_config, parse_override, read_yaml, validate_config, with_overrides
+from tunebench.errors import TunebenchError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_base_yaml_equals_schema_defaults():
+    assert validate_config(read_yaml(ROOT / "configs" / "base.yaml")) == Config()
+
+
+def test_study_defaults():
+    c = Config()
+    assert c.model.name == "princeton-nlp/Sheared-LLaMA-1.3B" and c.model.max_length == 512
+    assert (c.lora.r, c.lora.alpha, c.lora.dropout) == (16, 32, 0.1)
+    assert c.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert (c.training.num_train_epochs, c.training.per_device_train_batch_size) == (3, 4)
+    assert (c.training.learning_rate, c.training.full_finetune_learning_rate) == (2e-4, 5e-5)
+    assert (c.training.eval_steps, c.training.seed, c.training.deterministic) == (100, 42, True)
+    assert c.tracking.project == "NLP"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("experiments/*.yaml")) + [ROOT / "configs/demo.yaml"])
+def test_every_shipped_experiment_config_validates(path):
+    if path.exists():
+        load_config([path])
+
+
+def test_each_method_has_its_own_learning_rate():
+    c = Config()
+    assert c.learning_rate == 2e-4
+    assert with_overrides(c, {"method": "full"}).learning_rate == 5e-5
+
+
+@pytest.mark.parametrize("text,key,value", [
+    ("training.learning_rate=1e-4", "training.learning_rate", 1e-4),
+    ("lora.r=8", "lora.r", 8),
+    ("lora.target_modules=[q_proj,v_proj]", "lora.target_modules", ["q_proj", "v_proj"]),
+    ("model.gguf_file=null", "model.gguf_file", None),
+])
+def test_parse_override(text, key, value):
+    assert parse_override(text) == (key, value)
+
+
+def test_overrides_apply_after_files(tmp_path):
+    f = tmp_path / "exp.yaml"
+    f.write_text("training:\n  learning_rate: 3e-4\n  seed: 7\n")
+    c = load_config([f], ["training.seed=9"])
+    assert c.training.learning_rate == 3e-4 and c.training.seed == 9
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("training.learning_rate=abc", "training.learning_rate = 'abc'"),
+    ("lora.r=0", "lora.r = 0"),
+    ("method=sgd", "allowed: 'lora' or 'full'"),
+    ("nope.key=1", "unknown key 'nope'"),
+    ("data.validation_size=2.5", "data.validation_size = 2.5"),
+    ("noequals", "expected key=value"),
+])
+def test_bad_override_is_one_line_exit_2(override, needle, capsys):
+    assert main(["config", "show", override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err
+
+
+def test_bad_file_names_the_file_and_line(tmp_path, capsys):
+    f = tmp_path / "bad.yaml"
+    f.write_text("training:\n  seed: [1,\n")
+    assert main(["config", "show", "--config", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert str(f) in err and (":2" in err or ":3" in err)
+    g = tmp_path / "unknown.yaml"
+    g.write_text("training:\n  sede: 1\n")
+    with pytest.raises(TunebenchError, match=r"unknown.yaml: unknown key 'training.sede'"):
+        load_config([g])
+
+
+def test_config_show_prints_resolved_yaml(capsys):
+    assert main(["config", "show", "lora.r=8"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["lora"]["r"] == 8 and shown["tracking"]["project"] == "NLP"
