@@ -1,0 +1,75 @@
+"""`tunebench run`: the original study's experiment runner (tasks x methods x seeds), one run at a time."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+from tunebench.commands._common import add_config_args, config_from_args
+from tunebench.config import METHODS, TASK_NAMES, Config, with_overrides
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="train and evaluate: tasks x methods x seeds",
+        description="Train and evaluate every combination of --tasks, --methods and --seeds, each into "
+        "<output_dir>/<experiment>/<run_id>/, then print a table of results.",
+    )
+    p.add_argument("--tasks", nargs="+", choices=TASK_NAMES, metavar="TASK",
+                   help=f"tasks to run (default: the config's task); choices: {' '.join(TASK_NAMES)}")
+    p.add_argument("--methods", nargs="+", choices=METHODS, metavar="METHOD",
+                   help="lora and/or full (default: the config's method)")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="training seeds (default: training.seed)")
+    p.add_argument("--no-resume", action="store_true", help="start from scratch even when a checkpoint exists")
+    p.add_argument("--skip-preflight", action="store_true",
+                   help="skip the fast sanity checks (loading, LoRA setup, gradient flow) before training")
+    add_config_args(p)
+    p.set_defaults(func=_run)
+
+
+def expand_runs(cfg: Config, tasks, methods, seeds) -> list[Config]:
+    tasks = tasks or [cfg.task]
+    methods = methods or [cfg.method]
+    seeds = seeds or [cfg.training.seed]
+    return [with_overrides(cfg, {"task": t, "method": m, "training.seed": s})
+            for t, m, s in itertools.product(tasks, methods, seeds)]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from tunebench.runner import run_one
+
+    console = Console(stderr=True)
+    configs = expand_runs(config_from_args(args), args.tasks, args.methods, args.seeds)
+    records = []
+    for i, cfg in enumerate(configs, 1):
+        console.print(f"[bold][{i}/{len(configs)}][/bold] {cfg.task} {cfg.method} seed {cfg.training.seed} "
+                      f"lr {cfg.learning_rate:g}")
+        with console.status("training..."):
+            rec = run_one(cfg, resume=not args.no_resume, preflight=not args.skip_preflight)
+        records.append(rec)
+        status = "[green]ok[/green]" if rec["status"] == "ok" else f"[red]failed[/red]: {rec['reason']}"
+        console.print(f"    {status}  {rec['run_id']}")
+    print_results_table(records)
+    return 0 if all(r["status"] == "ok" for r in records) else 1
+
+
+def print_results_table(records: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="results (test = official dev split)")
+    for col in ("run", "status", "test metric", "best val", "trainable", "wall s", "tokens/s"):
+        table.add_column(col)
+    for r in records:
+        if r["status"] != "ok":
+            table.add_row(r["run_id"], "failed", r.get("reason") or "", "", "", "", "")
+            continue
+        metric = r["primary_metric"]
+        table.add_row(
+            r["run_id"], "ok", f"{metric} {r['test'][metric]:.4g}", f"{r['best_validation']['value']:.4g}",
+            f"{r['params']['trainable']:,} ({100 * r['params']['trainable_share']:.2f}%)",
+            f"{r['timing']['wall_s']:.1f}", f"{r['tokens']['tokens_per_s']:.0f}",
+        )
+    Console().print(table)

@@ -1,0 +1,58 @@
+"""`tunebench sanity`: the seven checks for both methods; a table, a JSON report, non-zero exit on failure."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from tunebench.commands._common import add_config_args, config_from_args
+from tunebench.config import METHODS, TASK_NAMES, with_overrides
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from tunebench.sanity import CHECKS
+
+    p = sub.add_parser(
+        "sanity", help="the seven sanity checks (each able to fail) for both methods",
+        description="Model loading, LoRA setup, data loading, gradient flow, overfitting, W&B logging and "
+        "reproducibility. Prints a table, writes <output_dir>/<experiment>/sanity.json, exits 1 if any fails.",
+    )
+    p.add_argument("--model", help="model to check (sets model.name): hub id, local folder, or tiny")
+    p.add_argument("--tasks", nargs="+", choices=TASK_NAMES, metavar="TASK", help="tasks (default: the config's)")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), metavar="METHOD")
+    p.add_argument("--checks", nargs="+", choices=CHECKS, default=list(CHECKS), metavar="CHECK",
+                   help=f"subset of checks: {' '.join(CHECKS)}")
+    add_config_args(p)
+    p.set_defaults(func=_sanity)
+
+
+def _sanity(args: argparse.Namespace) -> int:
+    from tunebench.io import atomic_write_json
+    from tunebench.sanity import all_passed, run_checks
+
+    cfg = config_from_args(args)
+    if args.model:
+        cfg = with_overrides(cfg, {"model.name": args.model})
+    t0 = time.perf_counter()
+    results = run_checks(cfg, args.tasks, args.methods, tuple(args.checks))
+    elapsed = time.perf_counter() - t0
+    print_table(results, elapsed)
+    out = Path(cfg.output_dir) / cfg.experiment / "sanity.json"
+    atomic_write_json(out, {"passed": all_passed(results), "elapsed_s": elapsed, "model": cfg.model.name,
+                            "checks": [r.as_dict() for r in results]})
+    print(f"report: {out}")
+    return 0 if all_passed(results) else 1
+
+
+def print_table(results, elapsed: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"sanity checks ({elapsed:.0f} s)")
+    for col in ("check", "method", "result", "figure", "detail"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        verdict = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
+        table.add_row(r.check, r.method, verdict, r.figure, r.detail)
+    Console().print(table)

@@ -1,0 +1,101 @@
+"""Canonical records -> model features. Pure: records and a tokenizer in, feature dicts out.
+
+Classification: the tokenizer's own single/pair template, truncated longest-first; the classifier reads the
+last real token, which under causal attention is the only one that has seen the whole input.
+
+SQuAD v2 for a causal decoder: [bos] question [bos] context-window [eos]. The question comes first so every
+context token has seen it; long contexts go into overlapping windows (doc_stride tokens of overlap); the final
+[eos] has seen the whole window and carries the "no answer" score (position 0 sees nothing under causal
+attention, so a null score there would be a constant). Unanswerable windows point both labels at it.
+"""
+
+from __future__ import annotations
+
+from tunebench.data.tasks import TaskSpec
+
+MAX_QUESTION_TOKENS = 64
+
+
+def encode_classification(records: list[dict], tokenizer, max_length: int) -> list[dict]:
+    a = [r["text_a"] for r in records]
+    b = [r["text_b"] for r in records] if records and records[0].get("text_b") is not None else None
+    enc = tokenizer(a, b, truncation=True, max_length=max_length) if b else \
+        tokenizer(a, truncation=True, max_length=max_length)
+    out = []
+    for i, r in enumerate(records):
+        ids = enc["input_ids"][i]
+        out.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": int(r["label"]),
+                    "length": len(ids)})
+    return out
+
+
+def encode_qa(records: list[dict], tokenizer, max_length: int, doc_stride: int) -> list[dict]:
+    """One or more windows per question; each keeps `example_id`, `offset_mapping` (None off-context) and
+    `null_index`, which post-processing needs."""
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    features = []
+    for r in records:
+        q_ids = tokenizer(r["question"], add_special_tokens=False)["input_ids"][:MAX_QUESTION_TOKENS]
+        ctx = tokenizer(r["context"], add_special_tokens=False, return_offsets_mapping=True)
+        prefix = [bos, *q_ids, bos]
+        budget = max_length - len(prefix) - 1
+        if budget < 8:
+            raise ValueError(f"max_length {max_length} leaves no room for the context of question {r['id']}")
+        span = _answer_char_span(r)
+        for start in _window_starts(len(ctx["input_ids"]), budget, doc_stride):
+            end = min(start + budget, len(ctx["input_ids"]))
+            ids = prefix + ctx["input_ids"][start:end] + [eos]
+            offsets = [None] * len(prefix) + [list(o) for o in ctx["offset_mapping"][start:end]] + [None]
+            null_index = len(ids) - 1
+            s_pos, e_pos = _label_positions(span, offsets, null_index)
+            features.append({
+                "input_ids": ids, "attention_mask": [1] * len(ids), "length": len(ids),
+                "start_positions": s_pos, "end_positions": e_pos,
+                "example_id": r["id"], "offset_mapping": offsets, "null_index": null_index,
+            })
+    return features
+
+
+def _window_starts(n_tokens: int, budget: int, doc_stride: int) -> list[int]:
+    """Token offsets of windows of `budget` tokens overlapping by `doc_stride` (HF run_qa semantics)."""
+    if n_tokens <= budget:
+        return [0]
+    step = max(budget - doc_stride, 1)
+    starts = list(range(0, n_tokens - budget, step))
+    return starts + [n_tokens - budget]
+
+
+def _answer_char_span(record: dict) -> tuple[int, int] | None:
+    answers = record["answers"]
+    if not answers["text"]:
+        return None
+    start = int(answers["answer_start"][0])
+    return start, start + len(answers["text"][0])
+
+
+def _label_positions(span, offsets: list, null_index: int) -> tuple[int, int]:
+    """Token positions of the first gold answer when it lies wholly inside the window, else the null token."""
+    if span is None:
+        return null_index, null_index
+    s_char, e_char = span
+    ctx_positions = [i for i, o in enumerate(offsets) if o is not None]
+    if not ctx_positions or offsets[ctx_positions[0]][0] > s_char or offsets[ctx_positions[-1]][1] < e_char:
+        return null_index, null_index
+    s_tok = next(i for i in ctx_positions if offsets[i][1] > s_char)
+    e_tok = next(i for i in reversed(ctx_positions) if offsets[i][0] < e_char)
+    return s_tok, e_tok
+
+
+def encode(task: TaskSpec, records: list[dict], tokenizer, max_length: int, doc_stride: int = 128) -> list[dict]:
+    if task.is_qa:
+        return encode_qa(records, tokenizer, max_length, doc_stride)
+    return encode_classification(records, tokenizer, max_length)
+
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "labels", "start_positions", "end_positions")
+
+
+def model_columns(features: list[dict]) -> list[dict]:
+    """Only what the model's forward takes (and `length` for the length-grouped sampler)."""
+    keep = (*MODEL_INPUTS, "length")
+    return [{k: f[k] for k in keep if k in f} for f in features]

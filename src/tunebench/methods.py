@@ -1,0 +1,92 @@
+"""LoRA versus full fine-tuning is a transform of the model; nothing else in the pipeline differs.
+
+- full: every weight trainable.
+- lora: PEFT LoRA on the configured projections; the new task head (`score` / `qa_outputs`) is trained and
+  saved with the adapter (`modules_to_save`), otherwise a reloaded adapter would meet a random head.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from peft import LoraConfig as PeftLoraConfig
+from peft import PeftModel, TaskType, get_peft_model
+
+from tunebench.config import Config
+from tunebench.data.tasks import TaskSpec
+
+
+def head_name(task: TaskSpec) -> str:
+    return "qa_outputs" if task.is_qa else "score"
+
+
+def apply_method(model: torch.nn.Module, cfg: Config, task: TaskSpec) -> torch.nn.Module:
+    """Return the model prepared for cfg.method. Call after seeding: LoRA A matrices are random."""
+    if cfg.method == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    return get_peft_model(model, build_lora_config(cfg, task))
+
+
+def build_lora_config(cfg: Config, task: TaskSpec) -> PeftLoraConfig:
+    lc = cfg.lora
+    return PeftLoraConfig(
+        task_type=TaskType.QUESTION_ANS if task.is_qa else TaskType.SEQ_CLS,
+        r=lc.r,
+        lora_alpha=lc.alpha,
+        lora_dropout=lc.dropout,
+        target_modules=list(lc.target_modules),
+        use_rslora=lc.use_rslora,
+        use_dora=lc.use_dora,
+        modules_to_save=[head_name(task)],
+        bias="none",
+    )
+
+
+def lora_scale(cfg: Config) -> float:
+    """alpha / r (Hu et al., 2021, section 4.1); alpha / sqrt(r) with rsLoRA (Kalajdzievski, 2023)."""
+    r = cfg.lora.r
+    return cfg.lora.alpha / (math.sqrt(r) if cfg.lora.use_rslora else r)
+
+
+def count_parameters(model: torch.nn.Module) -> dict:
+    """Trainable and total parameters of the model as trained (adapters included, duplicates excluded)."""
+    seen: set[int] = set()
+    trainable = total = 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return {"trainable": trainable, "total": total, "trainable_share": trainable / total if total else 0.0}
+
+
+def wrapped_linears(model: torch.nn.Module, target_modules: list[str]) -> dict[str, torch.nn.Linear]:
+    """The base model's linears that LoRA should wrap: name -> module (before the transform)."""
+    targets = set(target_modules)
+    return {
+        name: m for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets
+    }
+
+
+def expected_lora_trainable(model: torch.nn.Module, cfg: Config, task: TaskSpec) -> int:
+    """Sum over wrapped linears of r * (d_in + d_out), plus the head (LoRA paper, section 4).
+
+    DoRA adds one magnitude vector of size d_out per wrapped linear.
+    """
+    r = cfg.lora.r
+    total = 0
+    for m in wrapped_linears(model, cfg.lora.target_modules).values():
+        total += r * (m.in_features + m.out_features)
+        if cfg.lora.use_dora:
+            total += m.out_features
+    head = getattr(model, head_name(task))
+    return total + sum(p.numel() for p in head.parameters())
+
+
+def is_peft(model: torch.nn.Module) -> bool:
+    return isinstance(model, PeftModel)

@@ -1,0 +1,419 @@
+"""The study's seven sanity checks, each able to fail (and tested to fail) on the fault it exists for.
+
+1 model loading  2 LoRA setup  3 data loading  4 gradient flow  5 overfitting  6 W&B logging  7 reproducibility
+
+The inspecting functions (`inspect_*`) take models and values and return a CheckResult, so a test can hand
+them a deliberately broken model; the `check_*` functions build what they inspect from a config.
+From Python: `ModelSanityChecker(cfg).check_lora_setup()` (the original plan's API) or `run_checks(cfg, ...)`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from tunebench.config import Config, with_overrides
+from tunebench.data.tasks import TaskSpec, get_task
+from tunebench.errors import TunebenchError
+from tunebench.methods import apply_method, expected_lora_trainable, head_name, wrapped_linears
+
+CHECKS = ("model_loading", "lora_setup", "data_loading", "gradient_flow", "overfitting", "wandb_logging",
+          "reproducibility")
+PREFLIGHT = ("model_loading", "lora_setup", "gradient_flow")
+
+
+@dataclass
+class CheckResult:
+    check: str
+    method: str          # lora | full | "-" when the check does not depend on the method
+    passed: bool
+    figure: str          # the number behind the verdict
+    detail: str = ""     # what is wrong, naming the fault
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fail(check: str, method: str, figure: str, detail: str) -> CheckResult:
+    return CheckResult(check, method, False, figure, detail)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _load(cfg: Config, task: TaskSpec):
+    from transformers import set_seed
+
+    from tunebench.model import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(cfg)
+    set_seed(cfg.training.seed)
+    return tokenizer, load_model(cfg, task, tokenizer, device="cpu" if not torch.cuda.is_available() else None)
+
+
+def _batch(cfg: Config, task: TaskSpec, tokenizer, n: int, split: str = "train") -> dict:
+    """n examples of the task as one padded batch (labels included)."""
+    from transformers import DataCollatorWithPadding
+
+    from tunebench.data import load_task_splits
+    from tunebench.features import encode, model_columns
+
+    records = load_task_splits(cfg, task.name)[split].select(range(n)).to_list()
+    feats = model_columns(encode(task, records, tokenizer, cfg.model.max_length, cfg.qa.doc_stride))[:n]
+    for f in feats:
+        f.pop("length", None)
+    return dict(DataCollatorWithPadding(tokenizer)(feats))
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _forward(model, batch: dict):
+    dev = _device_of(model)
+    return model(**{k: v.to(dev) for k, v in batch.items()})
+
+
+def _logits(out) -> torch.Tensor:
+    return out.logits if hasattr(out, "logits") and out.logits is not None else torch.stack(
+        [out.start_logits, out.end_logits], -1)
+
+
+# ---------------------------------------------------------------- 1 model loading
+
+
+def inspect_model_loading(model, tokenizer, task: TaskSpec, batch: dict) -> CheckResult:
+    name = "model_loading"
+    if tokenizer.pad_token_id is None:
+        return _fail(name, "-", "pad token: none", "tokenizer has no pad token")
+    if model.config.pad_token_id != tokenizer.pad_token_id:
+        return _fail(name, "-", f"pad id {model.config.pad_token_id}",
+                     f"model config pad_token_id {model.config.pad_token_id} != tokenizer's {tokenizer.pad_token_id}")
+    with torch.no_grad():
+        logits = _logits(_forward(model, batch))
+    bsz, seq = batch["input_ids"].shape
+    want = (bsz, task.num_labels) if not task.is_qa else (bsz, seq, 2)
+    if tuple(logits.shape) != want:
+        return _fail(name, "-", f"shape {tuple(logits.shape)}", f"logits shape {tuple(logits.shape)}, expected {want}")
+    if not torch.isfinite(logits).all():
+        return _fail(name, "-", "non-finite logits", "forward pass gave NaN or inf logits")
+    return CheckResult(name, "-", True, f"logits {tuple(logits.shape)} finite; pad id {tokenizer.pad_token_id}")
+
+
+def check_model_loading(cfg: Config, task: TaskSpec) -> CheckResult:
+    try:
+        tokenizer, model = _load(cfg, task)
+    except (TunebenchError, OSError, ValueError, RuntimeError) as e:
+        return _fail("model_loading", "-", "load failed", str(e).splitlines()[0])
+    return inspect_model_loading(model, tokenizer, task, _batch(cfg, task, tokenizer, 4))
+
+
+# ---------------------------------------------------------------- 2 LoRA setup
+
+
+def inspect_lora_setup(model, cfg: Config, task: TaskSpec, batch: dict, base_logits: torch.Tensor,
+                       expected: int, want: set[str], n_layers: int) -> CheckResult:
+    """`want`: the base model's linears that the target modules name, listed before PEFT wrapped them."""
+    from peft.tuners.lora import LoraLayer
+
+    name = "lora_setup"
+    wrapped = {n.removeprefix("base_model.model."): m for n, m in model.named_modules() if isinstance(m, LoraLayer)}
+    targets = set(cfg.lora.target_modules)
+    missing = sorted(want - set(wrapped))
+    if not wrapped:
+        return _fail(name, "lora", "0 wrapped modules", "LoRA wraps no module (target_modules match nothing)")
+    if missing:
+        return _fail(name, "lora", f"{len(wrapped)}/{len(want)} wrapped",
+                     f"not wrapped: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
+    layers = _layers_per_module(wrapped)
+    short = {m: n for m, n in layers.items() if n != n_layers}
+    if set(layers) != targets or short:
+        return _fail(name, "lora", f"modules {sorted(layers)}",
+                     f"expected {sorted(targets)} in all {n_layers} layers, got {layers}")
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    stray = [n for n in trainable if "lora_" not in n and head_name(task) not in n]
+    if stray:
+        return _fail(name, "lora", f"{len(stray)} stray trainable", f"trainable outside LoRA and head: {stray[:4]}")
+    n_trainable = sum(p.numel() for p in trainable.values())
+    if n_trainable != expected:
+        return _fail(name, "lora", f"trainable {n_trainable:,} != formula {expected:,}",
+                     "trainable parameter count differs from sum r*(d_in+d_out) + head")
+    with torch.no_grad():
+        model.eval()
+        diff = (_logits(_forward(model, batch)) - base_logits.to(_device_of(model))).abs().max().item()
+    if diff > 1e-5:
+        return _fail(name, "lora", f"max |diff| {diff:.2e}",
+                     "LoRA output differs from the base model at init (B != 0?)")
+    return CheckResult(name, "lora", True, f"{len(wrapped)} modules x {n_layers} layers; trainable {n_trainable:,} = "
+                       f"formula; init diff {diff:.1e}")
+
+
+def _layers_per_module(wrapped: dict) -> dict[str, int]:
+    out: dict[str, set] = {}
+    for n in wrapped:
+        parts = n.split(".")
+        layer = next((p for p in parts if p.isdigit()), "?")
+        out.setdefault(parts[-1], set()).add(layer)
+    return {k: len(v) for k, v in sorted(out.items())}
+
+
+def check_lora_setup(cfg: Config, task: TaskSpec) -> CheckResult:
+    cfg = with_overrides(cfg, {"method": "lora"})
+    tokenizer, base = _load(cfg, task)
+    batch = _batch(cfg, task, tokenizer, 4)
+    base.eval()
+    with torch.no_grad():
+        base_logits = _logits(_forward(base, batch))
+    expected = expected_lora_trainable(base, cfg, task)
+    want = set(wrapped_linears(base, cfg.lora.target_modules))
+    n_layers = base.config.num_hidden_layers
+    try:
+        model = apply_method(base, cfg, task)
+    except ValueError as e:  # PEFT: target modules not found
+        return _fail("lora_setup", "lora", "0 wrapped modules", f"LoRA wraps no module: {str(e).splitlines()[0]}")
+    return inspect_lora_setup(model, cfg, task, batch, base_logits, expected, want, n_layers)
+
+
+# ---------------------------------------------------------------- 3 data loading
+
+
+def check_data_loading(cfg: Config, tasks: list[str]) -> CheckResult:
+    from tunebench.data import load_task_splits
+    from tunebench.data.validate import validate_splits
+
+    name = "data_loading"
+    sizes = []
+    for t in tasks:
+        try:
+            splits = load_task_splits(cfg, t)
+        except TunebenchError as e:
+            return _fail(name, "-", f"{t}: not loaded", str(e))
+        issues = [i for i in validate_splits(t, splits, cfg) if i.level == "error"]
+        if issues:
+            return _fail(name, "-", f"{t}: {len(issues)} errors", f"{t}: {issues[0].message}")
+        sizes.append(f"{t} {'/'.join(str(len(splits[s])) for s in ('train', 'validation', 'test'))}")
+    return CheckResult(name, "-", True, "; ".join(sizes) + " (train/val/test)")
+
+
+# ---------------------------------------------------------------- 4 gradient flow
+
+
+def inspect_gradient_flow(model, batch: dict, method: str) -> CheckResult:
+    name = "gradient_flow"
+    model.train()
+    model.zero_grad(set_to_none=True)
+    _forward(model, batch).loss.backward()
+    bad, frozen_with_grad, n_ok = [], [], 0
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            if p.grad is not None:
+                frozen_with_grad.append(n)
+            continue
+        if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().max() == 0:
+            bad.append(n)
+        else:
+            n_ok += 1
+    model.zero_grad(set_to_none=True)
+    if not n_ok and not bad:
+        return _fail(name, method, "0 trainable", "no trainable parameter")
+    if bad:
+        return _fail(name, method, f"{len(bad)} without gradient",
+                     f"trainable but no finite non-zero gradient: {', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}")
+    if frozen_with_grad:
+        return _fail(name, method, f"{len(frozen_with_grad)} frozen with gradient", ", ".join(frozen_with_grad[:4]))
+    return CheckResult(name, method, True, f"{n_ok} trainable tensors with finite non-zero gradients")
+
+
+def check_gradient_flow(cfg: Config, task: TaskSpec) -> CheckResult:
+    tokenizer, model = _load(cfg, task)
+    batch = _batch(cfg, task, tokenizer, 8)
+    torch.manual_seed(cfg.training.seed)
+    model = apply_method(model, cfg, task)
+    _nonzero_lora_b(model)
+    return inspect_gradient_flow(model, batch, cfg.method)
+
+
+def _nonzero_lora_b(model) -> None:
+    """At init LoRA B = 0, so A gets zero gradient; one tiny step on B (as after the first optimizer step)
+    lets the check see gradients reach both A and B."""
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.add_(torch.randn_like(p) * 1e-3)
+
+
+# ---------------------------------------------------------------- 5 overfitting
+
+
+def check_overfitting(cfg: Config, task: TaskSpec, n_examples: int = 32, max_steps: int = 300,
+                      loss_target: float = 0.05, lr_multiplier: float = 10.0) -> CheckResult:
+    """Drive the loss on one fixed batch close to zero (Karpathy's "overfit one batch"). A hand-written loop
+    over one batch: this is a probe of the model, not training, and the Trainer adds nothing here."""
+    name = "overfitting"
+    tokenizer, model = _load(cfg, task)
+    batch = _batch(cfg, task, tokenizer, n_examples)
+    torch.manual_seed(cfg.training.seed)
+    model = apply_method(model, cfg, task)
+    _disable_dropout(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate * lr_multiplier, weight_decay=0.0)
+    model.train()
+    loss = float("nan")
+    for step in range(1, max_steps + 1):
+        out = _forward(model, batch)
+        loss = out.loss.item()
+        if loss < loss_target and _batch_accuracy(out, batch) == 1.0:
+            return CheckResult(name, cfg.method, True, f"loss {loss:.4f}, accuracy 100% after {step} steps")
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+    acc = _batch_accuracy(_forward(model, batch), batch)
+    return _fail(name, cfg.method, f"loss {loss:.3f}, accuracy {100 * acc:.0f}% after {max_steps} steps",
+                 f"cannot overfit {n_examples} examples: training is broken (frozen head? lr? data?)")
+
+
+def _disable_dropout(model) -> None:
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+
+
+def _batch_accuracy(out, batch: dict) -> float:
+    if "labels" in batch:
+        return (out.logits.argmax(-1).cpu() == batch["labels"]).float().mean().item()
+    hit = (out.start_logits.argmax(-1).cpu() == batch["start_positions"]) & \
+          (out.end_logits.argmax(-1).cpu() == batch["end_positions"])
+    return hit.float().mean().item()
+
+
+# ---------------------------------------------------------------- 6 W&B logging
+
+
+def check_wandb_logging(cfg: Config, folder: str | Path | None = None) -> CheckResult:
+    """Create an offline run in a temporary folder, log known values, read them back from its run files."""
+    from tunebench.tracking import WandbTracker, read_wandb_file
+
+    name = "wandb_logging"
+    logged = {1: 0.75, 2: 0.5, 3: 0.25}
+    with tempfile.TemporaryDirectory(prefix="tunebench-wandb-") as tmp:
+        where = Path(folder) if folder is not None else Path(tmp)
+        offline = with_overrides(cfg, {"tracking.backend": "wandb", "tracking.mode": "offline",
+                                       "experiment": "sanity"})
+        try:
+            tracker = WandbTracker(offline, where, f"sanity-{int(time.time() * 1000)}")
+            for step, v in logged.items():
+                tracker.log({"sanity/loss": v}, step=step)
+            tracker.summary({"sanity/final": 42})
+            tracker.finish()
+        except Exception as e:  # noqa: BLE001 -- any failure to create or write the run is the finding
+            return _fail(name, "-", "run not created", f"{where}: {type(e).__name__}: {str(e).splitlines()[0]}")
+        files = sorted(where.glob("wandb/offline-run-*/run-*.wandb"))
+        if not files:
+            return _fail(name, "-", "no run file", f"{where}: no offline run file written")
+        records = read_wandb_file(files[-1])
+    got = {r["_step"]: r["sanity/loss"] for kind, r in records if kind == "history" and "sanity/loss" in r}
+    summary = {k: v for kind, r in records if kind == "summary" for k, v in r.items()}
+    if got != logged or summary.get("sanity/final") != 42:
+        return _fail(name, "-", f"read back {got}",
+                     f"logged {logged}, read back {got} (summary {summary.get('sanity/final')})")
+    return CheckResult(name, "-", True, f"{len(got)} history rows and the summary read back exactly")
+
+
+# ---------------------------------------------------------------- 7 reproducibility
+
+
+def check_reproducibility(cfg: Config, steps: int = 8) -> CheckResult:
+    """Two short runs with the same seed: identical losses and metrics; another seed: different ones."""
+    name = "reproducibility"
+    short = {"training.max_steps": steps, "training.eval_steps": steps, "training.logging_steps": 1,
+             "tracking.backend": "none", "training.eval_train_examples": 0}
+    a = _short_run(with_overrides(cfg, short))
+    b = _short_run(with_overrides(cfg, short))
+    c = _short_run(with_overrides(cfg, {**short, "training.seed": cfg.training.seed + 1}))
+    if a != b:
+        first = next(i for i, (x, y) in enumerate(zip(a["losses"], b["losses"], strict=False)) if x != y) \
+            if a["losses"] != b["losses"] else None
+        where = f"losses differ from step {first + 1}" if first is not None else "metrics differ"
+        return _fail(name, cfg.method, where, "same seed, different results: nondeterministic data order or kernels")
+    if a == c:
+        return _fail(name, cfg.method, "seed ignored", "a different seed gave identical results")
+    return CheckResult(name, cfg.method, True, f"{steps} steps: identical losses for seed {cfg.training.seed}; "
+                       f"seed {cfg.training.seed + 1} differs")
+
+
+def _short_run(cfg: Config) -> dict:
+    from tunebench.io import read_jsonl
+    from tunebench.tracking import NullTracker
+    from tunebench.train import train_and_evaluate
+
+    with tempfile.TemporaryDirectory(prefix="tunebench-repro-") as tmp:
+        res = train_and_evaluate(cfg, Path(tmp), NullTracker(), resume=False)
+        losses = [r["loss"] for r in read_jsonl(Path(tmp) / "log.jsonl") if "loss" in r]
+    return {"losses": losses, "test": {k: v for k, v in res.fields["test"].items()}}
+
+
+# ---------------------------------------------------------------- running them
+
+
+def run_checks(cfg: Config, tasks: list[str] | None = None, methods: list[str] | None = None,
+               checks: tuple[str, ...] = CHECKS) -> list[CheckResult]:
+    tasks = tasks or [cfg.task]
+    methods = methods or ["lora", "full"]
+    task = get_task(tasks[0])
+    base = with_overrides(cfg, {"task": task.name})
+    results: list[CheckResult] = []
+    for check in checks:
+        if check == "model_loading":
+            results.append(check_model_loading(base, task))
+        elif check == "lora_setup" and "lora" in methods:
+            results.append(check_lora_setup(base, task))
+        elif check == "data_loading":
+            results.append(check_data_loading(base, tasks))
+        elif check == "wandb_logging":
+            results.append(check_wandb_logging(base))
+        elif check in ("gradient_flow", "overfitting", "reproducibility"):
+            fn = {"gradient_flow": check_gradient_flow, "overfitting": check_overfitting}.get(check)
+            for m in methods:
+                mc = with_overrides(base, {"method": m})
+                results.append(fn(mc, task) if fn else check_reproducibility(mc))
+    return results
+
+
+def preflight(cfg: Config) -> None:
+    """The fast subset `tunebench run` performs before training; raises when any check fails."""
+    results = run_checks(cfg, [cfg.task], [cfg.method], PREFLIGHT)
+    failed = [r for r in results if not r.passed]
+    if failed:
+        r = failed[0]
+        raise TunebenchError(f"pre-flight check {r.check} ({r.method}) failed: {r.figure}: {r.detail}")
+
+
+class ModelSanityChecker:
+    """The original plan's API: `ModelSanityChecker().check_lora_setup()` and friends."""
+
+    def __init__(self, cfg: Config | None = None, task: str | None = None):
+        self.cfg = cfg or Config()
+        self.task = get_task(task or self.cfg.task)
+
+    def check_model_loading(self) -> CheckResult:
+        return check_model_loading(self.cfg, self.task)
+
+    def check_lora_setup(self) -> CheckResult:
+        return check_lora_setup(self.cfg, self.task)
+
+    def check_gradient_flow(self, method: str = "lora") -> CheckResult:
+        return check_gradient_flow(with_overrides(self.cfg, {"method": method}), self.task)
+
+    def check_overfitting(self, method: str = "lora") -> CheckResult:
+        return check_overfitting(with_overrides(self.cfg, {"method": method}), self.task)
+
+    def run_all(self) -> list[CheckResult]:
+        return run_checks(self.cfg, [self.task.name])
+
+
+def all_passed(results: list[CheckResult]) -> bool:
+    return all(r.passed for r in results)

@@ -1,0 +1,385 @@
+"""The one training and evaluation engine: the transformers Trainer, the same for both methods.
+
+model + method -> train (validation every eval_steps, best checkpoint restored) -> evaluate on validation,
+test (official dev) and a train subset -> per-example predictions. The method is applied as a transform in
+`build_model`; nothing else branches on it except the learning rate each method has.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import torch
+from datasets import Dataset
+from transformers import (
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from tunebench.config import Config
+from tunebench.data.tasks import TaskSpec, get_task
+from tunebench.errors import TunebenchError
+from tunebench.features import encode, model_columns
+from tunebench.io import append_jsonl
+from tunebench.methods import apply_method, count_parameters
+from tunebench.metrics.classification import classification_metrics
+from tunebench.metrics.qa_postprocess import (
+    apply_null_threshold,
+    choose_null_threshold,
+    postprocess_qa_predictions,
+)
+from tunebench.metrics.squad import squad_v2_scores
+from tunebench.model import load_model, load_tokenizer, resolve_device
+
+
+class TrainingDiverged(RuntimeError):
+    """NaN/inf training loss: the run is recorded as failed with this reason."""
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class Split:
+    records: list[dict]
+    features: list[dict]
+
+    def dataset(self) -> Dataset:
+        return Dataset.from_list(model_columns(self.features))
+
+
+def prepare_splits(cfg: Config, task: TaskSpec, tokenizer) -> dict[str, Split]:
+    from tunebench.data import load_task_splits
+
+    raw = load_task_splits(cfg, task.name)
+    splits = {}
+    for name in ("train", "validation", "test"):
+        records = raw[name].to_list()
+        splits[name] = Split(records, encode(task, records, tokenizer, cfg.model.max_length, cfg.qa.doc_stride))
+    n = cfg.training.eval_train_examples
+    if n:
+        rng = np.random.default_rng(cfg.data.split_seed)
+        pick = sorted(rng.choice(len(splits["train"].records), size=min(n, len(splits["train"].records)),
+                                 replace=False).tolist())
+        records = [splits["train"].records[i] for i in pick]
+        splits["train_eval"] = Split(records, encode(task, records, tokenizer, cfg.model.max_length,
+                                                     cfg.qa.doc_stride))
+    return splits
+
+
+# ---------------------------------------------------------------- model
+
+
+def build_model(cfg: Config, task: TaskSpec, tokenizer, device: str | None = None) -> torch.nn.Module:
+    """Seed, load, then apply the method. Seeding first makes the head and LoRA A reproducible."""
+    set_seed(cfg.training.seed)
+    model = load_model(cfg, task, tokenizer, device)
+    set_seed(cfg.training.seed)
+    return apply_method(model, cfg, task)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate_split(trainer: Trainer, task: TaskSpec, split: Split, cfg: Config,
+                   null_threshold: float | None = None) -> tuple[dict, list[dict], float | None]:
+    """Metrics, per-example predictions and (SQuAD, when not given) the null threshold chosen here."""
+    compute, trainer.compute_metrics = trainer.compute_metrics, None  # bound to validation; scored here
+    try:
+        out = trainer.predict(split.dataset(), metric_key_prefix="eval")
+    finally:
+        trainer.compute_metrics = compute
+    loss = float(out.metrics.get("eval_loss", float("nan")))
+    if not task.is_qa:
+        preds = np.asarray(out.predictions).argmax(-1)
+        labels = [r["label"] for r in split.records]
+        metrics = {**classification_metrics(task.name, labels, preds.tolist()), "loss": loss}
+        rows = [{"idx": r["idx"], "label": r["label"], "prediction": int(p)}
+                for r, p in zip(split.records, preds, strict=True)]
+        return metrics, rows, None
+    start_logits, end_logits = out.predictions
+    raw = postprocess_qa_predictions(split.records, split.features, start_logits, end_logits,
+                                     cfg.qa.n_best_size, cfg.qa.max_answer_length)
+    if null_threshold is None:
+        null_threshold, _ = choose_null_threshold(split.records, raw)
+    answers = apply_null_threshold(raw, null_threshold)
+    metrics, per_q = squad_v2_scores(split.records, answers)
+    metrics = {**metrics, "loss": loss}
+    rows = [{"id": r["id"], "prediction": answers[r["id"]], "null_score_diff": raw[r["id"]]["null_score_diff"],
+             **per_q[r["id"]]} for r in split.records]
+    return metrics, rows, null_threshold
+
+
+def make_compute_metrics(task: TaskSpec, split: Split, cfg: Config):
+    """Validation metrics inside the Trainer (model selection); SQuAD uses the threshold best on this split."""
+    if not task.is_qa:
+        labels = [r["label"] for r in split.records]
+
+        def compute(ep) -> dict:
+            preds = np.asarray(ep.predictions).argmax(-1)
+            return classification_metrics(task.name, labels, preds.tolist())
+        return compute
+
+    def compute_qa(ep) -> dict:
+        start_logits, end_logits = ep.predictions
+        raw = postprocess_qa_predictions(split.records, split.features, start_logits, end_logits,
+                                         cfg.qa.n_best_size, cfg.qa.max_answer_length)
+        threshold, _ = choose_null_threshold(split.records, raw)
+        metrics, _ = squad_v2_scores(split.records, apply_null_threshold(raw, threshold))
+        return {k: v for k, v in metrics.items() if not k.endswith("total")}
+    return compute_qa
+
+
+# ---------------------------------------------------------------- callbacks
+
+
+class JsonlLogCallback(TrainerCallback):
+    """Per-step train/eval records with wall time since the start; forwards them to the tracker."""
+
+    def __init__(self, path: Path, tracker, t0: float):
+        self.path, self.tracker, self.t0 = path, tracker, t0
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+        if not logs:
+            return
+        loss = logs.get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise TrainingDiverged(f"non-finite training loss ({loss}) at step {state.global_step}")
+        row = {"step": state.global_step, "epoch": state.epoch, **logs, "time_s": time.perf_counter() - self.t0}
+        append_jsonl(self.path, row)
+        self.tracker.log({("train/" + k if not k.startswith("eval_") else "eval/" + k[5:]): v
+                          for k, v in logs.items()}, step=state.global_step)
+
+
+class PeakMemory:
+    """Peak memory of this run: CUDA max allocated on GPU, sampled RSS on CPU (a per-run peak, unlike
+    ru_maxrss which is the process's lifetime peak)."""
+
+    def __init__(self, device: str, interval_s: float = 0.05):
+        self.device, self.interval_s = device, interval_s
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PeakMemory:
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        proc = psutil.Process()
+        while not self._stop.is_set():
+            self.peak_bytes = max(self.peak_bytes, proc.memory_info().rss)
+            self._stop.wait(self.interval_s)
+
+    def __exit__(self, *exc) -> None:
+        if self.device == "cuda":
+            self.peak_bytes = int(torch.cuda.max_memory_allocated())
+        else:
+            self._stop.set()
+            self._thread.join()
+
+    @property
+    def kind(self) -> str:
+        return "cuda_max_allocated" if self.device == "cuda" else "cpu_peak_rss"
+
+
+# ---------------------------------------------------------------- training arguments
+
+
+def check_switches(cfg: Config, device: str) -> None:
+    """Each speed switch is accepted only where its package and device exist (one clear line otherwise)."""
+    import importlib.util
+
+    t = cfg.training
+    if t.liger_kernels and importlib.util.find_spec("liger_kernel") is None:
+        raise TunebenchError("training.liger_kernels=true needs the liger-kernel package (pip install liger-kernel)")
+    if t.liger_kernels and device != "cuda":
+        raise TunebenchError("training.liger_kernels=true needs a CUDA GPU (Liger kernels are Triton kernels)")
+    if t.optim == "adamw_8bit" and importlib.util.find_spec("bitsandbytes") is None:
+        raise TunebenchError("training.optim=adamw_8bit needs the bitsandbytes package (pip install bitsandbytes)")
+    if t.optim == "adamw_8bit" and device != "cuda":
+        raise TunebenchError("training.optim=adamw_8bit needs a CUDA GPU")
+    if cfg.model.dtype in ("bfloat16", "float16") and device == "cpu":
+        pass  # allowed, but slow on CPU; the bench reports it
+
+
+def build_training_args(cfg: Config, task: TaskSpec, output_dir: Path, device: str) -> TrainingArguments:
+    t = cfg.training
+    dtype = cfg.model.dtype
+    bf16 = device == "cuda" and dtype in ("auto", "bfloat16")
+    primary = "f1" if task.is_qa else task.primary_metric
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,           # a float in [0, 1) is a ratio of total steps (transformers 5)
+        lr_scheduler_type=t.lr_scheduler_type,
+        max_grad_norm=t.max_grad_norm,
+        eval_strategy="steps",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.eval_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model=f"eval_{primary}",
+        greater_is_better=True,
+        label_names=["start_positions", "end_positions"] if task.is_qa else ["labels"],
+        logging_steps=t.logging_steps,
+        logging_nan_inf_filter=False,          # a NaN loss must fail the run, not be hidden
+        seed=t.seed,
+        data_seed=t.seed,
+        full_determinism=t.deterministic,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        length_column_name="length",
+        include_num_input_tokens_seen="non_padding",
+        bf16=bf16,
+        optim=t.optim,
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        torch_compile=t.torch_compile,
+        use_liger_kernel=t.liger_kernels,
+        report_to="none",                      # tracking is ours (tunebench.tracking), one run per training run
+        disable_tqdm=True,
+        use_cpu=device == "cpu",
+        dataloader_pin_memory=device == "cuda",
+        save_only_model=False,
+    )
+
+
+# ---------------------------------------------------------------- the engine
+
+
+@dataclass
+class EngineResult:
+    fields: dict[str, Any] = field(default_factory=dict)
+    predictions: dict[str, list[dict]] = field(default_factory=dict)
+
+
+def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True) -> EngineResult:
+    task = get_task(cfg.task)
+    device = resolve_device()
+    check_switches(cfg, device)
+    t_wall = time.perf_counter()
+    tokenizer = load_tokenizer(cfg)
+    splits = prepare_splits(cfg, task, tokenizer)
+    model = build_model(cfg, task, tokenizer, device)
+    params = count_parameters(model)
+
+    ckpt_dir = run_dir / "checkpoints"
+    args = build_training_args(cfg, task, ckpt_dir, device)
+    callbacks: list[TrainerCallback] = [JsonlLogCallback(run_dir / "log.jsonl", tracker, t_wall)]
+    if cfg.training.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(cfg.training.early_stopping_patience))
+    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=cfg.training.pad_to_multiple_of)
+    trainer = Trainer(
+        model=model, args=args, data_collator=collator,
+        train_dataset=splits["train"].dataset(), eval_dataset=splits["validation"].dataset(),
+        compute_metrics=make_compute_metrics(task, splits["validation"], cfg), callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)                 # our JSON-lines log replaces stdout dicts
+    last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
+    _trim_log(run_dir / "log.jsonl", int(Path(last).name.split("-")[-1]) if last else 0)
+
+    with PeakMemory(device) as mem:
+        t_train = time.perf_counter()
+        out = trainer.train(resume_from_checkpoint=last)
+        train_s = time.perf_counter() - t_train
+        t_eval = time.perf_counter()
+        val_metrics, val_rows, threshold = evaluate_split(trainer, task, splits["validation"], cfg)
+        test_metrics, test_rows, _ = evaluate_split(trainer, task, splits["test"], cfg, threshold)
+        train_eval = {}
+        if "train_eval" in splits:
+            train_eval, _, _ = evaluate_split(trainer, task, splits["train_eval"], cfg, threshold)
+        final_eval_s = time.perf_counter() - t_eval
+
+    state = trainer.state
+    in_loop_eval_s = sum(h.get("eval_runtime", 0.0) for h in state.log_history)
+    best_step, best_value, best_time = _best_validation(run_dir / "log.jsonl", args.metric_for_best_model,
+                                                        state.best_metric)
+    wall_s = time.perf_counter() - t_wall
+    eval_s = in_loop_eval_s + final_eval_s
+    tokens = int(state.num_input_tokens_seen or 0)
+    fields = {
+        "test": test_metrics,
+        "validation": val_metrics,
+        "best_validation": {"step": best_step, "value": best_value, "time_s": best_time},
+        "train_eval": train_eval,
+        "train_loss": float(out.training_loss),
+        "steps": state.global_step,
+        "epochs": float(state.epoch or 0.0),
+        "params": params,
+        "timing": {"wall_s": wall_s, "train_s": train_s - in_loop_eval_s, "eval_s": eval_s,
+                   "eval_share": eval_s / wall_s if wall_s else 0.0},
+        "memory": {"peak_bytes": mem.peak_bytes, "kind": mem.kind},
+        "tokens": {"train_non_pad": tokens,
+                   "tokens_per_s": tokens / max(train_s - in_loop_eval_s, 1e-9)},
+        "device": device,
+    }
+    if task.is_qa:
+        fields["qa"] = {"null_threshold": threshold}
+    _save_model(trainer, cfg, run_dir, tokenizer)
+    return EngineResult(fields, {"validation": val_rows, "test": test_rows})
+
+
+def _trim_log(path: Path, keep_until_step: int) -> None:
+    """Drop log records past the checkpoint we resume from (they will be logged again); all on a fresh start."""
+    from tunebench.io import atomic_write_jsonl
+
+    if not path.exists():
+        return
+    if keep_until_step == 0:
+        path.unlink()
+        return
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a torn last line from a killed process
+    atomic_write_jsonl(path, [r for r in rows if r.get("step", 0) <= keep_until_step])
+
+
+def _best_validation(log_path: Path, metric_key: str, best_metric: float | None) -> tuple[int | None, float | None,
+                                                                                          float | None]:
+    from tunebench.io import read_jsonl
+
+    rows = [r for r in read_jsonl(log_path) if metric_key in r] if log_path.exists() else []
+    if not rows:
+        return None, best_metric, None
+    best = max(rows, key=lambda r: (r[metric_key], -r["step"]))  # earliest step among ties
+    return best["step"], best[metric_key], best["time_s"]
+
+
+def _save_model(trainer: Trainer, cfg: Config, run_dir: Path, tokenizer) -> None:
+    """LoRA: the adapter with the task head (modules_to_save). Full: the whole model, only when asked."""
+    model = trainer.model
+    if cfg.method == "lora":
+        model.save_pretrained(str(run_dir / "adapter"))
+        tokenizer.save_pretrained(str(run_dir / "adapter"))
+    elif cfg.training.save_full_model:
+        model.save_pretrained(str(run_dir / "model"))
+        tokenizer.save_pretrained(str(run_dir / "model"))
