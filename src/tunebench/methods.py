@@ -15,6 +15,7 @@ from peft import PeftModel, TaskType, get_peft_model
 
 from tunebench.config import Config
 from tunebench.data.tasks import TaskSpec
+from tunebench.errors import TunebenchError
 
 
 def head_name(task: TaskSpec) -> str:
@@ -27,7 +28,19 @@ def apply_method(model: torch.nn.Module, cfg: Config, task: TaskSpec) -> torch.n
         for p in model.parameters():
             p.requires_grad_(True)
         return model
+    check_target_modules(model, cfg.lora.target_modules)
     return get_peft_model(model, build_lora_config(cfg, task))
+
+
+def check_target_modules(model: torch.nn.Module, target_modules: list[str]) -> None:
+    """Every configured target names a linear layer of the model (PEFT only fails when none matches)."""
+    found = {name.rsplit(".", 1)[-1] for name in wrapped_linears(model, target_modules)}
+    missing = [t for t in target_modules if t not in found]
+    if missing:
+        available = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                            if isinstance(m, torch.nn.Linear)})
+        raise TunebenchError(f"lora.target_modules: {missing} match no linear layer of the model "
+                             f"(available: {', '.join(available)})")
 
 
 def build_lora_config(cfg: Config, task: TaskSpec) -> PeftLoraConfig:

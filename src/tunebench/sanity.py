@@ -173,8 +173,8 @@ def check_lora_setup(cfg: Config, task: TaskSpec) -> CheckResult:
     n_layers = base.config.num_hidden_layers
     try:
         model = apply_method(base, cfg, task)
-    except ValueError as e:  # PEFT: target modules not found
-        return _fail("lora_setup", "lora", "0 wrapped modules", f"LoRA wraps no module: {str(e).splitlines()[0]}")
+    except (TunebenchError, ValueError) as e:  # target modules that match no layer
+        return _fail("lora_setup", "lora", "modules not found", str(e).splitlines()[0])
     return inspect_lora_setup(model, cfg, task, batch, base_logits, expected, want, n_layers)
 
 
@@ -365,22 +365,30 @@ def run_checks(cfg: Config, tasks: list[str] | None = None, methods: list[str] |
     methods = methods or ["lora", "full"]
     task = get_task(tasks[0])
     base = with_overrides(cfg, {"task": task.name})
+    per_method = {"gradient_flow": check_gradient_flow, "overfitting": check_overfitting,
+                  "reproducibility": lambda c, _t: check_reproducibility(c)}
     results: list[CheckResult] = []
     for check in checks:
         if check == "model_loading":
-            results.append(check_model_loading(base, task))
+            results.append(_guard(check, "-", check_model_loading, base, task))
         elif check == "lora_setup" and "lora" in methods:
-            results.append(check_lora_setup(base, task))
+            results.append(_guard(check, "lora", check_lora_setup, base, task))
         elif check == "data_loading":
-            results.append(check_data_loading(base, tasks))
+            results.append(_guard(check, "-", check_data_loading, base, tasks))
         elif check == "wandb_logging":
-            results.append(check_wandb_logging(base))
-        elif check in ("gradient_flow", "overfitting", "reproducibility"):
-            fn = {"gradient_flow": check_gradient_flow, "overfitting": check_overfitting}.get(check)
+            results.append(_guard(check, "-", check_wandb_logging, base))
+        elif check in per_method:
             for m in methods:
-                mc = with_overrides(base, {"method": m})
-                results.append(fn(mc, task) if fn else check_reproducibility(mc))
+                results.append(_guard(check, m, per_method[check], with_overrides(base, {"method": m}), task))
     return results
+
+
+def _guard(check: str, method: str, fn, *args) -> CheckResult:
+    """A check that crashes has failed, with the exception as its detail (never a traceback mid-table)."""
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001
+        return _fail(check, method, "error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
 
 
 def preflight(cfg: Config) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import psutil
 import torch
 from datasets import Dataset
+from torch.utils.data import SequentialSampler
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
@@ -61,6 +62,25 @@ class Split:
     def dataset(self) -> Dataset:
         return Dataset.from_list(model_columns(self.features))
 
+    def sorted_by_length(self) -> Split:
+        """Evaluation order: longest first, so dynamic padding wastes little and the order is fixed.
+
+        Classification records stay aligned with their features; QA features carry their example id.
+        """
+        order = sorted(range(len(self.features)), key=lambda i: -self.features[i]["length"])
+        features = [self.features[i] for i in order]
+        if len(self.records) == len(self.features) and "example_id" not in self.features[0]:
+            return Split([self.records[i] for i in order], features)
+        return Split(self.records, features)
+
+
+class SequentialEvalTrainer(Trainer):
+    """transformers 5 evaluates with a LengthGroupedSampler when training groups by length, which returns
+    predictions in a shuffled order; we evaluate sequentially over splits pre-sorted by length instead."""
+
+    def _get_eval_sampler(self, eval_dataset):
+        return SequentialSampler(eval_dataset) if eval_dataset is not None else None
+
 
 def prepare_splits(cfg: Config, task: TaskSpec, tokenizer) -> dict[str, Split]:
     from tunebench.data import load_task_splits
@@ -69,7 +89,8 @@ def prepare_splits(cfg: Config, task: TaskSpec, tokenizer) -> dict[str, Split]:
     splits = {}
     for name in ("train", "validation", "test"):
         records = raw[name].to_list()
-        splits[name] = Split(records, encode(task, records, tokenizer, cfg.model.max_length, cfg.qa.doc_stride))
+        split = Split(records, encode(task, records, tokenizer, cfg.model.max_length, cfg.qa.doc_stride))
+        splits[name] = split if name == "train" else split.sorted_by_length()
     n = cfg.training.eval_train_examples
     if n:
         rng = np.random.default_rng(cfg.data.split_seed)
@@ -77,7 +98,7 @@ def prepare_splits(cfg: Config, task: TaskSpec, tokenizer) -> dict[str, Split]:
                                  replace=False).tolist())
         records = [splits["train"].records[i] for i in pick]
         splits["train_eval"] = Split(records, encode(task, records, tokenizer, cfg.model.max_length,
-                                                     cfg.qa.doc_stride))
+                                                     cfg.qa.doc_stride)).sorted_by_length()
     return splits
 
 
@@ -295,7 +316,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True)
     if cfg.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(cfg.training.early_stopping_patience))
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=cfg.training.pad_to_multiple_of)
-    trainer = Trainer(
+    trainer = SequentialEvalTrainer(
         model=model, args=args, data_collator=collator,
         train_dataset=splits["train"].dataset(), eval_dataset=splits["validation"].dataset(),
         compute_metrics=make_compute_metrics(task, splits["validation"], cfg), callbacks=callbacks,

@@ -1,0 +1,229 @@
+"""The training and evaluation engine on the tiny model and builtin data: files, invariants, resume, failure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tunebench.config import load_config, with_overrides
+from tunebench.data.tasks import get_task
+from tunebench.io import read_jsonl
+from tunebench.methods import apply_method, count_parameters, expected_lora_trainable
+from tunebench.model import load_model, load_tokenizer
+from tunebench.results import run_dir
+from tunebench.runner import run_one
+
+TINY_RUN = [
+    "model.name=tiny", "tracking.backend=none", "data.source=builtin",
+    "data.builtin_train_size=96", "data.builtin_test_size=32", "data.validation_size=16",
+    "training.max_steps=4", "training.eval_steps=2", "training.logging_steps=1",
+    "training.per_device_train_batch_size=8", "training.eval_train_examples=16", "model.max_length=128",
+]
+
+
+def tiny_cfg(tmp_path: Path, *extra: str):
+    return load_config([], [*TINY_RUN, f"output_dir={tmp_path}", "experiment=t", *extra])
+
+
+@pytest.mark.parametrize("task", ["sst2", "mrpc", "rte", "squad_v2"])
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_each_method_on_each_task_writes_every_file(tmp_path, task, method):
+    cfg = tiny_cfg(tmp_path, f"task={task}", f"method={method}")
+    rec = run_one(cfg, preflight=False)
+    assert rec["status"] == "ok", rec["reason"]
+    rdir = run_dir(cfg)
+    saved = json.loads((rdir / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(rec))
+    for f in ("config.yaml", "metrics.json", "log.jsonl", "predictions/test.jsonl", "predictions/validation.jsonl"):
+        assert (rdir / f).is_file(), f
+    assert (rdir / "adapter" / "adapter_config.json").is_file() == (method == "lora")
+    assert not (rdir / "checkpoints").exists()  # removed once the run is ok
+    spec = get_task(task)
+    assert set(spec.metrics) <= set(rec["test"]) and "loss" in rec["test"]
+    assert rec["steps"] == 4 and rec["best_validation"]["step"] in (2, 4)
+    assert rec["params"]["trainable"] <= rec["params"]["total"]
+    assert (rec["params"]["trainable"] == rec["params"]["total"]) == (method == "full")
+    assert rec["tokens"]["train_non_pad"] > 0 and rec["memory"]["peak_bytes"] > 0
+    assert rec["env"]["packages"]["torch"].startswith("2.13") and rec["learning_rate"] == cfg.learning_rate
+    preds = read_jsonl(rdir / "predictions" / "test.jsonl")
+    assert len(preds) == 32  # every test example predicted once
+    if spec.is_qa:
+        assert rec["test"]["total"] == 32 and "null_threshold" in rec["qa"]
+        assert {"id", "prediction", "exact", "f1", "has_answer"} <= set(preds[0])
+    else:
+        acc = sum(p["label"] == p["prediction"] for p in preds) / len(preds)
+        assert rec["test"]["accuracy"] == pytest.approx(acc)
+    log = read_jsonl(rdir / "log.jsonl")
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4]
+    assert [r["step"] for r in log if f"eval_{'f1' if spec.is_qa else spec.primary_metric}" in r] == [2, 4]
+
+
+def _tiny_models(cfg, task_name="sst2"):
+    task = get_task(task_name)
+    tok = load_tokenizer(cfg)
+    torch.manual_seed(0)
+    return task, tok, load_model(cfg, task, tok, device="cpu")
+
+
+def _batch(tok, n=4):
+    enc = tok(["the movie was great .", "a dull plot .", "so good .", "bad ending ."][:n], padding=True,
+              return_tensors="pt")
+    return dict(enc)
+
+
+def test_lora_output_equals_base_at_init_and_count_matches_formula(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    task, tok, base = _tiny_models(cfg)
+    base.eval()
+    with torch.no_grad():
+        before = base(**_batch(tok)).logits
+    expected = expected_lora_trainable(base, cfg, task)
+    t = cfg.model.tiny
+    per_layer = 16 * ((t.hidden_size + t.hidden_size) * 2                       # q, o
+                      + (t.hidden_size + t.hidden_size // 2) * 2                # k, v (2 of 4 heads)
+                      + (t.hidden_size + t.intermediate_size) * 3)              # gate, up, down
+    assert expected == t.num_hidden_layers * per_layer + t.hidden_size * 2      # + score head (2 labels, no bias)
+    model = apply_method(base, cfg, task)
+    model.eval()
+    with torch.no_grad():
+        after = model(**_batch(tok)).logits
+    assert torch.equal(before, after)
+    assert count_parameters(model)["trainable"] == expected
+
+
+def test_base_weights_unchanged_after_an_optimizer_step(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    task, tok, base = _tiny_models(cfg)
+    model = apply_method(base, cfg, task)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    out = model(**_batch(tok), labels=torch.tensor([1, 0, 1, 0]))
+    out.loss.backward()
+    opt.step()
+    assert frozen and all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
+    changed = [n for n, p in model.named_parameters() if n in trainable and not torch.equal(p, trainable[n])]
+    assert any("lora_A" in n for n in changed) and any("score" in n for n in changed)
+
+
+def test_head_survives_save_and_reload(tmp_path):
+    from peft import PeftModel
+
+    cfg = tiny_cfg(tmp_path, "method=lora", "training.max_steps=40", "training.eval_steps=20",
+                   "training.learning_rate=1e-2", "data.builtin_train_size=400")
+    rec = run_one(cfg, preflight=False)
+    assert rec["status"] == "ok"
+    adapter = run_dir(cfg) / "adapter"
+    # Reload onto the same (seeded random) backbone with a different random head: the saved head must win.
+    from transformers import set_seed
+
+    task, tok = get_task("sst2"), load_tokenizer(cfg)
+    set_seed(cfg.training.seed)
+    base = load_model(cfg, task, tok, device="cpu")
+    torch.nn.init.normal_(base.score.weight, std=1.0)
+    reloaded = PeftModel.from_pretrained(base, str(adapter)).eval()
+    preds = read_jsonl(run_dir(cfg) / "predictions" / "test.jsonl")
+    from tunebench.data import load_task_splits
+    from tunebench.features import encode
+
+    test = load_task_splits(cfg, "sst2")["test"].to_list()
+    feats = encode(task, test, tok, cfg.model.max_length)
+    got = {}
+    with torch.no_grad():
+        for r, f in zip(test, feats, strict=True):
+            ids = torch.tensor([f["input_ids"]])
+            got[r["idx"]] = int(reloaded(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.argmax(-1))
+    # Every saved prediction (batched, length-sorted evaluation) matches the example predicted on its own.
+    assert got == {p["idx"]: p["prediction"] for p in preds}
+    assert len(set(got.values())) == 2  # a trained head, not a constant
+
+
+class _KillAt:
+    """Raise inside training at a given step, as a killed process would stop (after its last checkpoint)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def __call__(self, original):
+        def on_log(cb, args, state, control, logs=None, **kw):
+            if state.global_step >= self.step:
+                raise KeyboardInterrupt("killed")
+            return original(cb, args, state, control, logs=logs, **kw)
+        return on_log
+
+
+def test_killed_run_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path, monkeypatch):
+    import tunebench.train as train
+
+    common = ["training.max_steps=8", "training.eval_steps=4", "training.save_total_limit=3"]
+    full = run_one(tiny_cfg(tmp_path / "a", *common), preflight=False)
+    cfg = tiny_cfg(tmp_path / "b", *common)
+    original = train.JsonlLogCallback.on_log
+    monkeypatch.setattr(train.JsonlLogCallback, "on_log", _KillAt(6)(original))
+    with pytest.raises(KeyboardInterrupt):
+        run_one(cfg, preflight=False)
+    assert json.loads((run_dir(cfg) / "metrics.json").read_text())["status"] == "running"
+    assert (run_dir(cfg) / "checkpoints" / "checkpoint-4").is_dir()
+    monkeypatch.setattr(train.JsonlLogCallback, "on_log", original)
+    resumed = run_one(cfg, resume=True, preflight=False)
+    assert resumed["status"] == "ok"
+    assert resumed["test"] == full["test"] and resumed["validation"] == full["validation"]
+    losses = [r["loss"] for r in read_jsonl(run_dir(cfg) / "log.jsonl") if "loss" in r]
+    ref = [r["loss"] for r in read_jsonl(run_dir(tiny_cfg(tmp_path / "a", *common)) / "log.jsonl") if "loss" in r]
+    assert losses == ref
+
+
+def test_nan_loss_marks_the_run_failed_with_its_reason(tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    original = Trainer.compute_loss
+
+    def nan_loss(self, model, inputs, *a, **kw):
+        out = original(self, model, inputs, *a, **kw)
+        return out * float("nan") if not isinstance(out, tuple) else (out[0] * float("nan"), *out[1:])
+
+    monkeypatch.setattr(Trainer, "compute_loss", nan_loss)
+    cfg = tiny_cfg(tmp_path)
+    rec = run_one(cfg, preflight=False)
+    assert rec["status"] == "failed" and "non-finite training loss" in rec["reason"]
+    saved = json.loads((run_dir(cfg) / "metrics.json").read_text())
+    assert saved["status"] == "failed" and (run_dir(cfg) / "error.log").is_file()
+
+
+def test_exception_marks_the_run_failed(tmp_path):
+    cfg = tiny_cfg(tmp_path, "lora.target_modules=[no_such_proj]")
+    rec = run_one(cfg, preflight=False)
+    assert rec["status"] == "failed" and "no_such_proj" in rec["reason"]
+
+
+def test_wandb_offline_run_files_hold_the_metrics_and_no_api_key(tmp_path, monkeypatch):
+    from tunebench.tracking import read_wandb_file
+
+    monkeypatch.setenv("WANDB_API_KEY", "sk-test-0123456789abcdef0123456789abcdef01234567")
+    cfg = tiny_cfg(tmp_path, "tracking.backend=wandb")
+    rec = run_one(cfg, preflight=False)
+    assert rec["status"] == "ok"
+    files = list(run_dir(cfg).glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(files) == 1
+    records = read_wandb_file(files[0])
+    losses = [r["train/loss"] for kind, r in records if kind == "history" and "train/loss" in r]
+    logged = [r["loss"] for r in read_jsonl(run_dir(cfg) / "log.jsonl") if "loss" in r]
+    assert losses == pytest.approx(logged)
+    summary = {k: v for kind, r in records if kind == "summary" for k, v in r.items()}
+    assert summary["test/accuracy"] == pytest.approx(rec["test"]["accuracy"])
+    for f in run_dir(cfg).rglob("*"):
+        if f.is_file():
+            assert b"sk-test-0123456789abcdef" not in f.read_bytes(), f
+
+
+def test_preflight_runs_before_training(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    rec = run_one(cfg, preflight=True)
+    assert rec["status"] == "ok"
+    broken = with_overrides(cfg, {"lora.target_modules": ["no_such_proj"]})
+    rec = run_one(broken, preflight=True)
+    assert rec["status"] == "failed" and "pre-flight check lora_setup" in rec["reason"]
