@@ -134,6 +134,9 @@ def inspect_lora_setup(model, cfg: Config, task: TaskSpec, batch: dict, base_log
     if set(layers) != targets or short:
         return _fail(name, "lora", f"modules {sorted(layers)}",
                      f"expected {sorted(targets)} in all {n_layers} layers, got {layers}")
+    frozen_head = _frozen_head(model, head_name(task))
+    if frozen_head:
+        return _fail(name, "lora", "head frozen", f"task head {head_name(task)!r} is frozen: {', '.join(frozen_head)}")
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     stray = [n for n in trainable if "lora_" not in n and head_name(task) not in n]
     if stray:
@@ -150,6 +153,12 @@ def inspect_lora_setup(model, cfg: Config, task: TaskSpec, batch: dict, base_log
                      "LoRA output differs from the base model at init (B != 0?)")
     return CheckResult(name, "lora", True, f"{len(wrapped)} modules x {n_layers} layers; trainable {n_trainable:,} = "
                        f"formula; init diff {diff:.1e}")
+
+
+def _frozen_head(model, head: str) -> list[str]:
+    """Head parameters that will not train (for PEFT, the trainable copy in modules_to_save)."""
+    params = [(n, p) for n, p in model.named_parameters() if f"{head}." in n and "original_module" not in n]
+    return [n for n, p in params if not p.requires_grad]
 
 
 def _layers_per_module(wrapped: dict) -> dict[str, int]:
@@ -182,19 +191,20 @@ def check_lora_setup(cfg: Config, task: TaskSpec) -> CheckResult:
 
 
 def check_data_loading(cfg: Config, tasks: list[str]) -> CheckResult:
-    from tunebench.data import load_task_splits
-    from tunebench.data.validate import validate_splits
+    """Every requested task loads and passes `data validate`."""
+    from tunebench.data.validate import validate_loaded
 
     name = "data_loading"
     sizes = []
     for t in tasks:
         try:
-            splits = load_task_splits(cfg, t)
+            findings, splits = validate_loaded(cfg, t)
         except TunebenchError as e:
             return _fail(name, "-", f"{t}: not loaded", str(e))
-        issues = [i for i in validate_splits(t, splits, cfg) if i.level == "error"]
-        if issues:
-            return _fail(name, "-", f"{t}: {len(issues)} errors", f"{t}: {issues[0].message}")
+        errors = [f for f in findings if f.level == "error"]
+        if errors:
+            e = errors[0]
+            return _fail(name, "-", f"{t}: {len(errors)} errors", f"{t} {e.split} {e.check}: {e.message}")
         sizes.append(f"{t} {'/'.join(str(len(splits[s])) for s in ('train', 'validation', 'test'))}")
     return CheckResult(name, "-", True, "; ".join(sizes) + " (train/val/test)")
 
@@ -202,8 +212,11 @@ def check_data_loading(cfg: Config, tasks: list[str]) -> CheckResult:
 # ---------------------------------------------------------------- 4 gradient flow
 
 
-def inspect_gradient_flow(model, batch: dict, method: str) -> CheckResult:
+def inspect_gradient_flow(model, batch: dict, method: str, head: str) -> CheckResult:
     name = "gradient_flow"
+    frozen_head = _frozen_head(model, head)
+    if frozen_head:
+        return _fail(name, method, "head frozen", f"task head {head!r} is frozen: {', '.join(frozen_head)}")
     model.train()
     model.zero_grad(set_to_none=True)
     _forward(model, batch).loss.backward()
@@ -234,7 +247,7 @@ def check_gradient_flow(cfg: Config, task: TaskSpec) -> CheckResult:
     torch.manual_seed(cfg.training.seed)
     model = apply_method(model, cfg, task)
     _nonzero_lora_b(model)
-    return inspect_gradient_flow(model, batch, cfg.method)
+    return inspect_gradient_flow(model, batch, cfg.method, head_name(task))
 
 
 def _nonzero_lora_b(model) -> None:

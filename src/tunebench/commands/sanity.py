@@ -10,9 +10,13 @@ from tunebench.commands._common import add_config_args, config_from_args
 from tunebench.config import METHODS, TASK_NAMES, with_overrides
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from tunebench.sanity import CHECKS
+# The names of tunebench.sanity.CHECKS, spelled here so that building the CLI parser imports no torch/peft
+# (tests/test_sanity.py checks they agree).
+CHECKS = ("model_loading", "lora_setup", "data_loading", "gradient_flow", "overfitting", "wandb_logging",
+          "reproducibility")
 
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sanity", help="the seven sanity checks (each able to fail) for both methods",
         description="Model loading, LoRA setup, data loading, gradient flow, overfitting, W&B logging and "

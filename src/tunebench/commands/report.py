@@ -1,0 +1,49 @@
+"""`tunebench report RESULTS_DIR [--out DIR]`: tables, statistics, verdicts and plots from run folders.
+
+Reads only the per-run result files (docs/results.md) below RESULTS_DIR, at any depth, and writes the
+report folder (layout: tunebench.report.render). Prints one verdict per task and the HTML report's path.
+Exit 0 when results were read (even if no run is ok); 2 when RESULTS_DIR is missing or holds no runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tunebench.errors import TunebenchError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="tables, statistics, verdicts and plots from run results")
+    p.add_argument("results_dir", metavar="RESULTS_DIR", help="folder holding run folders (any depth)")
+    p.add_argument("--out", metavar="DIR", default=None, help="report folder (default: RESULTS_DIR/report)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdicts (default 0.05)")
+    p.add_argument("--bootstrap-resamples", type=int, default=10_000, metavar="N",
+                   help="paired-bootstrap resamples for SQuAD (default 10000; seed fixed)")
+    p.add_argument("--bootstrap-seed", type=int, default=0, metavar="SEED", help="bootstrap seed (default 0)")
+    p.set_defaults(func=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    if not 0 < args.alpha < 1:
+        raise TunebenchError(f"--alpha {args.alpha}: must be between 0 and 1")
+    if args.bootstrap_resamples < 1:
+        raise TunebenchError(f"--bootstrap-resamples {args.bootstrap_resamples}: must be at least 1")
+    # Imported here so that `tunebench --help` does not pay for pandas and scipy.
+    from tunebench.report.build import build_report
+    from tunebench.report.render import write_report
+
+    results = Path(args.results_dir)
+    out = Path(args.out) if args.out else results / "report"
+    report = build_report(results, out_dir=out, alpha=args.alpha, n_resamples=args.bootstrap_resamples,
+                          bootstrap_seed=args.bootstrap_seed)
+    written = write_report(report, out)
+    print(f"{len(report.runs)} runs read: {report.n_ok} ok, {len(report.failed)} failed or unfinished")
+    for sentence in report.verdicts.values():
+        print(sentence)
+    for note in report.notes:
+        print(f"note: {note}")
+    if report.n_ok == 0:
+        print("no run finished ok: nothing to compare; see the failed-runs table")
+    print(f"report: {written['report.html']}")
+    return 0

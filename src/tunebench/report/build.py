@@ -1,0 +1,159 @@
+"""Assemble the report: read the run folders once (`load_inputs`), then compute everything from values
+(`analyze`, pure). Writing files is render.write_report's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from tunebench.data.tasks import TASKS
+from tunebench.errors import TunebenchError
+from tunebench.report import collect, tables
+from tunebench.report.compare import TaskComparison, compare_task
+from tunebench.report.select import Selection, select_settings, summarize_settings
+from tunebench.report.stats import DEFAULT_BOOTSTRAP_RESAMPLES, DEFAULT_BOOTSTRAP_SEED
+from tunebench.report.verdict import compose_verdict
+from tunebench.results import STATUS_OK
+
+
+@dataclass
+class Inputs:
+    """What the report reads from disk; nothing else is read."""
+
+    results_dir: Path
+    runs: pd.DataFrame                         # tidy table, one row per run folder
+    curves: pd.DataFrame                       # log.jsonl of ok runs (run_dir, step, loss, eval_loss)
+    predictions: dict[str, pd.DataFrame]       # run_dir -> predictions/test.jsonl (ok runs)
+    selections: dict[str, dict[str, dict]]     # merged selection.json files
+    configs: dict[str, dict]                   # run_dir -> resolved config (only when selections exist)
+
+
+@dataclass
+class Report:
+    results_dir: Path
+    alpha: float
+    runs: pd.DataFrame
+    failed: pd.DataFrame
+    settings: pd.DataFrame
+    metric_summary: pd.DataFrame
+    comparison: pd.DataFrame
+    example_tests: pd.DataFrame
+    efficiency: pd.DataFrame
+    stability: pd.DataFrame
+    generalization: pd.DataFrame
+    comparisons: list[TaskComparison]
+    verdicts: dict[str, str]
+    figures: dict[str, bytes] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_ok(self) -> int:
+        return int((self.runs["status"] == STATUS_OK).sum())
+
+
+def load_inputs(results_dir: str | Path, out_dir: str | Path | None = None) -> Inputs:
+    """Read every run below results_dir (skipping out_dir). TunebenchError when there is nothing to read."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise TunebenchError(f"{root}: results directory not found")
+    runs = collect.collect_runs(root, exclude=out_dir)
+    if runs.empty:
+        raise TunebenchError(f"{root}: no runs found (no run folder with metrics.json below it)")
+    ok = runs[runs["status"] == STATUS_OK]
+    selections = collect.read_selections(root, exclude=out_dir)
+    return Inputs(
+        results_dir=root, runs=runs, curves=collect.collect_curves(ok, root),
+        predictions={r: p for r in ok["run_dir"] if (p := collect.read_test_predictions(root / r)) is not None},
+        selections=selections, configs=collect.read_configs(ok, root) if selections else {},
+    )
+
+
+def build_report(
+    results_dir: str | Path, out_dir: str | Path | None = None, alpha: float = 0.05,
+    n_resamples: int = DEFAULT_BOOTSTRAP_RESAMPLES, bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED,
+    with_figures: bool = True,
+) -> Report:
+    return analyze(load_inputs(results_dir, out_dir), alpha, n_resamples, bootstrap_seed, with_figures)
+
+
+def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOTSTRAP_RESAMPLES,
+            bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED, with_figures: bool = True) -> Report:
+    """Every table, verdict and figure from the inputs (pure)."""
+    runs = tables.add_primary_columns(inputs.runs)
+    ok, notes = drop_duplicate_seeds(runs[runs["status"] == STATUS_OK])
+    settings = summarize_settings(ok)
+    chosen = select_settings(settings, inputs.selections, _configs_by_setting(ok, inputs.configs),
+                             {t: s.primary_metric for t, s in TASKS.items()})
+    settings = tables.sort_by_task(mark_selected(settings, chosen))
+    notes += [s.note for s in chosen.values() if s.note]
+    headline = ok.merge(settings.loc[settings["selected"], ["task", "method", "setting_id"]],
+                        on=["task", "method", "setting_id"])
+    comparisons = [
+        compare_task(task, headline, inputs.predictions, _count_not_ok(runs, task), n_resamples, bootstrap_seed)
+        for task in _tasks_present(runs)
+    ]
+    efficiency = tables.build_efficiency_table(headline)
+    verdicts = {c.task: compose_verdict(c, tables.efficiency_ratios(efficiency, c.task), alpha)
+                for c in comparisons}
+    report = Report(
+        results_dir=inputs.results_dir, alpha=alpha, runs=runs, failed=tables.build_failed_table(runs),
+        settings=settings, metric_summary=tables.build_metric_summary(headline),
+        comparison=tables.build_comparison_table(comparisons),
+        example_tests=tables.build_example_tests_table(comparisons), efficiency=efficiency,
+        stability=tables.build_stability_table(headline),
+        generalization=tables.build_generalization_table(headline),
+        comparisons=comparisons, verdicts=verdicts, notes=notes,
+    )
+    if with_figures:
+        from tunebench.report.plots import build_figures  # matplotlib is slow to import; only when drawing
+
+        report.figures = build_figures(report.comparison, inputs.curves, headline, efficiency, settings)
+    return report
+
+
+def drop_duplicate_seeds(ok: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Keep one run per task x method x setting x seed and say which were dropped.
+
+    The same config and seed in two experiment folders is the same run (a plan retrains the chosen
+    sweep point on the sweep seed in its final folder). The copy kept is the one from the experiment
+    holding more seeds of that setting -- the final stage rather than the 1-seed sweep -- then path order.
+    """
+    keys = ["task", "method", "setting_id", "seed"]
+    if ok.empty:
+        return ok.reset_index(drop=True), []
+    size = ok.groupby(["task", "method", "setting_id", "experiment"], dropna=False)["run_dir"].transform("size")
+    ranked = ok.assign(_size=size).sort_values(["_size", "run_dir"], ascending=[False, True])
+    dup = ranked.duplicated(keys, keep="first")
+    notes = [f"same setting and seed as another run, counted once: {r} left out" for r in ranked.loc[dup, "run_dir"]]
+    kept = ranked[~dup].drop(columns="_size").sort_index()
+    return kept.reset_index(drop=True), sorted(notes)
+
+
+def mark_selected(settings: pd.DataFrame, chosen: dict[tuple[str, str], Selection]) -> pd.DataFrame:
+    out = settings.copy()
+    ids = {k: s.setting_id for k, s in chosen.items()}
+    out["selected"] = [ids.get((t, m)) == sid for t, m, sid in zip(out["task"], out["method"], out["setting_id"],
+                                                                      strict=True)]
+    out["selection"] = [chosen[(t, m)].source if sel else "" for t, m, sel in zip(out["task"], out["method"],
+                                                                                   out["selected"], strict=True)]
+    return out
+
+
+def _configs_by_setting(ok: pd.DataFrame, configs: dict[str, dict]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for sid, rel in zip(ok["setting_id"], ok["run_dir"], strict=True):
+        if rel in configs:
+            out.setdefault(sid, configs[rel])
+    return out
+
+
+def _tasks_present(runs: pd.DataFrame) -> list[str]:
+    present = set(runs["task"].dropna())
+    return [t for t in TASKS if t in present]
+
+
+def _count_not_ok(runs: pd.DataFrame, task: str) -> int:
+    return int(((runs["task"] == task) & (runs["status"] != STATUS_OK)).sum())

@@ -1,0 +1,168 @@
+"""Report tables as DataFrames (pure). Primary metrics are compared in *points*: classification fractions
+x 100 (percentage points), SQuAD v2 metrics as they are (the official script already reports 0-100).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from tunebench.data.tasks import TASKS
+from tunebench.report.compare import TaskComparison
+from tunebench.report.stats import summarize
+from tunebench.results import STATUS_OK, STATUS_RUNNING
+
+FAILED_COLUMNS = ["task", "method", "seed", "learning_rate", "experiment", "run_id", "status", "reason", "run_dir"]
+EFFICIENCY_MEANS = ["params_trainable", "params_total", "params_trainable_share", "peak_memory_bytes", "wall_s",
+                     "train_s", "eval_s", "tokens_per_s", "time_to_best_validation_s", "best_validation_step"]
+
+EFFICIENCY_COLUMNS = ["task", "method", "n_seeds", *EFFICIENCY_MEANS, "peak_memory_mib", "memory_kind",
+                      "test_primary_mean", "test_primary_ci_low", "test_primary_ci_high"]
+STABILITY_COLUMNS = ["task", "method", "n_seeds", "test_sd", "test_min", "test_max", "validation_sd",
+                     "train_loss_mean", "train_loss_sd"]
+GENERALIZATION_COLUMNS = ["task", "method", "n", "train_mean", "test_mean", "gap_mean", "gap_sd", "gap_ci_low",
+                          "gap_ci_high"]
+
+
+def points_scale(task: str) -> float:
+    """Factor that turns a task's metric into points (0-100)."""
+    return 1.0 if TASKS[task].is_qa else 100.0
+
+
+def add_primary_columns(runs: pd.DataFrame) -> pd.DataFrame:
+    """test_primary / validation_primary / train_eval_primary: each run's primary metric in points."""
+    out = runs.copy()
+    for split in ("test", "validation", "train_eval"):
+        out[f"{split}_primary"] = [_primary_value(r, split) for _, r in out.iterrows()]
+    return out
+
+
+def _primary_value(row: pd.Series, split: str) -> float:
+    task, metric = row.get("task"), row.get("primary_metric")
+    if task not in TASKS or not isinstance(metric, str):
+        return math.nan
+    value = row.get(f"{split}_{metric}", math.nan)
+    if split == "validation" and pd.isna(value):
+        value = row.get("best_validation_value", math.nan)  # the same number: the restored best checkpoint's
+    return float(value) * points_scale(task) if pd.notna(value) else math.nan
+
+
+def sort_by_task(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the task table's order (sst2, mrpc, rte, squad_v2), LoRA before full."""
+    if df.empty or "task" not in df:
+        return df.reset_index(drop=True)
+    order = {t: i for i, t in enumerate(TASKS)}
+    keys = df["task"].map(lambda t: order.get(t, len(order)))
+    if "method" in df:
+        keys = keys * 2 + df["method"].map(lambda m: 0 if m == "lora" else 1)
+    return df.iloc[keys.argsort(kind="stable")].reset_index(drop=True)
+
+
+def build_failed_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every run that is not ok (failed, running, unreadable) with its reason; never averaged."""
+    bad = runs.loc[runs["status"] != STATUS_OK, FAILED_COLUMNS].reset_index(drop=True)
+    running = (bad["status"] == STATUS_RUNNING) & bad["reason"].isna()
+    bad["reason"] = bad["reason"].astype(object)
+    bad.loc[running, "reason"] = "still running, or killed before it wrote a final status"
+    return bad
+
+
+def build_metric_summary(headline: pd.DataFrame) -> pd.DataFrame:
+    """Long table per task x method x metric (test_*, validation_*, train_eval_*, raw units): n, mean, sd
+    and 95% t-interval over seeds."""
+    metric_cols = [c for c in headline.columns
+                   if c.startswith(("test_", "validation_", "train_eval_")) and not c.endswith("_primary")]
+    rows = []
+    for (task, method), g in headline.groupby(["task", "method"], sort=True):
+        for col in metric_cols:
+            s = summarize(g[col])
+            if s.n:
+                rows.append({"task": task, "method": method, "metric": col} | s.as_dict())
+    return sort_by_task(pd.DataFrame(rows, columns=["task", "method", "metric", "n", "mean", "sd", "ci_low",
+                                                    "ci_high"]))
+
+
+def build_comparison_table(comparisons: list[TaskComparison]) -> pd.DataFrame:
+    """The headline table: per task, each method's mean +- CI (points) and LoRA - full with its tests."""
+    rows = []
+    for c in comparisons:
+        row = {"task": c.task, "metric": c.primary_metric}
+        for name, s in (("lora", c.lora), ("full", c.full)):
+            row |= {f"{name}_n": s.n, f"{name}_mean": s.mean, f"{name}_sd": s.sd,
+                    f"{name}_ci_low": s.ci_low, f"{name}_ci_high": s.ci_high}
+        if c.seeds is not None:
+            k = c.seeds
+            row |= {"design": k.design, "n_pairs": k.n_pairs, "diff": k.mean_diff, "diff_ci_low": k.ci_low,
+                    "diff_ci_high": k.ci_high, "t_stat": k.t_stat, "t_p": k.t_p, "rank_stat": k.rank_stat,
+                    "rank_p": k.rank_p, "effect_size": k.effect_size}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def build_example_tests_table(comparisons: list[TaskComparison]) -> pd.DataFrame:
+    rows = [r for c in comparisons for r in c.example_tests]
+    return pd.DataFrame(rows, columns=["task", "comparison", "seeds", "test", "n_examples", "b", "c", "odds_ratio",
+                                       "mean_diff", "ci_low", "ci_high", "statistic", "p", "effect_size"])
+
+
+def build_efficiency_table(headline: pd.DataFrame) -> pd.DataFrame:
+    """Per task x method: means over seeds of parameters, memory, time and throughput, plus test primary."""
+    rows = []
+    for (task, method), g in headline.groupby(["task", "method"], sort=True):
+        row = {"task": task, "method": method, "n_seeds": len(g)}
+        for col in EFFICIENCY_MEANS:
+            row[col] = float(g[col].mean()) if col in g and g[col].notna().any() else math.nan
+        row["peak_memory_mib"] = row["peak_memory_bytes"] / 2**20
+        row["memory_kind"] = ",".join(sorted(set(g["memory_kind"].dropna().astype(str)))) or None
+        s = summarize(g["test_primary"])
+        row |= {"test_primary_mean": s.mean, "test_primary_ci_low": s.ci_low, "test_primary_ci_high": s.ci_high}
+        rows.append(row)
+    return sort_by_task(pd.DataFrame(rows, columns=EFFICIENCY_COLUMNS))
+
+
+def efficiency_ratios(efficiency: pd.DataFrame, task: str) -> dict[str, float | str | None]:
+    """LoRA's trainable share and LoRA / full ratios of memory, wall time and throughput for one task."""
+    if efficiency.empty:
+        return {}
+    e = efficiency[efficiency["task"] == task].set_index("method")
+    if "lora" not in e.index:
+        return {}
+    lora = e.loc["lora"]
+    out: dict[str, float | str | None] = {"lora_trainable_share": lora["params_trainable_share"]}
+    if "full" not in e.index:
+        return out
+    full = e.loc["full"]
+    same_kind = lora["memory_kind"] == full["memory_kind"]
+    out["memory_kinds"] = f"{lora['memory_kind']} vs {full['memory_kind']}" if not same_kind else lora["memory_kind"]
+    out["memory_ratio"] = _ratio(lora["peak_memory_bytes"], full["peak_memory_bytes"]) if same_kind else math.nan
+    out["wall_ratio"] = _ratio(lora["wall_s"], full["wall_s"])
+    out["tokens_per_s_ratio"] = _ratio(lora["tokens_per_s"], full["tokens_per_s"])
+    return out
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a) / float(b) if pd.notna(a) and pd.notna(b) and b else math.nan
+
+
+def build_stability_table(headline: pd.DataFrame) -> pd.DataFrame:
+    """Seed-to-seed spread per task x method: sd and range of the primary metric (points), sd of train loss."""
+    rows = []
+    for (task, method), g in headline.groupby(["task", "method"], sort=True):
+        t, v, loss = summarize(g["test_primary"]), summarize(g["validation_primary"]), summarize(g["train_loss"])
+        rows.append({"task": task, "method": method, "n_seeds": t.n, "test_sd": t.sd,
+                     "test_min": g["test_primary"].min(), "test_max": g["test_primary"].max(),
+                     "validation_sd": v.sd, "train_loss_mean": loss.mean, "train_loss_sd": loss.sd})
+    return sort_by_task(pd.DataFrame(rows, columns=STABILITY_COLUMNS))
+
+
+def build_generalization_table(headline: pd.DataFrame) -> pd.DataFrame:
+    """Train (re-scored train subset) minus test primary metric, points: the generalization gap."""
+    rows = []
+    for (task, method), g in headline.groupby(["task", "method"], sort=True):
+        gap = summarize(g["train_eval_primary"] - g["test_primary"])
+        rows.append({"task": task, "method": method, "n": gap.n,
+                     "train_mean": summarize(g["train_eval_primary"]).mean,
+                     "test_mean": summarize(g["test_primary"]).mean,
+                     "gap_mean": gap.mean, "gap_sd": gap.sd, "gap_ci_low": gap.ci_low, "gap_ci_high": gap.ci_high})
+    return sort_by_task(pd.DataFrame(rows, columns=GENERALIZATION_COLUMNS))

@@ -1,0 +1,133 @@
+"""One honest sentence per task (pure: a TaskComparison and efficiency ratios in, text out).
+
+Rules: the decision is the seed-level t-test at `alpha` (paired when 2+ seeds are shared, Welch when the
+arms ran different seeds); a non-significant result is reported as "no significant difference", never
+as equality (absence of evidence is not evidence of equivalence -- an equivalence claim would need a
+TOST with a pre-declared margin); with too few seeds the sentence says no significance can be claimed.
+Example-level tests are added as a second sentence: they speak to test-set noise only.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tunebench.report.compare import TaskComparison
+
+_NAMES = {"lora": "LoRA", "full": "full fine-tuning"}
+
+
+def compose_verdict(c: TaskComparison, ratios: dict | None = None, alpha: float = 0.05) -> str:
+    """The verdict sentence(s) of one task."""
+    if not c.methods_present:
+        return f"{c.task}: no completed runs ({c.n_not_ok} failed or unfinished); nothing to compare."
+    if c.seeds is None:
+        (method,) = c.methods_present
+        n = c.lora.n if method == "lora" else c.full.n
+        return (f"{c.task}: only {_NAMES[method]} has completed runs ({_count(n, 'seed')}); "
+                f"LoRA and full fine-tuning cannot be compared.")
+    text = f"{c.task}: {describe_seed_result(c, alpha)}{describe_efficiency(ratios or {})}."
+    evidence = describe_example_tests(c.example_tests, alpha)
+    return f"{text} {evidence}" if evidence else text
+
+
+def describe_seed_result(c: TaskComparison, alpha: float) -> str:
+    k = c.seeds
+    assert k is not None
+    diff = f"{c.primary_metric}: LoRA - full = {_pts(k.mean_diff)} points"
+    if k.design == "none" or math.isnan(k.t_p):
+        return f"with {_seed_phrase(c)} no significance can be claimed ({diff}{_single_values(c)})"
+    ci = f"95% CI [{_num(k.ci_low)}, {_num(k.ci_high)}]"
+    tests = (f"paired t-test {_p(k.t_p)}, Wilcoxon {_p(k.rank_p)}, d_z = {_num(k.effect_size)}"
+             if k.design == "paired" else
+             f"no common seeds: Welch t-test {_p(k.t_p)}, Mann-Whitney {_p(k.rank_p)}, d = {_num(k.effect_size)}")
+    if k.t_p >= alpha:
+        return (f"no significant difference at alpha = {alpha:g} with {_seed_phrase(c)} "
+                f"({diff}, {ci}; {tests})")
+    better, worse = ("lora", "full") if k.mean_diff > 0 else ("full", "lora")
+    return (f"{_NAMES[better]} is significantly better than {_NAMES[worse]} at alpha = {alpha:g} with "
+            f"{_seed_phrase(c)}, by {_num(abs(k.mean_diff))} points of {c.primary_metric} "
+            f"({diff}, {ci}; {tests})")
+
+
+def _seed_phrase(c: TaskComparison) -> str:
+    k = c.seeds
+    assert k is not None
+    if k.design == "paired" or (k.design == "none" and c.lora.n == c.full.n == len(c.common_seeds)):
+        return _count(len(c.common_seeds), "seed")
+    return f"{_count(c.lora.n, 'LoRA seed')} and {_count(c.full.n, 'full seed')} ({len(c.common_seeds)} shared)"
+
+
+def _single_values(c: TaskComparison) -> str:
+    if c.lora.n == 1 and c.full.n == 1:
+        return f"; LoRA {_num(c.lora.mean)}, full {_num(c.full.mean)}"
+    return ""
+
+
+def describe_efficiency(r: dict) -> str:
+    """"; LoRA trains 0.9% of the parameters and peaks at 38% of full's memory" (parts that are known)."""
+    parts = []
+    share = r.get("lora_trainable_share")
+    if share is not None and not math.isnan(share):
+        parts.append(f"trains {_percent(share)} of the parameters")
+    mem = r.get("memory_ratio")
+    if mem is not None and not math.isnan(mem):
+        parts.append(f"peaks at {_percent(mem)} of full's memory")
+    elif r.get("memory_kinds") and " vs " in str(r["memory_kinds"]):
+        parts.append(f"has peak memory not comparable with full's ({r['memory_kinds']})")
+    return f"; LoRA {' and '.join(parts)}" if parts else ""
+
+
+def describe_example_tests(tests: list[dict], alpha: float) -> str:
+    """Summary of the per-example tests: how many seed pairs reject, and the combined test."""
+    if not tests:
+        return ""
+    per_seed = [t for t in tests if str(t["comparison"]).startswith("seed ")]
+    combined = [t for t in tests if not str(t["comparison"]).startswith("seed ")]
+    name = tests[0]["test"].split(" ")[0] if tests[0]["test"].startswith("McNemar") else "paired bootstrap"
+    parts = []
+    if len(per_seed) == 1:
+        t = per_seed[0]
+        parts.append(f"per-example {name} on seed {t['seeds']}: {_p(t['p'])}{_counts(t)}")
+    elif per_seed:
+        n_sig = sum(t["p"] < alpha for t in per_seed)
+        parts.append(f"per-example {name}: {n_sig} of {len(per_seed)} seed pairs significant at alpha = {alpha:g}")
+    for t in combined:
+        parts.append(f"{t['comparison']}: {_p(t['p'])}{_counts(t)}")
+    return ("Example-level evidence (test-set noise only, not seed variance): " + "; ".join(parts) + ".")
+
+
+def _counts(t: dict) -> str:
+    if t.get("b") is not None and not _isnan(t.get("b")):
+        return f" (b = {int(t['b'])} only LoRA right, c = {int(t['c'])} only full right)"
+    return f" (LoRA - full = {_pts(t['mean_diff'])} points, 95% CI [{_num(t['ci_low'])}, {_num(t['ci_high'])}])"
+
+
+def _isnan(x: object) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _num(x: float) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{x:.2f}"
+
+
+def _pts(x: float) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{x:+.2f}"
+
+
+def _p(p: float) -> str:
+    if p is None or math.isnan(p):
+        return "p = n/a"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _percent(fraction: float) -> str:
+    pct = 100 * fraction
+    if pct >= 10:
+        return f"{pct:.0f}%"
+    if pct >= 1:
+        return f"{pct:.1f}%"
+    return f"{pct:.2g}%"

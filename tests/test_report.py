@@ -1,0 +1,181 @@
+"""`tunebench report` end to end on synthetic run folders (tests/fake_results.py): files, HTML, CLI."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fake_results import (
+    classification_predictions,
+    squad_predictions,
+    write_broken_run,
+    write_fake_run,
+)
+from tunebench.cli import main
+from tunebench.report.build import build_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SEEDS = (1, 2, 3)
+TABLE_FILES = ("runs.csv", "runs.parquet", "comparison.csv", "example_tests.csv", "metric_summary.csv",
+               "efficiency.csv", "stability.csv", "generalization.csv", "settings.csv", "failed_runs.csv")
+PLOT_FILES = ("metric_by_task.png", "loss_curves.png", "metric_vs_params.png", "metric_vs_memory.png",
+              "lr_sweep.png")
+
+
+def write_study(root) -> None:
+    """sst2 and squad_v2 with 3 paired seeds and predictions, an mrpc lr sweep, rte with a failed full run,
+    a running run, and an unreadable one."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=120)
+    for seed in SEEDS:
+        for method, acc in (("lora", 0.88), ("full", 0.90)):
+            correct = rng.random(len(labels)) < acc
+            write_fake_run(root, "sst2", method, seed, test={"accuracy": correct.mean(), "macro_f1": 0.8},
+                           validation=acc, train_eval=0.97,
+                           predictions=classification_predictions(labels, correct))
+            f1 = rng.random(60)
+            write_fake_run(root, "squad_v2", method, seed, test={"f1": 100 * f1.mean(), "exact": 50.0},
+                           validation=60.0, train_eval={"f1": 80.0}, predictions=squad_predictions(f1))
+        for lr, val in ((1e-4, 0.70), (3e-4, 0.75)):
+            write_fake_run(root, "mrpc", "lora", seed, learning_rate=lr, test=0.8 + seed / 100, validation=val)
+        write_fake_run(root, "mrpc", "full", seed, test=0.82 + seed / 100, validation=0.74)
+    write_fake_run(root, "rte", "lora", 1, test=0.6, validation=0.6)
+    write_fake_run(root, "rte", "full", 1, status="failed", reason="out of memory")
+    write_fake_run(root, "rte", "full", 2, status="running", extra={"test": {"accuracy": 0.01}})
+    write_broken_run(root)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """The study written once and reported once through the CLI (figures are the slow part)."""
+    root = tmp_path_factory.mktemp("results")
+    write_study(root)
+    out = root / "report"
+    code = main(["report", str(root), "--bootstrap-resamples", "2000"])
+    return root, out, code
+
+
+def test_cli_exits_zero_and_writes_every_table_and_plot(study):
+    root, out, code = study
+    assert code == 0
+    for name in TABLE_FILES:
+        assert (out / "tables" / name).is_file(), name
+    for name in PLOT_FILES:
+        assert (out / "plots" / name).read_bytes().startswith(PNG_SIGNATURE), name
+    for name in ("report.html", "summary.md", "verdicts.json"):
+        assert (out / name).is_file()
+
+
+def test_tidy_table_has_one_row_per_run_in_csv_and_parquet(study):
+    root, out, _ = study
+    runs = pd.read_parquet(out / "tables" / "runs.parquet")
+    assert len(runs) == 4 * 3 + 9 + 3 + 1  # sst2+squad (4 per seed), mrpc (9), rte (3), broken (1)
+    assert len(pd.read_csv(out / "tables" / "runs.csv")) == len(runs)
+    for col in ("task", "method", "seed", "learning_rate", "lora_r", "experiment", "run_id", "status", "reason",
+                "test_accuracy", "validation_accuracy", "train_eval_accuracy", "test_f1", "params_trainable",
+                "params_trainable_share", "peak_memory_bytes", "wall_s", "train_s", "eval_s", "tokens_per_s",
+                "time_to_best_validation_s"):
+        assert col in runs.columns, col
+
+
+def test_html_is_self_contained_and_holds_every_verdict(study):
+    root, out, _ = study
+    page = (out / "report.html").read_text(encoding="utf-8")
+    sources = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert len(sources) == len(PLOT_FILES)
+    for src in sources:  # only embedded images, each a real PNG
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1], validate=True).startswith(PNG_SIGNATURE)
+    verdicts = json.loads((out / "verdicts.json").read_text())
+    assert set(verdicts) == {"sst2", "mrpc", "rte", "squad_v2"}
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    for sentence in verdicts.values():
+        assert html.escape(sentence) in page
+        assert sentence in summary
+
+
+def test_cli_prints_verdicts_and_html_path(tmp_path, capsys):
+    write_fake_run(tmp_path, "rte", "lora", 1, test=0.6, validation=0.6)
+    write_fake_run(tmp_path, "rte", "full", 1, test=0.62, validation=0.6)
+    out = tmp_path / "elsewhere"
+    assert main(["report", str(tmp_path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "rte: with 1 seed no significance can be claimed" in printed
+    assert f"report: {out / 'report.html'}" in printed
+    assert (out / "report.html").is_file() and not (tmp_path / "report").exists()
+
+
+def test_failed_running_and_unreadable_runs_are_listed_not_averaged(study):
+    root, out, _ = study
+    failed = pd.read_csv(out / "tables" / "failed_runs.csv")
+    assert sorted(failed["status"]) == ["failed", "running", "unreadable"]
+    assert {"out of memory", "still running, or killed before it wrote a final status",
+            "metrics.json is not valid JSON"} == set(failed["reason"])
+    comparison = pd.read_csv(out / "tables" / "comparison.csv").set_index("task")
+    assert comparison.loc["rte", "lora_n"] == 1 and comparison.loc["rte", "full_n"] == 0
+    runs = pd.read_parquet(out / "tables" / "runs.parquet")
+    ok_sst2 = runs[(runs["task"] == "sst2") & (runs["status"] == "ok")]
+    for method in ("lora", "full"):
+        expected = 100 * ok_sst2.loc[ok_sst2["method"] == method, "test_accuracy"].mean()
+        assert comparison.loc["sst2", f"{method}_mean"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_report_rerun_does_not_read_its_own_output(study):
+    root, out, _ = study
+    again = build_report(root, out_dir=out, n_resamples=200, with_figures=False)
+    assert len(again.runs) == 25 and not again.runs["run_dir"].str.startswith("report").any()
+
+
+def test_example_level_tests_per_seed_and_combined(study):
+    root, out, _ = study
+    tests = pd.read_csv(out / "tables" / "example_tests.csv")
+    sst2 = tests[tests["task"] == "sst2"]
+    assert list(sst2["comparison"]) == ["seed 1", "seed 2", "seed 3", "majority vote over seeds"]
+    assert sst2["test"].str.startswith("McNemar").all()
+    squad = tests[tests["task"] == "squad_v2"]
+    assert list(squad["comparison"]) == ["seed 1", "seed 2", "seed 3", "mean F1 over seeds"]
+    assert (squad["test"] == "paired bootstrap").all()
+    assert (squad["ci_low"] <= squad["mean_diff"]).all() and (squad["mean_diff"] <= squad["ci_high"]).all()
+
+
+def test_missing_or_empty_results_dir_exits_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "results directory not found" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no runs found" in capsys.readouterr().err
+
+
+def test_zero_ok_runs_still_reports_failures(tmp_path, capsys):
+    write_fake_run(tmp_path, "sst2", "lora", 1, status="failed", reason="nan loss at step 120")
+    write_broken_run(tmp_path, metrics_text=None)  # died before writing metrics.json
+    assert main(["report", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "no run finished ok" in printed
+    assert "sst2: no completed runs (1 failed or unfinished)" in printed
+    failed = pd.read_csv(tmp_path / "report" / "tables" / "failed_runs.csv")
+    assert set(failed["reason"]) == {"nan loss at step 120", "no metrics.json"}
+    assert "nan loss at step 120" in (tmp_path / "report" / "summary.md").read_text()
+
+
+def test_bad_alpha_is_a_user_error(tmp_path):
+    write_fake_run(tmp_path, "sst2", "lora", 1, test=0.9, validation=0.9)
+    assert main(["report", str(tmp_path), "--alpha", "1.5"]) == 2
+
+
+def test_build_report_is_deterministic(tmp_path):
+    rng = np.random.default_rng(3)
+    for seed in SEEDS:
+        for method in ("lora", "full"):
+            f1 = rng.random(40)
+            write_fake_run(tmp_path, "squad_v2", method, seed, test=100 * f1.mean(), validation=50.0,
+                           predictions=squad_predictions(f1))
+    a = build_report(tmp_path, n_resamples=500, with_figures=False)
+    b = build_report(tmp_path, n_resamples=500, with_figures=False)
+    pd.testing.assert_frame_equal(a.example_tests, b.example_tests)
+    assert a.verdicts == b.verdicts

@@ -1,0 +1,314 @@
+"""Each sanity check passes on a healthy setup and fails, naming the fault, on a deliberately broken one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tunebench.cli import main
+from tunebench.config import load_config, with_overrides
+from tunebench.data.tasks import get_task
+from tunebench.methods import apply_method, build_lora_config, expected_lora_trainable, wrapped_linears
+from tunebench.sanity import (
+    CHECKS,
+    ModelSanityChecker,
+    check_data_loading,
+    check_lora_setup,
+    check_model_loading,
+    check_reproducibility,
+    check_wandb_logging,
+    inspect_gradient_flow,
+    inspect_lora_setup,
+    run_checks,
+)
+
+STORIES = Path(__file__).resolve().parents[2] / "shared" / "models" / "stories260K"
+TINY = ["model.name=tiny", "tracking.backend=none", "data.builtin_train_size=200", "data.builtin_test_size=40",
+        "data.validation_size=40", "model.max_length=128", "training.per_device_train_batch_size=8"]
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return load_config([], [*TINY, f"output_dir={tmp_path}"])
+
+
+@pytest.fixture
+def sst2():
+    return get_task("sst2")
+
+
+def test_every_check_passes_on_a_healthy_setup(cfg, tmp_path, capsys):
+    code = main(["sanity", "--tasks", "sst2", "rte", *TINY, f"output_dir={tmp_path}", "experiment=ok"])
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "ok" / "sanity.json").read_text())
+    assert code == 0, out
+    assert report["passed"] and {c["check"] for c in report["checks"]} == set(CHECKS)
+    per_method = [c for c in report["checks"] if c["check"] in ("gradient_flow", "overfitting", "reproducibility")]
+    assert sorted((c["check"], c["method"]) for c in per_method) == sorted(
+        (c, m) for c in ("gradient_flow", "overfitting", "reproducibility") for m in ("lora", "full"))
+    assert all(c["passed"] for c in report["checks"])
+
+
+# ---------------------------------------------------------------- 1 model loading
+
+
+def _copy_stories(tmp_path: Path) -> Path:
+    dst = tmp_path / "ckpt"
+    shutil.copytree(STORIES, dst)
+    return dst
+
+
+def test_model_loading_passes_on_the_real_checkpoint(cfg, sst2):
+    r = check_model_loading(with_overrides(cfg, {"model.name": str(STORIES)}), sst2)
+    assert r.passed, r.detail
+    assert "finite" in r.figure
+
+
+def test_model_loading_fails_on_a_checkpoint_missing_a_weight(cfg, sst2, tmp_path):
+    ckpt = _copy_stories(tmp_path)
+    weights = load_file(ckpt / "model.safetensors")
+    del weights["model.layers.2.mlp.up_proj.weight"]
+    save_file(weights, ckpt / "model.safetensors", metadata={"format": "pt"})
+    r = check_model_loading(with_overrides(cfg, {"model.name": str(ckpt)}), sst2)
+    assert not r.passed and "model.layers.2.mlp.up_proj.weight" in r.detail
+
+
+def test_model_loading_fails_on_a_truncated_checkpoint(cfg, sst2, tmp_path):
+    ckpt = _copy_stories(tmp_path)
+    data = (ckpt / "model.safetensors").read_bytes()
+    (ckpt / "model.safetensors").write_bytes(data[: len(data) // 2])
+    r = check_model_loading(with_overrides(cfg, {"model.name": str(ckpt)}), sst2)
+    assert not r.passed and r.detail
+
+
+def test_model_loading_fails_without_pad_token(cfg, sst2):
+    from tunebench.model import load_model, load_tokenizer
+
+    tok = load_tokenizer(cfg)
+    model = load_model(cfg, sst2, tok, device="cpu")
+    model.config.pad_token_id = None
+    from tunebench.sanity import inspect_model_loading
+
+    r = inspect_model_loading(model, tok, sst2, dict(tok(["a good film ."], return_tensors="pt")))
+    assert not r.passed and "pad_token_id" in r.detail
+
+
+# ---------------------------------------------------------------- 2 LoRA setup
+
+
+def _lora_inputs(cfg, task):
+    from tunebench.model import load_model, load_tokenizer
+
+    tok = load_tokenizer(cfg)
+    torch.manual_seed(0)
+    base = load_model(cfg, task, tok, device="cpu").eval()
+    batch = dict(tok(["a good film .", "a dull plot ."], padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        logits = base(**batch).logits
+    want = set(wrapped_linears(base, cfg.lora.target_modules))
+    return base, batch, logits, expected_lora_trainable(base, cfg, task), want
+
+
+def test_lora_setup_passes_and_states_the_formula(cfg, sst2):
+    r = check_lora_setup(cfg, sst2)
+    assert r.passed, r.detail
+    assert "= formula" in r.figure and "7 modules x 2 layers" in r.figure
+
+
+def test_lora_setup_fails_when_lora_wraps_no_module(cfg, sst2):
+    r = check_lora_setup(with_overrides(cfg, {"lora.target_modules": ["nothing_here"]}), sst2)
+    assert not r.passed and "nothing_here" in r.detail
+
+
+def test_lora_setup_fails_when_a_layer_is_left_out(cfg, sst2):
+    from peft import get_peft_model
+
+    base, batch, logits, expected, want = _lora_inputs(cfg, sst2)
+    lora_cfg = build_lora_config(cfg, sst2)
+    lora_cfg.layers_to_transform = [0]   # layer 1 left out
+    lora_cfg.layers_pattern = "layers"
+    model = get_peft_model(base, lora_cfg)
+    r = inspect_lora_setup(model, cfg, sst2, batch, logits, expected, want, n_layers=2)
+    assert not r.passed and "model.layers.1." in r.detail
+
+
+def test_lora_setup_fails_on_a_stray_trainable_parameter(cfg, sst2):
+    base, batch, logits, expected, want = _lora_inputs(cfg, sst2)
+    model = apply_method(base, cfg, sst2)
+    model.base_model.model.model.norm.weight.requires_grad_(True)
+    r = inspect_lora_setup(model, cfg, sst2, batch, logits, expected, want, n_layers=2)
+    assert not r.passed and "norm.weight" in r.detail
+
+
+def test_lora_setup_fails_when_the_head_is_frozen(cfg, sst2):
+    base, batch, logits, expected, want = _lora_inputs(cfg, sst2)
+    model = apply_method(base, cfg, sst2)
+    for n, p in model.named_parameters():
+        if "score" in n:
+            p.requires_grad_(False)
+    r = inspect_lora_setup(model, cfg, sst2, batch, logits, expected, want, n_layers=2)
+    assert not r.passed and "head" in r.detail and "frozen" in r.detail
+
+
+def test_lora_setup_fails_when_output_differs_at_init(cfg, sst2):
+    base, batch, logits, expected, want = _lora_inputs(cfg, sst2)
+    model = apply_method(base, cfg, sst2)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.fill_(0.1)
+    r = inspect_lora_setup(model, cfg, sst2, batch, logits, expected, want, n_layers=2)
+    assert not r.passed and "differs from the base model" in r.detail
+
+
+# ---------------------------------------------------------------- 3 data loading
+
+
+def test_data_loading_passes_on_builtin_and_real_data(cfg, tmp_path):
+    assert check_data_loading(cfg, ["sst2", "squad_v2"]).passed
+    glue = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+    real = with_overrides(cfg, {"data.source": "local", "data.glue_dir": str(glue), "data.dir": str(tmp_path / "d")})
+    r = check_data_loading(real, ["rte"])
+    assert r.passed, r.detail
+    assert "rte" in r.figure
+
+
+def test_data_loading_fails_on_missing_data(cfg, tmp_path):
+    missing = with_overrides(cfg, {"data.source": "local", "data.dir": str(tmp_path / "empty")})
+    r = check_data_loading(missing, ["mrpc"])
+    assert not r.passed and "mrpc" in r.figure
+
+
+# ---------------------------------------------------------------- 4 gradient flow
+
+
+def _trainable_model(cfg, task, method):
+    from tunebench.model import load_model, load_tokenizer
+
+    cfg = with_overrides(cfg, {"method": method})
+    tok = load_tokenizer(cfg)
+    torch.manual_seed(0)
+    model = apply_method(load_model(cfg, task, tok, device="cpu"), cfg, task)
+    batch = dict(tok(["a good film .", "a dull plot ."], padding=True, return_tensors="pt"))
+    batch["labels"] = torch.tensor([1, 0])
+    return model, batch
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_gradient_flow_passes_on_a_healthy_model(cfg, sst2, method):
+    model, batch = _trainable_model(cfg, sst2, method)
+    if method == "lora":
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if "lora_B" in n:
+                    p.add_(0.01)
+    r = inspect_gradient_flow(model, batch, method, head="score")
+    assert r.passed, r.detail
+
+
+def test_gradient_flow_fails_on_an_untrained_parameter_reported_as_trainable(cfg, sst2):
+    model, batch = _trainable_model(cfg, sst2, "full")
+    model.register_parameter("unused_bias", torch.nn.Parameter(torch.zeros(3)))
+    r = inspect_gradient_flow(model, batch, "full", head="score")
+    assert not r.passed and "unused_bias" in r.detail
+
+
+def test_gradient_flow_fails_when_lora_b_gets_no_gradient(cfg, sst2):
+    model, batch = _trainable_model(cfg, sst2, "lora")
+    # At init B = 0, so A receives exactly zero gradient: the check must see it.
+    r = inspect_gradient_flow(model, batch, "lora", head="score")
+    assert not r.passed and "lora_A" in r.detail
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_gradient_flow_fails_on_a_frozen_head(cfg, sst2, method):
+    model, batch = _trainable_model(cfg, sst2, method)
+    for n, p in model.named_parameters():
+        if "score" in n:
+            p.requires_grad_(False)
+    r = inspect_gradient_flow(model, batch, method, head="score")
+    assert not r.passed and "frozen" in r.detail and "score" in r.detail
+
+
+# ---------------------------------------------------------------- 5 overfitting
+
+
+def test_overfitting_fails_when_nothing_can_learn(cfg, sst2, monkeypatch):
+    import tunebench.sanity as sanity
+
+    original = sanity.apply_method
+
+    def frozen(model, c, task):
+        model = original(model, c, task)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        next(iter(model.parameters())).requires_grad_(True)   # something trainable, nothing that matters
+        return model
+
+    monkeypatch.setattr(sanity, "apply_method", frozen)
+    r = sanity.check_overfitting(with_overrides(cfg, {"method": "full"}), sst2, max_steps=20)
+    assert not r.passed and "cannot overfit" in r.detail
+
+
+# ---------------------------------------------------------------- 6 W&B logging
+
+
+def test_wandb_logging_reads_back_what_it_logged(cfg):
+    r = check_wandb_logging(cfg)
+    assert r.passed, r.detail
+
+
+def test_wandb_logging_fails_on_an_unwritable_folder(cfg, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    r = check_wandb_logging(cfg, folder=blocker / "wandb-here")
+    assert not r.passed and "a-file" in r.detail
+
+
+# ---------------------------------------------------------------- 7 reproducibility
+
+
+def test_reproducibility_fails_on_a_nondeterministic_data_order(cfg, monkeypatch):
+    import itertools
+
+    import tunebench.train as train
+
+    counter = itertools.count(1000)
+    original = train.build_training_args
+
+    def unseeded(*a, **kw):
+        args = original(*a, **kw)
+        args.data_seed = next(counter)   # a different shuffle every run
+        return args
+
+    monkeypatch.setattr(train, "build_training_args", unseeded)
+    r = check_reproducibility(with_overrides(cfg, {"method": "full"}), steps=4)
+    assert not r.passed and "nondeterministic" in r.detail
+
+
+def test_original_api_and_real_model_flag(cfg, tmp_path, capsys):
+    checker = ModelSanityChecker(with_overrides(cfg, {"model.name": str(STORIES)}), "sst2")
+    assert checker.check_lora_setup().passed
+    code = main(["sanity", "--model", str(STORIES), "--checks", "model_loading", "lora_setup", "gradient_flow",
+                 *TINY[1:], f"output_dir={tmp_path}"])
+    assert code == 0, capsys.readouterr().out
+
+
+def test_cli_lists_the_same_checks():
+    from tunebench.commands import sanity as command
+
+    assert command.CHECKS == CHECKS
+
+
+def test_failed_check_gives_nonzero_exit(tmp_path, capsys):
+    code = main(["sanity", "--checks", "lora_setup", *TINY, "lora.target_modules=[q_proj,nope_proj]",
+                 f"output_dir={tmp_path}", "experiment=bad"])
+    assert code == 1
+    report = json.loads((tmp_path / "bad" / "sanity.json").read_text())
+    assert not report["passed"] and "nope_proj" in report["checks"][0]["detail"]
+    assert run_checks(load_config([], TINY), ["sst2"], ["lora"], ("lora_setup",))[0].passed
