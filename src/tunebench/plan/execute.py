@@ -1,0 +1,287 @@
+"""Running a plan (the side-effect edge): what is left to do, resume, the two stages and selection.json.
+
+Resume rule, from each run's metrics.json alone (so it holds across machines and after kill -9):
+  ok               -> done, skipped
+  failed           -> run again (resume=True), unless retry_failed is off
+  running          -> interrupted: the process that wrote it is gone (a plan runs each run once at a time,
+                      and shards never share a run), so run again with resume=True from its last checkpoint
+  no metrics.json  -> pending
+Nothing here writes into a run folder except the run function; selection.json is written atomically.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from tunebench.config import Config
+from tunebench.errors import TunebenchError
+from tunebench.io import atomic_write_json
+from tunebench.plan.cost import RunCost, estimate_run_cost, lookup_model_size, tokens_per_example
+from tunebench.plan.expand import STAGE_FINAL, STAGE_SWEEP, PlannedRun, expand_final, expand_sweep, shard_runs
+from tunebench.plan.progress import Board, Progress, RunRow, make_progress
+from tunebench.plan.select import select_settings, unresolved
+from tunebench.plan.spec import Plan
+from tunebench.results import STATUS_FAILED, STATUS_OK, STATUS_RUNNING, read_metrics, run_id
+
+RunFn = Callable[..., dict]
+DEFAULT_RUNNER = "tunebench.runner:run_one"
+SELECTION_FILE = "selection.json"
+
+# A run's state as the executor sees it (from metrics.json).
+DONE, FAILED, INTERRUPTED, PENDING = "done", "failed", "interrupted", "pending"
+
+
+@dataclass
+class Options:
+    backend: str = "local"                 # local | ray
+    address: str | None = None             # Ray cluster address (None: start or join a local one)
+    retry_failed: bool = True
+    run_fn: RunFn | str | None = None      # a function, "module:function", or None for tunebench.runner.run_one
+    shard: tuple[int, int] | None = None   # (K, N), 1-based
+    stream: IO[str] | None = None          # progress output (default stdout)
+    live: bool | None = None               # live table; None: when the stream is a terminal
+
+
+@dataclass
+class StageResult:
+    stage: str
+    runs: list[PlannedRun]
+    results: dict[str, dict | None]        # run_id -> metrics after the stage (None: never started)
+    ran: list[str] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def failed(self) -> list[str]:
+        return [r.run_id for r in self.runs if run_state(self.results.get(r.run_id)) != DONE]
+
+
+# ---------------------------------------------------------------- run function
+
+
+def resolve_run_fn(run_fn: RunFn | str | None) -> RunFn:
+    """A callable as is; "module:function" imported; None -> tunebench.runner.run_one (imported only now)."""
+    if callable(run_fn):
+        return run_fn
+    spec = run_fn or DEFAULT_RUNNER
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise TunebenchError(f"runner {spec}: cannot import {module_name} ({e})") from None
+    fn = getattr(module, attr or "run_one", None)
+    if not callable(fn):
+        raise TunebenchError(f"runner {spec}: {module_name} has no function {attr or 'run_one'!r}")
+    return fn
+
+
+def call_run_fn(run_fn: RunFn, cfg: Config) -> dict:
+    """run_fn(cfg, resume=True). The runner records its own failures; one that escapes is recorded here
+    (its metrics.json still says running, so the next plan run resumes it). Input errors stop the plan."""
+    try:
+        metrics = run_fn(cfg, resume=True)
+    except TunebenchError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- a crashed run must not stop the other runs of the plan
+        reason = (str(e).strip().splitlines() or [""])[0]
+        return {"run_id": run_id(cfg), "status": STATUS_FAILED, "reason": f"{type(e).__name__}: {reason}"}
+    if not isinstance(metrics, dict):
+        return {"run_id": run_id(cfg), "status": STATUS_FAILED, "reason": "runner returned no metrics dict"}
+    return metrics
+
+
+# ---------------------------------------------------------------- states
+
+
+def run_state(metrics: dict | None) -> str:
+    if metrics is None:
+        return PENDING
+    status = metrics.get("status")
+    if status == STATUS_OK:
+        return DONE
+    if status == STATUS_FAILED:
+        return FAILED
+    return INTERRUPTED  # "running" from a process that is gone, or an unknown status
+
+
+def should_run(state: str, retry_failed: bool) -> bool:
+    return state in (PENDING, INTERRUPTED) or (state == FAILED and retry_failed)
+
+
+def read_results(runs: list[PlannedRun]) -> dict[str, dict | None]:
+    return {r.run_id: read_metrics(r.run_dir) for r in runs}
+
+
+@functools.lru_cache(maxsize=32)
+def _model_size(model_json: str):
+    from tunebench.config import ModelConfig
+
+    return lookup_model_size(ModelConfig.model_validate_json(model_json))
+
+
+def run_cost(cfg: Config) -> RunCost:
+    """The estimate for one run, with the model size and tokens per example looked up (cached)."""
+    return estimate_run_cost(cfg, _model_size(cfg.model.model_dump_json()), tokens_per_example(cfg))
+
+
+# ---------------------------------------------------------------- stages
+
+
+def stage_runs(plan: Plan, stage: str, write: bool = True) -> list[PlannedRun]:
+    """A stage's runs. The final stage of a two-stage plan first selects (and writes selection.json)."""
+    if stage == STAGE_SWEEP:
+        if not plan.two_stage:
+            raise TunebenchError(f"{plan.path}: the plan has no `sweep:` section; use --stage final (or all)")
+        return expand_sweep(plan)
+    if stage != STAGE_FINAL:
+        raise TunebenchError(f"unknown stage {stage!r}; choose sweep, final or all")
+    if not plan.two_stage:
+        return expand_final(plan)
+    selection = compute_selection(plan)
+    if write:
+        write_selection(plan, selection)
+    return expand_final(plan, selection)
+
+
+def sweep_rows(runs: list[PlannedRun], results: dict[str, dict | None]) -> tuple[list[dict], list[PlannedRun]]:
+    """Finished sweep runs as selection input (metrics + the plan's view of the run), and unfinished ones."""
+    rows, missing = [], []
+    for r in runs:
+        metrics = results.get(r.run_id)
+        if run_state(metrics) in (PENDING, INTERRUPTED):
+            missing.append(r)
+            continue
+        rows.append({**(metrics or {}), "run_id": r.run_id, "task": r.task, "method": r.method, "seed": r.seed,
+                     "overrides": r.overrides, "learning_rate": r.cfg.learning_rate})
+    return rows, missing
+
+
+def compute_selection(plan: Plan) -> dict[str, dict[str, dict]]:
+    """The sweep's choice per task and method; refuses while any sweep run (on any shard) is unfinished."""
+    runs = expand_sweep(plan)
+    rows, missing = sweep_rows(runs, read_results(runs))
+    if missing:
+        m = missing[0]
+        raise TunebenchError(
+            f"{plan.path}: the final stage needs every sweep result: {len(missing)} of {len(runs)} sweep runs "
+            f"are not finished (e.g. {m.run_dir}); run `tunebench plan run {plan.path} --stage sweep` "
+            "(on every shard) first")
+    selection = select_settings(rows)
+    for task, method, reasons in unresolved(selection):
+        raise TunebenchError(f"{plan.path}: every sweep candidate of {task}/{method} failed "
+                             f"({reasons[0] if reasons else 'no reason'}); fix it and re-run --stage sweep")
+    return selection
+
+
+def write_selection(plan: Plan, selection: dict) -> Path:
+    return atomic_write_json(plan.output_dir / SELECTION_FILE, selection)
+
+
+def read_selection(plan: Plan) -> dict | None:
+    try:
+        return json.loads((plan.output_dir / SELECTION_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+# ---------------------------------------------------------------- execution
+
+
+def run_plan(plan: Plan, stage: str = "all", options: Options | None = None) -> list[StageResult]:
+    """Run the plan's stages (or one); with a shard, only this shard's share of each stage."""
+    opts = options or Options()
+    if stage == "all" and opts.shard and plan.two_stage and opts.shard[1] > 1:
+        raise TunebenchError(
+            f"{plan.path}: a two-stage plan on shards runs one stage at a time: `--stage sweep` on every shard, "
+            "then `--stage final` once they are all done (the selection needs every sweep result)")
+    stages = plan.stages if stage == "all" else (stage,)
+    return [run_stage(plan, s, opts) for s in stages]
+
+
+def run_stage(plan: Plan, stage: str, opts: Options) -> StageResult:
+    runs = stage_runs(plan, stage)
+    if opts.shard:
+        runs = shard_runs(runs, *opts.shard)
+    title = stage if not opts.shard else f"{stage} {opts.shard[0]}/{opts.shard[1]}"
+    result = execute_runs(runs, opts, stage, title)
+    if stage == STAGE_SWEEP:
+        result.note = _after_sweep(plan)
+    return result
+
+
+def _after_sweep(plan: Plan) -> str:
+    """Write selection.json once the whole sweep (every shard) is finished; otherwise say what remains."""
+    try:
+        selection = compute_selection(plan)
+    except TunebenchError as e:
+        return f"selection not written: {e}"
+    path = write_selection(plan, selection)
+    return f"selection written to {path}"
+
+
+def execute_runs(runs: list[PlannedRun], opts: Options, stage: str = "final", title: str = "") -> StageResult:
+    """Run what is left of `runs` (see the resume rule above) with progress; the stage's results after."""
+    before = read_results(runs)
+    states = {r.run_id: run_state(before[r.run_id]) for r in runs}
+    todo = [r for r in runs if should_run(states[r.run_id], opts.retry_failed)]
+    notes = {rid: {INTERRUPTED: "resume", FAILED: "retry"}.get(s, "") for rid, s in states.items()}
+    board = build_board(title or stage, runs, states, {r.run_id for r in todo})
+    run_fn = opts.run_fn if opts.backend == "ray" else resolve_run_fn(opts.run_fn)
+    with make_progress(board, opts.stream, opts.live) as progress:
+        if opts.backend == "ray":
+            from tunebench.plan.ray_backend import run_on_ray
+
+            got = run_on_ray(todo, run_fn, progress, address=opts.address, notes=notes)
+        elif opts.backend == "local":
+            got = run_local(todo, run_fn, progress, notes)
+        else:
+            raise TunebenchError(f"unknown backend {opts.backend!r}; choose local or ray")
+    after = {**before, **read_results(todo)}
+    for rid, metrics in got.items():  # a run whose folder holds nothing newer: keep what the runner returned
+        if after.get(rid) is None or after[rid].get("status") == STATUS_RUNNING:
+            after[rid] = metrics
+    return StageResult(stage, runs, after, ran=[r.run_id for r in todo])
+
+
+def build_board(title: str, runs: list[PlannedRun], states: dict[str, str], todo: set[str]) -> Board:
+    rows = []
+    for r in runs:
+        state = states[r.run_id]
+        shown = "pending" if r.run_id in todo else ("done" if state == DONE else "failed")
+        rows.append(RunRow(r.run_id, f"{r.task}/{r.method}", run_cost(r.cfg).weight, shown,
+                           earlier=r.run_id not in todo))
+    return Board(title, rows)
+
+
+def run_local(todo: list[PlannedRun], run_fn: RunFn, progress: Progress, notes: dict[str, str]) -> dict[str, dict]:
+    """One run after another on this machine (the runner uses whatever accelerator it finds)."""
+    out: dict[str, dict] = {}
+    for run in todo:
+        progress.started(run.run_id, notes.get(run.run_id, ""))
+        metrics = call_run_fn(run_fn, run.cfg)
+        out[run.run_id] = metrics
+        progress.finished(run.run_id, metrics.get("status") == STATUS_OK, metrics.get("reason") or "")
+    return out
+
+
+# ---------------------------------------------------------------- status
+
+
+def stage_status(plan: Plan, stage: str, shard: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Counts of done / failed / interrupted / pending runs of a stage (without running or writing anything)."""
+    try:
+        runs = stage_runs(plan, stage, write=False)
+    except TunebenchError as e:
+        return {"stage": stage, "runs": None, "note": str(e)}
+    if shard:
+        runs = shard_runs(runs, *shard)
+    results = read_results(runs)
+    counts = dict.fromkeys((DONE, FAILED, INTERRUPTED, PENDING), 0)
+    for r in runs:
+        counts[run_state(results[r.run_id])] += 1
+    return {"stage": stage, "runs": len(runs), **counts, "note": ""}

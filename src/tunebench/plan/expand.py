@@ -1,0 +1,128 @@
+"""A plan -> the list of runs of each stage, with stable ids; and the split of a run list into shards (pure)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunebench.config import Config, with_overrides
+from tunebench.errors import TunebenchError
+from tunebench.plan.spec import Plan
+from tunebench.results import run_dir, run_id
+
+STAGE_SWEEP = "sweep"
+STAGE_FINAL = "final"
+STAGES = (STAGE_SWEEP, STAGE_FINAL)
+
+
+@dataclass(frozen=True, eq=False)
+class PlannedRun:
+    """One run of a stage: its grid point (`overrides`), resolved config and id (results.run_id)."""
+
+    stage: str
+    task: str
+    method: str
+    seed: int
+    overrides: dict[str, Any]
+    cfg: Config
+    run_id: str
+
+    @property
+    def run_dir(self) -> Path:
+        return run_dir(self.cfg)
+
+    @property
+    def setting(self) -> str:
+        """The grid point as canonical JSON: the key that groups a candidate's seeds."""
+        return setting_key(self.overrides)
+
+
+def setting_key(overrides: dict[str, Any]) -> str:
+    return json.dumps(overrides, sort_keys=True, separators=(",", ":"))
+
+
+def grid_points(axes: dict[str, list]) -> list[dict[str, Any]]:
+    """Cartesian product in file order: {a: [1, 2], b: [x]} -> [{a: 1, b: x}, {a: 2, b: x}]; {} -> [{}]."""
+    keys = list(axes)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(axes[k] for k in keys))]
+
+
+def build_run(plan: Plan, stage: str, task: str, method: str, seed: int, overrides: dict[str, Any]) -> PlannedRun:
+    cfg = with_overrides(plan.base, {**overrides, "task": task, "method": method, "training.seed": seed,
+                                     "experiment": plan.experiment(stage)})
+    return PlannedRun(stage, task, method, seed, dict(overrides), cfg, run_id(cfg))
+
+
+def expand_sweep(plan: Plan) -> list[PlannedRun]:
+    """Every grid point x the sweep seeds, per task and method (empty for a one-stage plan)."""
+    if not plan.two_stage:
+        return []
+    return _expand(plan, STAGE_SWEEP, plan.sweep_seeds or ())
+
+
+def expand_grid_final(plan: Plan) -> list[PlannedRun]:
+    """Every grid point x the final seeds: a one-stage plan's runs (and the candidates of a two-stage one)."""
+    return _expand(plan, STAGE_FINAL, plan.seeds)
+
+
+def expand_final(plan: Plan, selection: dict | None = None) -> list[PlannedRun]:
+    """The final stage: a one-stage plan runs its whole grid; a two-stage plan runs the selected setting of
+    each task and method (`selection`, see tunebench.plan.select) with the final seeds."""
+    if not plan.two_stage:
+        return expand_grid_final(plan)
+    if selection is None:
+        raise ValueError("a two-stage plan's final stage needs the sweep's selection")
+    runs = [build_run(plan, STAGE_FINAL, task, method, seed, selection[task][method]["overrides"])
+            for task in plan.tasks for method in plan.methods for seed in plan.seeds]
+    return check_unique(runs)
+
+
+def _expand(plan: Plan, stage: str, seeds: Sequence[int]) -> list[PlannedRun]:
+    runs = [build_run(plan, stage, task, method, seed, point)
+            for task in plan.tasks for method in plan.methods
+            for point in grid_points(plan.grid[method]) for seed in seeds]
+    return check_unique(runs)
+
+
+def check_unique(runs: list[PlannedRun]) -> list[PlannedRun]:
+    """Two grid points that resolve to the same config would share a run folder: refuse."""
+    seen: dict[str, PlannedRun] = {}
+    for r in runs:
+        if r.run_id in seen:
+            other = seen[r.run_id]
+            raise TunebenchError(f"grid points {other.overrides} and {r.overrides} give the same run "
+                                 f"{r.run_id} ({r.task}/{r.method}); remove one")
+        seen[r.run_id] = r
+    return runs
+
+
+# ---------------------------------------------------------------- shards
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'2/3' -> (2, 3); 1-based, 1 <= K <= N."""
+    k_text, sep, n_text = text.partition("/")
+    try:
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        k = n = 0
+    if not sep or n < 1 or not 1 <= k <= n:
+        raise TunebenchError(f"--shard {text}: expected K/N with 1 <= K <= N, e.g. --shard 1/3")
+    return k, n
+
+
+def shard_runs(runs: list[PlannedRun], k: int, n: int) -> list[PlannedRun]:
+    """Shard K of N: round-robin over the runs sorted by id, returned in their original order.
+
+    Every machine computes the same split from the plan alone (no coordination), each run lands in exactly
+    one shard, and since ids start with task and method every shard gets an even share of each task's runs.
+    """
+    if not 1 <= k <= n:
+        raise ValueError(f"shard {k}/{n}: need 1 <= K <= N")
+    ordered = sorted(r.run_id for r in runs)
+    mine = {rid for i, rid in enumerate(ordered) if i % n == k - 1}
+    return [r for r in runs if r.run_id in mine]

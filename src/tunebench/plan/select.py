@@ -1,0 +1,99 @@
+"""The sweep stage's decision: per task and method, the grid point with the best mean validation value (pure).
+
+Input: one dict per sweep run -- its metrics.json (docs/results.md) plus the plan's `overrides` (the grid
+point), `task`, `method`, `seed`, `run_id` and `learning_rate`. Output: selection.json's content,
+
+    {"<task>": {"<method>": {"overrides": {...}, "learning_rate": x, "validation_value": v,
+                             "primary_metric": "accuracy", "sweep_seeds": [42],
+                             "candidates": [{"overrides", "learning_rate", "validation_value", "values",
+                                             "seeds", "run_ids", "status", "reasons"}, ...]}}}
+
+Rules: only `best_validation.value` (the primary metric on the validation split) is read -- never test, so
+the final stage's test numbers are not chosen on themselves. Every primary metric is higher-is-better
+(accuracy, F1). A candidate counts only when every one of its sweep runs is ok (a setting that diverged on
+one seed is not a setting to recommend); its value is the mean over its seeds. Ties go to the lower learning
+rate, then to the grid point that sorts first as JSON -- deterministic on every machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from tunebench.data.tasks import get_task
+from tunebench.results import STATUS_OK
+
+
+def select_settings(results: Iterable[dict]) -> dict[str, dict[str, dict]]:
+    """Group sweep results by task, method and grid point; pick the best point of each task and method."""
+    groups: dict[str, dict[str, dict[str, list[dict]]]] = {}
+    for r in results:
+        point = json.dumps(r.get("overrides") or {}, sort_keys=True, separators=(",", ":"))
+        groups.setdefault(r["task"], {}).setdefault(r["method"], {}).setdefault(point, []).append(r)
+    return {task: {method: select_one(task, list(points.values())) for method, points in sorted(by_method.items())}
+            for task, by_method in sorted(groups.items())}
+
+
+def select_one(task: str, candidates: list[list[dict]]) -> dict[str, Any]:
+    """One task x method: its candidates ranked best first; `overrides` is None when every candidate failed."""
+    summaries = sorted((summarize_candidate(runs) for runs in candidates), key=rank_key)
+    best = summaries[0] if summaries and summaries[0]["status"] == STATUS_OK else None
+    first = candidates[0][0] if candidates and candidates[0] else {}
+    return {
+        "overrides": best["overrides"] if best else None,
+        "learning_rate": best["learning_rate"] if best else None,
+        "validation_value": best["validation_value"] if best else None,
+        "primary_metric": first.get("primary_metric") or get_task(task).primary_metric,
+        "sweep_seeds": sorted({r.get("seed") for runs in candidates for r in runs if r.get("seed") is not None}),
+        "candidates": summaries,
+    }
+
+
+def summarize_candidate(runs: list[dict]) -> dict[str, Any]:
+    runs = sorted(runs, key=lambda r: (r.get("seed") is None, r.get("seed")))
+    values = [validation_value(r) for r in runs]
+    ok = all(v is not None for v in values) and bool(values)
+    return {
+        "overrides": runs[0].get("overrides") or {},
+        "learning_rate": runs[0].get("learning_rate"),
+        # fsum: the mean must not depend on the order the seeds finished in (ties are compared exactly)
+        "validation_value": math.fsum(values) / len(values) if ok else None,
+        "values": values,
+        "seeds": [r.get("seed") for r in runs],
+        "run_ids": [r.get("run_id") for r in runs],
+        "status": STATUS_OK if ok else "failed",
+        "reasons": [_reason(r) for r, v in zip(runs, values, strict=True) if v is None],
+    }
+
+
+def validation_value(result: dict) -> float | None:
+    """best_validation.value of an ok run with a finite value, else None."""
+    if result.get("status") != STATUS_OK:
+        return None
+    value = (result.get("best_validation") or {}).get("value")
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def rank_key(candidate: dict) -> tuple:
+    """Ok candidates first, best mean first, then the lower learning rate, then the grid point as JSON."""
+    value = candidate["validation_value"]
+    lr = candidate["learning_rate"]
+    return (value is None, -(value or 0.0), lr if lr is not None else math.inf,
+            json.dumps(candidate["overrides"], sort_keys=True))
+
+
+def _reason(result: dict) -> str:
+    if result.get("status") != STATUS_OK:
+        return f"{result.get('run_id')}: {result.get('status')}: {result.get('reason') or 'no reason recorded'}"
+    return f"{result.get('run_id')}: no finite best_validation.value"
+
+
+def unresolved(selection: dict[str, dict[str, dict]]) -> list[tuple[str, str, list[str]]]:
+    """(task, method, reasons) for every task x method where no candidate is usable."""
+    return [(task, method, [r for c in entry["candidates"] for r in c["reasons"]])
+            for task, by_method in selection.items() for method, entry in by_method.items()
+            if entry["overrides"] is None]

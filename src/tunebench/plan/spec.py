@@ -1,0 +1,328 @@
+"""Plan files: which runs an experiment consists of, read from YAML and validated with one-line errors.
+
+    name: phase2a                    # required: final runs go to <output_dir>/<name>/, sweep runs to <name>-sweep/
+    description: LoRA vs full fine-tuning on every task
+    config: [../experiments/x.yaml]  # config files merged in order; relative paths are relative to THIS file
+    overrides:                       # dotted config keys applied to every run
+      training.num_train_epochs: 3
+    tasks: [sst2, mrpc, rte, squad_v2]   # default: all four
+    methods: [lora, full]                # default: both
+    seeds: [42, 43, 44, 45, 46]          # the final stage's seeds (default: these five)
+    grid:                                # {key: [values]} for every method, or one section per method
+      lora: {training.learning_rate: [1.0e-4, 2.0e-4, 5.0e-4]}
+      full: {training.full_finetune_learning_rate: [1.0e-5, 2.0e-5, 5.0e-5]}
+    sweep:                               # optional: two stages (see tunebench.plan)
+      seeds: [42]                        # default: [42]
+
+Each run's config, last wins: schema defaults <- the plan's `config` files <- its `overrides` <- the
+command line's --config files and key=value overrides <- the grid point <- task, method, seed and experiment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+
+from tunebench.config import (
+    METHODS,
+    TASK_NAMES,
+    Config,
+    _normalize_numbers,
+    deep_merge,
+    parse_override,
+    read_yaml,
+    set_dotted,
+    validate_config,
+)
+from tunebench.errors import TunebenchError
+
+DEFAULT_SEEDS = (42, 43, 44, 45, 46)
+DEFAULT_SWEEP_SEEDS = (42,)
+SWEEP_SUFFIX = "-sweep"
+
+# Keys a plan sets itself (tasks/methods/seeds/name): a grid or an override may not touch them.
+_SET_BY_PLAN = {"task": "tasks", "method": "methods", "training.seed": "seeds", "experiment": "name"}
+# Keys outside the run id (results._ID_EXCLUDED): sweeping them would give several runs one id.
+_NOT_IN_RUN_ID = ("output_dir", "tracking", "data.dir")
+# Keys a method never reads: sweeping them for that method trains identical models under different ids.
+_IGNORED_BY_METHOD = {
+    "full": ("lora", "training.learning_rate"),
+    "lora": ("training.full_finetune_learning_rate",),
+}
+
+Seed = Annotated[StrictInt, Field(ge=0)]
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seeds: list[Seed] = Field(default_factory=lambda: list(DEFAULT_SWEEP_SEEDS), min_length=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique(cls, v: list) -> list:
+        return _no_duplicates(v)
+
+
+class PlanSpec(BaseModel):
+    """The file's schema. Grid axes are checked separately (their keys are config keys)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
+    description: str = ""
+    config: list[str] = Field(default_factory=list)
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    tasks: list[Literal["sst2", "mrpc", "rte", "squad_v2"]] = Field(
+        default_factory=lambda: list(TASK_NAMES), min_length=1)
+    methods: list[Literal["lora", "full"]] = Field(default_factory=lambda: list(METHODS), min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: list(DEFAULT_SEEDS), min_length=1)
+    grid: dict[str, Any] | None = None
+    sweep: SweepSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_sweep_means_defaults(cls, data: Any) -> Any:
+        # `sweep:` with nothing after it reads as null; the author asked for a sweep, not for none.
+        if isinstance(data, dict) and "sweep" in data and data["sweep"] is None:
+            data = {**data, "sweep": {}}
+        return data
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("tasks", "methods", "seeds")
+    @classmethod
+    def _unique(cls, v: list) -> list:
+        return _no_duplicates(v)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated plan: the resolved base config and, per method, the grid axes {dotted key: [values]}."""
+
+    name: str
+    path: Path
+    base: Config
+    tasks: tuple[str, ...]
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    grid: dict[str, dict[str, list]]
+    sweep_seeds: tuple[int, ...] | None = None
+    description: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def two_stage(self) -> bool:
+        return self.sweep_seeds is not None
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return ("sweep", "final") if self.two_stage else ("final",)
+
+    @property
+    def output_dir(self) -> Path:
+        """<output_dir>/<name>: the final runs and selection.json."""
+        return Path(self.base.output_dir) / self.name
+
+    def experiment(self, stage: str) -> str:
+        return self.name + SWEEP_SUFFIX if stage == "sweep" else self.name
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_plan(
+    path: str | os.PathLike,
+    config_files: list[str] | tuple[str, ...] = (),
+    overrides: list[str] | tuple[str, ...] = (),
+) -> Plan:
+    """Read and validate a plan file; `config_files` and `overrides` come from the command line."""
+    path = Path(path)
+    tree = read_plan_yaml(path)
+    spec = validate_spec(tree, path)
+    base_tree = _plan_base_tree(spec, path)
+    grid = normalize_grid(spec.grid, spec.methods, path)
+    validate_grid(grid, base_tree, path, flat=bool(spec.grid) and not set(spec.grid) & set(METHODS))
+    base_tree = _apply_command_line(base_tree, config_files, overrides, grid)
+    base_tree["experiment"] = spec.name
+    base = validate_config(base_tree, source=str(path))
+    return Plan(
+        name=spec.name, path=path, base=base, tasks=tuple(spec.tasks), methods=tuple(spec.methods),
+        seeds=tuple(spec.seeds), grid=grid, description=spec.description,
+        sweep_seeds=tuple(spec.sweep.seeds) if spec.sweep else None, overrides=flatten_keys(spec.overrides),
+    )
+
+
+def read_plan_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise TunebenchError(f"{path}: plan file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise TunebenchError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    if not isinstance(data, dict):
+        raise TunebenchError(f"{path}: expected a mapping with at least `name:` at the top level")
+    return _normalize_numbers(data)  # YAML 1.1 reads 1e-4 as a string; the config loader does the same
+
+
+def validate_spec(tree: dict, path: Path) -> PlanSpec:
+    try:
+        return PlanSpec.model_validate(tree)
+    except ValidationError as e:
+        raise TunebenchError(format_spec_error(e, path, tree)) from None
+
+
+def format_spec_error(e: ValidationError, path: Path, tree: dict) -> str:
+    err = e.errors()[0]
+    loc = err["loc"]
+    key = _loc_text(loc)
+    if err["type"] == "extra_forbidden":
+        known = ", ".join(PlanSpec.model_fields if len(loc) == 1 else SweepSpec.model_fields)
+        return f"{path}: unknown key {key!r} (known: {known})"
+    if err["type"] == "missing":
+        return f"{path}: {key}: required"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "literal_error":
+        msg = f"allowed: {err['ctx']['expected']}"
+    found, value = _lookup(tree, loc)
+    return f"{path}: {key} = {value!r}: {msg}" if found else f"{path}: {key}: {msg}"
+
+
+def _loc_text(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _lookup(tree: Any, loc: tuple) -> tuple[bool, Any]:
+    node = tree
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False, None
+    return True, node
+
+
+def _no_duplicates(values: list) -> list:
+    dupes = sorted({str(v) for v in values if values.count(v) > 1})
+    if dupes:
+        raise ValueError(f"duplicate entries: {', '.join(dupes)}")
+    return values
+
+
+# ---------------------------------------------------------------- base config
+
+
+def _plan_base_tree(spec: PlanSpec, path: Path) -> dict:
+    """Defaults <- the plan's config files (relative to the plan file) <- the plan's overrides."""
+    tree: dict = Config().model_dump()
+    for name in spec.config:
+        f = Path(name) if Path(name).is_absolute() else path.parent / name
+        if not f.is_file():
+            raise TunebenchError(f"{path}: config: {name}: file not found (paths are relative to the plan file)")
+        tree = deep_merge(tree, read_yaml(f))
+        validate_config(tree, source=f"{path}: config: {name}")
+    overrides = flatten_keys(spec.overrides)
+    for key, value in overrides.items():
+        _check_not_set_by_plan(key, f"{path}: overrides")
+        set_dotted(tree, key, value)
+        validate_config(tree, source=f"{path}: overrides")
+    return tree
+
+
+def flatten_keys(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{"training": {"seed": 1}} -> {"training.seed": 1}: nested and dotted override styles mean the same."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten_keys(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _check_not_set_by_plan(key: str, where: str) -> None:
+    if key in _SET_BY_PLAN:
+        raise TunebenchError(f"{where}: {key} is set by the plan's `{_SET_BY_PLAN[key]}:`, not here")
+
+
+def _apply_command_line(tree: dict, files: list[str] | tuple[str, ...], overrides: list[str] | tuple[str, ...],
+                        grid: dict[str, dict[str, list]]) -> dict:
+    swept = {key: method for method, axes in grid.items() for key in axes}
+    for f in files:
+        tree = deep_merge(tree, read_yaml(f))
+        validate_config(tree, source=str(f))
+    for text in overrides:
+        key, value = parse_override(text)
+        _check_not_set_by_plan(key, f"override {text}")
+        if key in swept:
+            raise TunebenchError(f"override {text}: {key} is swept by the plan's grid ({swept[key]})")
+        set_dotted(tree, key, value)
+        validate_config(tree, source=f"override {text}")
+    return tree
+
+
+# ---------------------------------------------------------------- grid
+
+
+def normalize_grid(grid: dict[str, Any] | None, methods: list[str], path: Path) -> dict[str, dict[str, list]]:
+    """A flat grid applies to every method; a per-method grid names methods. Always {method: axes}."""
+    if grid is None:
+        return {m: {} for m in methods}
+    if not grid:
+        raise TunebenchError(f"{path}: grid: empty (leave `grid` out to run the base setting only)")
+    per_method = [k for k in grid if k in METHODS]
+    if per_method and len(per_method) < len(grid):
+        others = [k for k in grid if k not in METHODS]
+        raise TunebenchError(f"{path}: grid: mixes method sections ({', '.join(per_method)}) with config keys "
+                             f"({', '.join(others)}); put every key under a method")
+    if not per_method:
+        return {m: _check_axes(grid, f"{path}: grid") for m in methods}
+    for m in per_method:
+        if m not in methods:
+            raise TunebenchError(f"{path}: grid.{m}: method {m!r} is not in methods {list(methods)}")
+    return {m: _check_axes(grid[m], f"{path}: grid.{m}") if m in grid else {} for m in methods}
+
+
+def _check_axes(axes: Any, where: str) -> dict[str, list]:
+    if not isinstance(axes, dict) or not axes:
+        raise TunebenchError(f"{where}: expected a non-empty mapping of config keys to lists of values")
+    for key, values in axes.items():
+        _check_not_set_by_plan(key, where)
+        if key == "output_dir" or any(key == k or key.startswith(k + ".") for k in _NOT_IN_RUN_ID):
+            raise TunebenchError(f"{where}: {key} does not change what a run computes; it cannot be swept")
+        if not isinstance(values, list) or not values:
+            raise TunebenchError(f"{where}: {key}: expected a non-empty list of values, got {values!r}")
+        if any(values.count(v) > 1 for v in values):
+            raise TunebenchError(f"{where}: {key}: duplicate values in {values!r}")
+    return dict(axes)
+
+
+def validate_grid(grid: dict[str, dict[str, list]], base_tree: dict, path: Path, flat: bool = False) -> None:
+    """Every value of every axis must give a valid config, and no axis may be one its method ignores."""
+    for method, axes in grid.items():
+        where = f"{path}: grid" if flat else f"{path}: grid.{method}"
+        for key, values in axes.items():
+            _check_method_reads(key, method, where, flat)
+            for value in values:
+                tree = deep_merge(base_tree, {"method": method})
+                set_dotted(tree, key, value)
+                validate_config(tree, source=where)
+
+
+def _check_method_reads(key: str, method: str, where: str, flat: bool) -> None:
+    for ignored in _IGNORED_BY_METHOD[method]:
+        if key == ignored or key.startswith(ignored + "."):
+            hint = "; give each method its own grid section" if flat else ""
+            raise TunebenchError(f"{where}: {key} has no effect on {method} runs{hint}")

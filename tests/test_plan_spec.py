@@ -1,0 +1,149 @@
+"""Plan files: format, precedence, the shipped plans, and one-line errors (exit 2) for malformed files."""
+
+from __future__ import annotations
+
+import pytest
+
+from plan_helpers import PLANS_DIR, write_plan
+from tunebench.cli import main
+from tunebench.errors import TunebenchError
+from tunebench.plan.expand import expand_final, expand_grid_final, expand_sweep, grid_points
+from tunebench.plan.spec import load_plan
+
+SHIPPED = sorted(PLANS_DIR.glob("*.yaml"))
+
+
+def test_minimal_plan_defaults(tmp_path):
+    plan = load_plan(write_plan(tmp_path, "name: mini\n"))
+    assert plan.tasks == ("sst2", "mrpc", "rte", "squad_v2")
+    assert plan.methods == ("lora", "full")
+    assert plan.seeds == (42, 43, 44, 45, 46)
+    assert not plan.two_stage and plan.stages == ("final",)
+    assert plan.grid == {"lora": {}, "full": {}}
+    assert plan.base.experiment == "mini"
+    assert len(expand_grid_final(plan)) == 4 * 2 * 5
+
+
+def test_flat_and_per_method_grids(tmp_path):
+    flat = load_plan(write_plan(tmp_path, "name: a\nmethods: [lora]\ngrid: {lora.r: [4, 8], lora.alpha: [8, 16]}\n"))
+    assert flat.grid == {"lora": {"lora.r": [4, 8], "lora.alpha": [8, 16]}}
+    assert grid_points(flat.grid["lora"]) == [{"lora.r": 4, "lora.alpha": 8}, {"lora.r": 4, "lora.alpha": 16},
+                                              {"lora.r": 8, "lora.alpha": 8}, {"lora.r": 8, "lora.alpha": 16}]
+    per = load_plan(write_plan(tmp_path, """
+        name: b
+        grid:
+          full: {training.full_finetune_learning_rate: [1e-5, 2e-5]}
+        """))
+    assert per.grid == {"lora": {}, "full": {"training.full_finetune_learning_rate": [1e-5, 2e-5]}}
+    assert isinstance(per.grid["full"]["training.full_finetune_learning_rate"][0], float)  # YAML 1.1 '1e-5'
+
+
+def test_precedence_files_overrides_command_line(tmp_path):
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "base.yaml").write_text("training: {num_train_epochs: 2, eval_steps: 7}\nlora: {r: 4}\n")
+    path = write_plan(tmp_path, """
+        name: prec
+        config: exp/base.yaml            # relative to the plan file, not the cwd
+        overrides:
+          training: {eval_steps: 9}      # nested and dotted styles mean the same
+          data.max_train_examples: 100
+        tasks: [rte]
+        sweep:
+        """)
+    plan = load_plan(path, overrides=["training.num_train_epochs=1"])
+    t = plan.base.training
+    assert (t.num_train_epochs, t.eval_steps, plan.base.lora.r) == (1, 9, 4)
+    assert plan.base.data.max_train_examples == 100
+    assert plan.sweep_seeds == (42,)  # a bare `sweep:` asks for the default sweep
+
+
+def test_command_line_may_not_override_a_swept_key(tmp_path):
+    path = write_plan(tmp_path, "name: x\ngrid: {lora: {training.learning_rate: [1e-4, 2e-4]}}\n")
+    with pytest.raises(TunebenchError, match="swept by the plan's grid"):
+        load_plan(path, overrides=["training.learning_rate=3e-4"])
+    with pytest.raises(TunebenchError, match="set by the plan's `seeds:`"):
+        load_plan(path, overrides=["training.seed=1"])
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_plans_validate_and_expand(path):
+    plan = load_plan(path)
+    sweep = expand_sweep(plan)
+    if plan.two_stage:
+        assert sweep
+        first = {t: {m: {"overrides": grid_points(plan.grid[m])[0]} for m in plan.methods} for t in plan.tasks}
+        final = expand_final(plan, first)
+    else:
+        final = expand_final(plan)
+    assert final and len({r.run_id for r in final}) == len(final)
+    assert all(r.cfg.experiment == plan.name for r in final)
+
+
+def test_shipped_plans_match_the_study():
+    demo = load_plan(PLANS_DIR / "demo.yaml")
+    assert (demo.base.model.name, demo.base.data.source, demo.base.tracking.backend) == ("tiny", "builtin", "none")
+    assert len(demo.tasks) * len(demo.methods) * len(demo.seeds) == 4 * 2 * 3
+    phase1 = load_plan(PLANS_DIR / "phase1.yaml")
+    assert (phase1.tasks, phase1.methods, phase1.seeds) == (("mrpc", "rte"), ("lora", "full"), (42,))
+    phase2a = load_plan(PLANS_DIR / "phase2a.yaml")
+    assert phase2a.two_stage and len(phase2a.seeds) == 5 and set(phase2a.tasks) == {"sst2", "mrpc", "rte", "squad_v2"}
+    ranks = load_plan(PLANS_DIR / "rank_sweep.yaml")
+    assert ranks.grid["lora"]["lora.r"] == [2**i for i in range(9)] and "full" in ranks.methods
+    assert not (PLANS_DIR / "phase2b.yaml").exists()  # phase 2b is the report, not a plan
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_plan_show_cli(path, capsys):
+    assert main(["plan", "show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "runs" in out and "FLOPs" in out
+
+
+MALFORMED = {
+    "unknown_key": ("name: x\ntaks: [sst2]\n", "unknown key 'taks'"),
+    "unknown_sweep_key": ("name: x\nsweep: {seed: [1]}\n", "unknown key 'sweep.seed'"),
+    "missing_name": ("tasks: [rte]\n", "name: required"),
+    "empty_grid": ("name: x\ngrid: {}\n", "grid: empty"),
+    "empty_axis": ("name: x\ngrid: {lora: {training.learning_rate: []}}\n",
+                   "grid.lora: training.learning_rate: expected a non-empty list"),
+    "empty_method_grid": ("name: x\ngrid: {lora: {}}\n", "grid.lora: expected a non-empty mapping"),
+    "scalar_axis": ("name: x\ngrid: {lora.r: 8}\n", "grid: lora.r: expected a non-empty list"),
+    "unknown_task": ("name: x\ntasks: [sst2, sst3]\n", "tasks[1] = 'sst3': allowed:"),
+    "negative_lr_grid": ("name: x\ngrid: {lora: {training.learning_rate: [1.0e-4, -1.0e-4]}}\n",
+                         "grid.lora: training.learning_rate = -0.0001"),
+    "negative_lr_override": ("name: x\noverrides: {training.full_finetune_learning_rate: -1.0e-5}\n",
+                             "overrides: training.full_finetune_learning_rate = -1e-05"),
+    "unknown_config_key": ("name: x\ngrid: {lora: {training.lerning_rate: [1.0e-4]}}\n",
+                           "grid.lora: unknown key 'training.lerning_rate'"),
+    "invalid_yaml": ("name: x\ntasks: [sst2\n", "invalid YAML"),
+    "not_a_mapping": ("- name\n- x\n", "expected a mapping"),
+    "seed_in_grid": ("name: x\ngrid: {training.seed: [1, 2]}\n", "training.seed is set by the plan's `seeds:`"),
+    "task_in_overrides": ("name: x\noverrides: {task: rte}\n", "overrides: task is set by the plan's `tasks:`"),
+    "ignored_by_full": ("name: x\ngrid: {full: {training.learning_rate: [1.0e-4, 2.0e-4]}}\n",
+                        "grid.full: training.learning_rate has no effect on full runs"),
+    "flat_lr_both_methods": ("name: x\ngrid: {training.learning_rate: [1.0e-4, 2.0e-4]}\n",
+                             "give each method its own grid section"),
+    "duplicate_seeds": ("name: x\nseeds: [42, 42]\n", "seeds = [42, 42]: duplicate entries"),
+    "negative_seed": ("name: x\nseeds: [-1]\n", "seeds[0] = -1"),
+    "duplicate_values": ("name: x\ngrid: {lora.r: [8, 8]}\n", "duplicate values"),
+    "method_not_planned": ("name: x\nmethods: [lora]\ngrid: {full: {training.full_finetune_learning_rate: [1]}}\n",
+                           "grid.full: method 'full' is not in methods"),
+    "missing_config_file": ("name: x\nconfig: nope.yaml\n", "config: nope.yaml: file not found"),
+    "tracking_in_grid": ("name: x\ngrid: {tracking.project: [a, b]}\n", "does not change what a run computes"),
+    "bad_name": ("name: ../escape\n", "name = '../escape'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_plan_is_one_line_exit_2(case, tmp_path, capsys):
+    text, expected = MALFORMED[case]
+    path = write_plan(tmp_path, text, name=f"{case}.yaml")
+    assert main(["plan", "show", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"tunebench: error: {path}") and expected in err, err
+
+
+def test_missing_plan_file(tmp_path, capsys):
+    assert main(["plan", "show", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml: plan file not found" in capsys.readouterr().err
