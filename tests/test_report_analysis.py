@@ -1,0 +1,235 @@
+"""The report's decisions on hand-made result sets: headline selection, seed designs, verdict wording,
+example-level tests, and how run folders are read."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from fake_results import (
+    classification_predictions,
+    write_fake_run,
+    write_selection,
+)
+from tunebench.report.build import build_report
+from tunebench.report.collect import collect_curves, collect_runs, compute_setting_id
+from tunebench.report.plots import plot_lr_sweep, render_png
+
+
+def report(root, **kw):
+    return build_report(root, with_figures=False, n_resamples=300, **kw)
+
+
+def row(r, task):
+    return r.comparison.set_index("task").loc[task]
+
+
+# ---------------------------------------------------------------- headline selection
+
+
+def write_sweep_where_validation_and_test_disagree(root) -> None:
+    """LoRA lr 1e-4: best on validation, worse on test; lr 1e-3: the reverse. Full has one setting."""
+    for seed in (1, 2, 3):
+        write_fake_run(root, "sst2", "lora", seed, learning_rate=1e-4, validation=0.90, test=0.80 + seed / 1000)
+        write_fake_run(root, "sst2", "lora", seed, learning_rate=1e-3, validation=0.85, test=0.95 + seed / 1000)
+        write_fake_run(root, "sst2", "full", seed, validation=0.88, test=0.85 + seed / 1000)
+
+
+def test_headline_setting_is_chosen_on_validation_not_test(tmp_path):
+    write_sweep_where_validation_and_test_disagree(tmp_path)
+    r = report(tmp_path)
+    assert row(r, "sst2")["lora_mean"] == pytest.approx(80.2)  # lr 1e-4's test mean, not lr 1e-3's 95.2
+    chosen = r.settings[r.settings["selected"] & (r.settings["method"] == "lora")]
+    assert chosen["learning_rate"].tolist() == [1e-4]
+    assert chosen["selection"].tolist() == ["best mean validation accuracy"]
+
+
+def test_selection_json_overrides_the_validation_rule(tmp_path):
+    write_sweep_where_validation_and_test_disagree(tmp_path)
+    write_selection(tmp_path, "demo", {"sst2": {"lora": {"overrides": {"training.learning_rate": 1e-3},
+                                                         "learning_rate": 1e-3}}})
+    r = report(tmp_path)
+    assert row(r, "sst2")["lora_mean"] == pytest.approx(95.2)
+    chosen = r.settings[r.settings["selected"] & (r.settings["method"] == "lora")]
+    assert chosen["selection"].iloc[0] == "selection.json (demo/selection.json)"
+
+
+def test_selection_without_a_usable_setting_falls_back_with_a_note(tmp_path):
+    write_sweep_where_validation_and_test_disagree(tmp_path)
+    write_selection(tmp_path, "demo", {"sst2": {"lora": {"overrides": None, "learning_rate": None}}})
+    r = report(tmp_path)
+    assert row(r, "sst2")["lora_mean"] == pytest.approx(80.2)
+    assert any("no usable setting" in n for n in r.notes)
+
+
+def test_lr_sweep_plot_is_drawn_when_several_learning_rates_exist(tmp_path):
+    write_sweep_where_validation_and_test_disagree(tmp_path)
+    settings = report(tmp_path).settings
+    assert settings.groupby("method")["learning_rate"].nunique().to_dict() == {"full": 1, "lora": 2}
+    assert render_png(plot_lr_sweep(settings)).startswith(b"\x89PNG")
+    assert plot_lr_sweep(settings[settings["learning_rate"] != 1e-3]) is None  # one rate each: no sweep plot
+
+
+def test_same_run_in_sweep_and_final_folders_counts_once(tmp_path):
+    for exp, seeds in (("demo-sweep", (1,)), ("demo", (1, 2, 3))):
+        for seed in seeds:
+            write_fake_run(tmp_path, "rte", "lora", seed, experiment=exp, test=0.6, validation=0.6)
+            write_fake_run(tmp_path, "rte", "full", seed, experiment=exp, test=0.6, validation=0.6)
+    r = report(tmp_path)
+    assert (row(r, "rte")["lora_n"], row(r, "rte")["n_pairs"]) == (3, 3)
+    assert len(r.notes) == 2 and all("demo-sweep/" in n for n in r.notes)  # the final folder's copy is kept
+
+
+def test_setting_id_ignores_seed_and_what_the_method_does_not_read():
+    base = {"task": "sst2", "method": "full", "experiment": "a", "lora": {"r": 8},
+            "training": {"seed": 1, "learning_rate": 1e-4, "full_finetune_learning_rate": 5e-5}}
+    other = json.loads(json.dumps(base))
+    other |= {"experiment": "b", "lora": {"r": 64}}
+    other["training"] |= {"seed": 2, "learning_rate": 3e-4}
+    assert compute_setting_id({"method": "full", "config": base}) == compute_setting_id({"method": "full",
+                                                                                          "config": other})
+    other["training"]["full_finetune_learning_rate"] = 1e-5
+    assert compute_setting_id({"method": "full", "config": base}) != compute_setting_id({"method": "full",
+                                                                                          "config": other})
+
+
+# ---------------------------------------------------------------- seed designs and verdicts
+
+
+def test_single_seed_says_no_significance_can_be_claimed(tmp_path):
+    write_fake_run(tmp_path, "mrpc", "lora", 42, test=0.84, validation=0.8)
+    write_fake_run(tmp_path, "mrpc", "full", 42, test=0.86, validation=0.8)
+    v = report(tmp_path).verdicts["mrpc"]
+    assert v.startswith("mrpc: with 1 seed no significance can be claimed (f1: LoRA - full = -2.00 points")
+    assert "LoRA trains 0.9% of the parameters and peaks at 38% of full's memory" in v
+
+
+def test_non_significant_difference_is_not_called_equal(tmp_path):
+    lora, full = [0.910, 0.905, 0.915, 0.900, 0.912], [0.908, 0.911, 0.909, 0.907, 0.906]
+    for seed, (a, b) in enumerate(zip(lora, full, strict=True)):
+        write_fake_run(tmp_path, "sst2", "lora", seed, test=a, validation=0.9)
+        write_fake_run(tmp_path, "sst2", "full", seed, test=b, validation=0.9)
+    r = report(tmp_path)
+    v = r.verdicts["sst2"]
+    t = stats.ttest_rel(np.multiply(lora, 100), np.multiply(full, 100))
+    assert v.startswith("sst2: no significant difference at alpha = 0.05 with 5 seeds")
+    assert f"paired t-test p = {t.pvalue:.3f}" in v
+    lo, hi = t.confidence_interval()
+    assert f"95% CI [{lo:.2f}, {hi:.2f}]" in v
+    assert "equal" not in v and "equivalen" not in v
+
+
+def test_significant_difference_names_the_better_method_and_the_margin(tmp_path):
+    for seed, (a, b) in enumerate([(0.80, 0.85), (0.81, 0.855), (0.79, 0.845), (0.80, 0.86), (0.82, 0.86)]):
+        write_fake_run(tmp_path, "rte", "lora", seed, test=a, validation=0.8)
+        write_fake_run(tmp_path, "rte", "full", seed, test=b, validation=0.8)
+    v = report(tmp_path).verdicts["rte"]
+    assert v.startswith("rte: full fine-tuning is significantly better than LoRA at alpha = 0.05 with 5 seeds, "
+                        "by 5.00 points of accuracy")
+
+
+def test_methods_with_different_seeds_are_compared_unpaired(tmp_path):
+    for seed, acc in ((1, 0.90), (2, 0.91), (3, 0.92)):
+        write_fake_run(tmp_path, "sst2", "lora", seed, test=acc, validation=0.9)
+    for seed, acc in ((7, 0.88), (8, 0.89), (9, 0.885), (10, 0.89)):
+        write_fake_run(tmp_path, "sst2", "full", seed, test=acc, validation=0.9)
+    r = report(tmp_path)
+    c = row(r, "sst2")
+    assert (c["design"], c["n_pairs"], c["lora_n"], c["full_n"]) == ("unpaired", 0, 3, 4)
+    welch = stats.ttest_ind([90, 91, 92], [88, 89, 88.5, 89], equal_var=False)
+    assert c["t_p"] == pytest.approx(welch.pvalue)
+    assert "with 3 LoRA seeds and 4 full seeds (0 shared)" in r.verdicts["sst2"]
+    assert "no common seeds: Welch t-test" in r.verdicts["sst2"]
+
+
+def test_only_shared_seeds_enter_the_paired_test(tmp_path):
+    for seed in (1, 2, 3, 4):
+        write_fake_run(tmp_path, "sst2", "lora", seed, test=0.90 + seed / 100, validation=0.9)
+    for seed in (2, 3, 4, 5):
+        write_fake_run(tmp_path, "sst2", "full", seed, test=0.88 + seed / 200, validation=0.9)
+    c = row(report(tmp_path), "sst2")
+    assert (c["design"], c["n_pairs"]) == ("paired", 3)
+    expected = stats.ttest_rel([92, 93, 94], [89, 89.5, 90])
+    assert c["t_p"] == pytest.approx(expected.pvalue)
+
+
+def test_task_with_one_method_is_not_compared(tmp_path):
+    write_fake_run(tmp_path, "squad_v2", "full", 1, test={"f1": 70.0}, validation=70.0)
+    v = report(tmp_path).verdicts["squad_v2"]
+    assert v == ("squad_v2: only full fine-tuning has completed runs (1 seed); "
+                 "LoRA and full fine-tuning cannot be compared.")
+
+
+# ---------------------------------------------------------------- example-level tests
+
+
+def test_mcnemar_on_a_seed_pair_matches_the_hand_count(tmp_path):
+    labels = [1, 0] * 15
+    lora = [True] * 30
+    full = [False] * 8 + [True] * 22                # b = 8 examples only LoRA gets right
+    lora[10], lora[11] = False, False               # c = 2 examples only full gets right
+    write_fake_run(tmp_path, "rte", "lora", 1, test=sum(lora) / 30, validation=0.7,
+                   predictions=classification_predictions(labels, lora))
+    write_fake_run(tmp_path, "rte", "full", 1, test=sum(full) / 30, validation=0.7,
+                   predictions=classification_predictions(labels, full))
+    r = report(tmp_path)
+    t = r.example_tests.iloc[0]
+    assert (t["comparison"], t["b"], t["c"], t["n_examples"]) == ("seed 1", 8, 2, 30)
+    assert t["p"] == pytest.approx(0.109375) and t["odds_ratio"] == 4.0
+    expected = "per-example McNemar on seed 1: p = 0.109 (b = 8 only LoRA right, c = 2 only full right)"
+    assert expected in r.verdicts["rte"]
+
+
+def test_majority_vote_counts_ties_as_wrong_for_both(tmp_path):
+    labels = [0, 1, 0, 1]
+    lora = {1: [True, True, False, True], 2: [True, False, False, True]}   # majority: T, tie, F, T
+    full = {1: [False, True, True, False], 2: [False, True, True, True]}   # majority: F, T, T, tie
+    for seed in (1, 2):
+        write_fake_run(tmp_path, "sst2", "lora", seed, test=0.7, validation=0.7,
+                       predictions=classification_predictions(labels, lora[seed]))
+        write_fake_run(tmp_path, "sst2", "full", seed, test=0.7, validation=0.7,
+                       predictions=classification_predictions(labels, full[seed]))
+    tests = report(tmp_path).example_tests.set_index("comparison")
+    vote = tests.loc["majority vote over seeds"]
+    # majority-correct: LoRA [T, F, F, T], full [F, T, T, F] -> b = 2 (ex. 0, 3), c = 2 (ex. 1, 2)
+    assert (vote["b"], vote["c"], vote["seeds"]) == (2, 2, "1,2")
+    assert (tests.loc["seed 1", "b"], tests.loc["seed 1", "c"]) == (2, 1)
+
+
+def test_example_tests_use_only_shared_examples(tmp_path):
+    preds = classification_predictions([1, 1, 1, 1], [True, True, False, False])
+    write_fake_run(tmp_path, "sst2", "lora", 1, test=0.5, validation=0.5, predictions=preds)
+    write_fake_run(tmp_path, "sst2", "full", 1, test=0.5, validation=0.5, predictions=preds[:3])
+    assert report(tmp_path).example_tests.iloc[0]["n_examples"] == 3
+
+
+# ---------------------------------------------------------------- reading run folders
+
+
+def test_ok_run_without_its_test_metric_is_unreadable_not_averaged(tmp_path):
+    write_fake_run(tmp_path, "sst2", "lora", 1, test={"macro_f1": 0.9}, validation=0.9)
+    write_fake_run(tmp_path, "sst2", "lora", 2, test=0.9, validation=0.9, extra={"status": "exploded"})
+    runs = collect_runs(tmp_path)
+    assert runs["status"].tolist() == ["unreadable", "unreadable"]
+    assert set(runs["reason"]) == {"status ok but metrics.json has no test.accuracy", "unknown status 'exploded'"}
+
+
+def test_runs_are_found_at_any_depth(tmp_path):
+    write_fake_run(tmp_path / "a" / "b", "rte", "lora", 1, test=0.6, validation=0.6)
+    write_fake_run(tmp_path, "rte", "full", 1, test=0.6, validation=0.6)
+    runs = collect_runs(tmp_path)
+    assert sorted(runs["run_dir"].str.count("/")) == [1, 3]
+
+
+def test_torn_log_lines_are_skipped(tmp_path):
+    folder = write_fake_run(tmp_path, "sst2", "lora", 1, test=0.9, validation=0.9,
+                            log=[{"step": 10, "loss": 0.7}, {"step": 20, "eval_loss": 0.5}])
+    with open(folder / "log.jsonl", "a") as f:
+        f.write('{"step": 30, "lo')
+    curves = collect_curves(collect_runs(tmp_path), tmp_path)
+    assert curves["step"].tolist() == [10, 20]
+    assert curves["loss"].tolist()[0] == 0.7 and pd.isna(curves["loss"].tolist()[1])
