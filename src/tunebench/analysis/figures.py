@@ -1,0 +1,138 @@
+"""Figures from analysed runs: (metrics.json, analysis.json) pairs (or their tables) in, matplotlib Figures out.
+
+`analysis_figures(pairs)` returns {name: Figure}, one column of panels per task, built on matplotlib's
+object API (no pyplot global state; render with `tunebench.report.plots.render_png` or `fig.savefig`):
+
+  effective_rank_by_layer  mean effective rank of dW per layer (rows: attention, MLP), one line per LoRA
+                           rank (viridis, low to high) and full fine-tuning (red, dashed); log y axis.
+  intruders_vs_rank        intruder dimensions per run (sum over matrices) against the LoRA rank (log2 x
+                           axis, mean +- sd over seeds); full fine-tuning as a horizontal reference line with
+                           its +- sd band.
+  forgetting_vs_rank       delta_loss = loss_after - loss_before on the held-out text, same layout.
+  accuracy_vs_rank         the test split's primary metric, same layout.
+An empty input gives an empty dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from tunebench.analysis.tables import analysis_tables
+
+FULL_COLOR = "#d62728"
+LORA_COLOR = "#1f77b4"
+GROUPS = ("attention", "mlp")
+VS_RANK = {  # name: (by_rank column, y label, title)
+    "intruders_vs_rank": ("intruders_total", "intruder dimensions (sum over matrices)",
+                          "Intruder dimensions vs LoRA rank"),
+    "forgetting_vs_rank": ("delta_loss", "delta LM loss on held-out text (nats)",
+                           "Forgetting vs LoRA rank (loss after - before)"),
+    "accuracy_vs_rank": ("test_primary", "test primary metric", "Test metric vs LoRA rank"),
+}
+
+
+def analysis_figures(pairs: Iterable[tuple[dict, dict]] | None = None,
+                     tables: dict[str, pd.DataFrame] | None = None) -> dict[str, Figure]:
+    """{name: Figure} (see the module docstring) from the pairs, or from `analysis_tables(pairs)`."""
+    tables = tables if tables is not None else analysis_tables(pairs or [])
+    if tables["runs"].empty:
+        return {}
+    figures = {"effective_rank_by_layer": plot_effective_rank_by_layer(tables["modules"])}
+    for name, (column, ylabel, title) in VS_RANK.items():
+        figures[name] = plot_vs_rank(tables["by_rank"], column, ylabel, title)
+    return figures
+
+
+# ---------------------------------------------------------------- effective rank per layer
+
+
+def plot_effective_rank_by_layer(modules: pd.DataFrame) -> Figure:
+    """Rows: attention / MLP; columns: tasks; one line per setting (LoRA rank or full)."""
+    tasks = sorted(modules["task"].dropna().unique())
+    fig = Figure(figsize=(4.5 * max(len(tasks), 1), 6.5))
+    axes = fig.subplots(len(GROUPS), max(len(tasks), 1), squeeze=False)
+    per_layer = (modules.groupby(["task", "method", "lora_r", "group", "layer"], dropna=False)["effective_rank"]
+                 .mean().reset_index())
+    for j, task in enumerate(tasks):
+        for i, group in enumerate(GROUPS):
+            ax = axes[i][j]
+            _draw_layer_lines(ax, per_layer[(per_layer["task"] == task) & (per_layer["group"] == group)])
+            ax.set_title(f"{task}: {group}")
+            ax.set_xlabel("layer")
+            ax.set_ylabel("effective rank of dW (90% energy)")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:  # one legend for all panels, right of them
+        fig.legend(handles, labels, loc="center right", fontsize=8)
+    fig.suptitle("Effective rank of the weight update per layer (mean over module types and seeds)")
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
+    return fig
+
+
+def _draw_layer_lines(ax, data: pd.DataFrame) -> None:
+    ranks = sorted(int(r) for r in data.loc[data["method"] == "lora", "lora_r"].dropna().unique())
+    cmap = colormaps["viridis"]
+    for k, r in enumerate(ranks):
+        line = data[(data["method"] == "lora") & (data["lora_r"] == r)].sort_values("layer")
+        color = cmap(k / max(len(ranks) - 1, 1))
+        ax.plot(line["layer"], line["effective_rank"], marker="o", ms=3, color=color, label=f"LoRA r={r}")
+    full = data[data["method"] == "full"].sort_values("layer")
+    if not full.empty:
+        ax.plot(full["layer"], full["effective_rank"], ls="--", lw=2, color=FULL_COLOR, label="full FT")
+    values = data["effective_rank"].to_numpy(float)
+    if values.size and np.nanmin(values) > 0:
+        ax.set_yscale("log")
+
+
+# ---------------------------------------------------------------- measures vs LoRA rank
+
+
+def plot_vs_rank(by_rank: pd.DataFrame, column: str, ylabel: str, title: str) -> Figure:
+    """One panel per task: LoRA mean +- sd against rank, full fine-tuning as a reference line."""
+    tasks = sorted(by_rank["task"].dropna().unique())
+    fig = Figure(figsize=(4.5 * max(len(tasks), 1), 3.8))
+    axes = fig.subplots(1, max(len(tasks), 1), squeeze=False)[0]
+    for ax, task in zip(axes, tasks, strict=False):
+        data = by_rank[by_rank["task"] == task]
+        _draw_lora_points(ax, data[data["method"] == "lora"], column)
+        _draw_full_reference(ax, data[data["method"] == "full"], column)
+        ax.set_title(task)
+        ax.set_xlabel("LoRA rank r")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"{title} (mean +- sd over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def _draw_lora_points(ax, lora: pd.DataFrame, column: str) -> None:
+    lora = lora.dropna(subset=["lora_r"]).sort_values("lora_r")
+    if lora.empty:
+        return
+    r = lora["lora_r"].to_numpy(float)
+    sd = np.nan_to_num(lora[f"{column}_sd"].to_numpy(float))
+    ax.errorbar(r, lora[f"{column}_mean"].to_numpy(float), yerr=sd, fmt="o-", capsize=3, color=LORA_COLOR,
+                label="LoRA")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(r, [str(int(v)) for v in r])
+
+
+def _draw_full_reference(ax, full: pd.DataFrame, column: str) -> None:
+    if full.empty:
+        return
+    mean = float(full[f"{column}_mean"].iloc[0])
+    sd = float(np.nan_to_num(full[f"{column}_sd"].iloc[0]))
+    if np.isnan(mean):
+        return
+    ax.axhline(mean, ls="--", lw=2, color=FULL_COLOR, label="full FT")
+    if sd > 0:
+        ax.axhspan(mean - sd, mean + sd, color=FULL_COLOR, alpha=0.12)

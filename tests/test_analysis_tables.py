@@ -1,0 +1,115 @@
+"""Tables and figures from (metrics.json, analysis.json) pairs (tunebench.analysis.tables / figures)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from tunebench.analysis.figures import analysis_figures
+from tunebench.analysis.tables import analysis_tables
+
+TYPES = (("q_proj", "attention"), ("down_proj", "mlp"))
+
+
+def make_pair(method: str, seed: int, r: int | None, accuracy: float, delta_loss: float,
+              erank: int) -> tuple[dict, dict]:
+    """A run with two layers x (q_proj, down_proj); every matrix has effective rank `erank` + layer and one
+    intruder in layer 0's q_proj for LoRA."""
+    run = f"mrpc-{method}-r{r}-s{seed}"
+    metrics = {"run_id": run, "experiment": "rank_sweep", "status": "ok", "task": "mrpc", "method": method,
+               "seed": seed, "lora_r": r, "primary_metric": "f1", "test": {"f1": accuracy, "accuracy": 0.5}}
+    spectrum = []
+    for layer in (0, 1):
+        for kind, group in TYPES:
+            intruders = 1 if method == "lora" and layer == 0 and kind == "q_proj" else 0
+            spectrum.append({"module": f"model.layers.{layer}.x.{kind}", "layer": layer, "type": kind,
+                             "group": group, "effective_rank": erank + layer, "stable_rank": 1.0 + layer,
+                             "intruders": intruders, "top_singular_values": [2.0, 1.0], "fro_norm": 3.0,
+                             "rel_fro_norm": 0.1})
+    ranks = [m["effective_rank"] for m in spectrum]
+    analysis = {
+        "run_id": run, "method": method, "lora_r": r,
+        "forgetting": {"text": "builtin", "tokens": 100, "loss_before": 2.0, "loss_after": 2.0 + delta_loss,
+                       "ppl_before": math.exp(2.0), "ppl_after": math.exp(2.0 + delta_loss),
+                       "delta_loss": delta_loss},
+        "spectrum": spectrum,
+        "summary": {"n_matrices": 4, "mean_effective_rank": float(np.mean(ranks)), "max_effective_rank": max(ranks),
+                    "mean_stable_rank": 1.5, "intruders_total": sum(m["intruders"] for m in spectrum),
+                    "fro_norm_total": 6.0,
+                    "by_group": {g: {"mean_effective_rank": erank + 0.5, "mean_stable_rank": 1.5,
+                                     "intruders_total": int(method == "lora" and g == "attention")}
+                                 for _, g in TYPES}},
+    }
+    return metrics, analysis
+
+
+@pytest.fixture()
+def pairs():
+    out = []
+    for seed, (acc_shift, dl_shift) in zip((1, 2), ((0.0, 0.0), (0.02, 0.02)), strict=True):
+        out.append(make_pair("lora", seed, 1, 0.80 + acc_shift, 0.01 + dl_shift, 1))
+        out.append(make_pair("lora", seed, 8, 0.84 + acc_shift, 0.03 + dl_shift, 6))
+        out.append(make_pair("full", seed, None, 0.86 + acc_shift, 0.10 + dl_shift, 40))
+    return out
+
+
+def test_runs_table_one_row_per_run(pairs):
+    runs = analysis_tables(pairs)["runs"]
+    assert len(runs) == 6
+    assert list(runs["setting"]) == ["LoRA r=1", "LoRA r=1", "LoRA r=8", "LoRA r=8", "full", "full"]
+    assert runs["lora_r"].dtype == "Int64" and runs["lora_r"].isna().sum() == 2
+    first = runs.iloc[0]
+    assert first["test_primary"] == 0.80 and first["delta_loss"] == 0.01
+    assert first["intruders_total"] == 1 and first["mean_effective_rank"] == 1.5
+    assert first["intruders_total_attention"] == 1 and first["intruders_total_mlp"] == 0
+
+
+def test_modules_and_layers_tables(pairs):
+    tables = analysis_tables(pairs)
+    modules, layers = tables["modules"], tables["layers"]
+    assert len(modules) == 6 * 4
+    assert set(modules.columns) >= {"module", "layer", "type", "group", "effective_rank", "intruders",
+                                    "top_singular_value"}
+    assert len(layers) == 3 * 2 * 2                           # settings x layers x module types
+    full_l1 = layers[(layers["method"] == "full") & (layers["layer"] == 1) & (layers["type"] == "q_proj")]
+    assert full_l1["effective_rank"].item() == 41.0 and full_l1["n_runs"].item() == 2
+    lora_q0 = layers[(layers["lora_r"] == 8) & (layers["layer"] == 0) & (layers["type"] == "q_proj")]
+    assert lora_q0["intruders"].item() == 1.0
+
+
+def test_by_rank_means_and_sds_over_seeds(pairs):
+    by_rank = analysis_tables(pairs)["by_rank"]
+    assert list(by_rank["method"]) == ["lora", "lora", "full"]
+    assert by_rank["lora_r"].iloc[:2].tolist() == [1, 8] and pd.isna(by_rank["lora_r"].iloc[2])
+    r8 = by_rank[by_rank["lora_r"] == 8].iloc[0]
+    assert r8["test_primary_mean"] == pytest.approx(0.85)
+    assert r8["test_primary_sd"] == pytest.approx(0.02 / math.sqrt(2))
+    assert r8["delta_loss_mean"] == pytest.approx(0.04)
+    assert r8["intruders_total_mean"] == 1.0 and r8["intruders_total_sd"] == 0.0
+    assert r8["n_runs"] == 2
+    full = by_rank[by_rank["method"] == "full"].iloc[0]
+    assert full["mean_effective_rank_mean"] == 40.5 and full["intruders_total_mean"] == 0.0
+
+
+def test_figures_are_rendered(pairs):
+    figures = analysis_figures(pairs)
+    assert set(figures) == {"effective_rank_by_layer", "intruders_vs_rank", "forgetting_vs_rank",
+                            "accuracy_vs_rank"}
+    for fig in figures.values():
+        assert isinstance(fig, Figure)
+        FigureCanvasAgg(fig).draw()
+    ax = figures["forgetting_vs_rank"].axes[0]
+    reference = [line for line in ax.lines if line.get_label() == "full FT"]
+    assert reference and reference[0].get_ydata()[0] == pytest.approx(0.11)   # full's mean delta_loss
+    assert len(figures["effective_rank_by_layer"].axes) == 2                   # attention, mlp x one task
+
+
+def test_no_pairs_give_empty_tables_and_no_figures():
+    tables = analysis_tables([])
+    assert all(df.empty for df in tables.values())
+    assert analysis_figures([]) == {}
