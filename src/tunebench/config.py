@@ -83,6 +83,7 @@ class TrainingConfig(_Strict):
     early_stopping_patience: int | None = Field(None, ge=1)
     save_full_model: bool = False
     eval_train_examples: int = Field(512, ge=0)
+    cpu_threads: int | None = Field(None, ge=1)
     # GPU path switches (issue 7); each is checked against what is installed and the device.
     gradient_checkpointing: bool = False
     torch_compile: bool = False

@@ -49,10 +49,14 @@ def _load(cfg: Config, task: TaskSpec):
     from transformers import set_seed
 
     from tunebench.model import load_model, load_tokenizer
+    from tunebench.train import set_cpu_threads
 
     tokenizer = load_tokenizer(cfg)
     set_seed(cfg.training.seed)
-    return tokenizer, load_model(cfg, task, tokenizer, device="cpu" if not torch.cuda.is_available() else None)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model(cfg, task, tokenizer, device=device)
+    set_cpu_threads(cfg, sum(p.numel() for p in model.parameters()), device)
+    return tokenizer, model
 
 
 def _batch(cfg: Config, task: TaskSpec, tokenizer, n: int, split: str = "train") -> dict:
@@ -151,7 +155,7 @@ def inspect_lora_setup(model, cfg: Config, task: TaskSpec, batch: dict, base_log
     if diff > 1e-5:
         return _fail(name, "lora", f"max |diff| {diff:.2e}",
                      "LoRA output differs from the base model at init (B != 0?)")
-    return CheckResult(name, "lora", True, f"{len(wrapped)} modules x {n_layers} layers; trainable {n_trainable:,} = "
+    return CheckResult(name, "lora", True, f"{len(layers)} modules x {n_layers} layers; trainable {n_trainable:,} = "
                        f"formula; init diff {diff:.1e}")
 
 
@@ -192,13 +196,11 @@ def check_lora_setup(cfg: Config, task: TaskSpec) -> CheckResult:
 
 def check_data_loading(cfg: Config, tasks: list[str]) -> CheckResult:
     """Every requested task loads and passes `data validate`."""
-    from tunebench.data.validate import validate_loaded
-
     name = "data_loading"
     sizes = []
     for t in tasks:
         try:
-            findings, splits = validate_loaded(cfg, t)
+            findings, splits = _validate_task(cfg, t)
         except TunebenchError as e:
             return _fail(name, "-", f"{t}: not loaded", str(e))
         errors = [f for f in findings if f.level == "error"]
@@ -207,6 +209,17 @@ def check_data_loading(cfg: Config, tasks: list[str]) -> CheckResult:
             return _fail(name, "-", f"{t}: {len(errors)} errors", f"{t} {e.split} {e.check}: {e.message}")
         sizes.append(f"{t} {'/'.join(str(len(splits[s])) for s in ('train', 'validation', 'test'))}")
     return CheckResult(name, "-", True, "; ".join(sizes) + " (train/val/test)")
+
+
+def _validate_task(cfg: Config, task: str):
+    """What `tunebench data validate` checks for one task: (findings, splits)."""
+    from tunebench.data.sources import expected_rows, load_split_records
+    from tunebench.data.validate import validate_task
+
+    spec = get_task(task)
+    cached, splits = load_split_records(cfg, task)
+    rows = {"train": len(cached.train), "test": len(cached.test)}
+    return validate_task(spec, rows, splits, expected_rows(cfg, spec), cached.manifest, cfg.data), splits
 
 
 # ---------------------------------------------------------------- 4 gradient flow

@@ -225,6 +225,20 @@ class PeakMemory:
 
 # ---------------------------------------------------------------- training arguments
 
+SMALL_MODEL_PARAMS = 20_000_000
+_DEFAULT_THREADS = torch.get_num_threads()   # before any run changed it
+
+
+def set_cpu_threads(cfg: Config, n_params: int, device: str) -> int | None:
+    """On CPU, intra-op threads: the configured number, else 1 for small models (splitting a 64-wide matmul
+    across cores costs more in synchronization than it saves), else torch's default (all cores)."""
+    if device != "cpu":
+        return None
+    threads = cfg.training.cpu_threads or (1 if n_params < SMALL_MODEL_PARAMS else _DEFAULT_THREADS)
+    torch.set_num_threads(threads)
+    return threads
+
+
 
 def check_switches(cfg: Config, device: str) -> None:
     """Each speed switch is accepted only where its package and device exist (one clear line otherwise)."""
@@ -309,6 +323,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True)
     splits = prepare_splits(cfg, task, tokenizer)
     model = build_model(cfg, task, tokenizer, device)
     params = count_parameters(model)
+    threads = set_cpu_threads(cfg, params["total"], device)
 
     ckpt_dir = run_dir / "checkpoints"
     args = build_training_args(cfg, task, ckpt_dir, device)
@@ -359,6 +374,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True)
         "tokens": {"train_non_pad": tokens,
                    "tokens_per_s": tokens / max(train_s - in_loop_eval_s, 1e-9)},
         "device": device,
+        "cpu_threads": threads,
     }
     if task.is_qa:
         fields["qa"] = {"null_threshold": threshold}

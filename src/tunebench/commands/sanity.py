@@ -9,7 +9,6 @@ from pathlib import Path
 from tunebench.commands._common import add_config_args, config_from_args
 from tunebench.config import METHODS, TASK_NAMES, with_overrides
 
-
 # The names of tunebench.sanity.CHECKS, spelled here so that building the CLI parser imports no torch/peft
 # (tests/test_sanity.py checks they agree).
 CHECKS = ("model_loading", "lora_setup", "data_loading", "gradient_flow", "overfitting", "wandb_logging",
@@ -59,4 +58,7 @@ def print_table(results, elapsed: float) -> None:
     for r in results:
         verdict = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
         table.add_row(r.check, r.method, verdict, r.figure, r.detail)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)   # logs and CI: one row per check, not wrapped into a column
+    console.print(table)
