@@ -179,3 +179,26 @@ def test_build_report_is_deterministic(tmp_path):
     b = build_report(tmp_path, n_resamples=500, with_figures=False)
     pd.testing.assert_frame_equal(a.example_tests, b.example_tests)
     assert a.verdicts == b.verdicts
+
+
+def test_report_includes_the_analysis_of_analysed_runs(tmp_path):
+    """Runs that `tunebench analyze` processed bring forgetting/spectrum tables and figures into the report."""
+    import json
+
+    from test_analysis_tables import make_pair
+
+    from tunebench.report.build import build_report
+    from tunebench.report.render import write_report
+
+    for seed in (1, 2):
+        for method, r in (("lora", 8), ("full", None)):
+            run = write_fake_run(tmp_path / "res", "mrpc", method, seed, test=0.8, validation=0.8,
+                                 lora_r=r, experiment="rank_sweep")
+            _, analysis = make_pair(method, seed, r, 0.8, 0.05 if method == "full" else 0.01, 5)
+            (run / "analysis.json").write_text(json.dumps(analysis))
+    report = build_report(tmp_path / "res")
+    assert set(report.analysis) == {"runs", "modules", "layers", "by_rank"} and len(report.analysis["runs"]) == 4
+    written = write_report(report, tmp_path / "out")
+    assert "analysis_runs.csv" in written and "intruders_vs_rank.png" in written
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Forgetting and update spectra per run" in html and "Intruder dimensions" in html

@@ -18,11 +18,13 @@ import json
 from pathlib import Path
 
 from tunebench.config import Config
+from tunebench.errors import TunebenchError
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_RUNNING = "running"
 METRICS_FILE = "metrics.json"
+ANALYSIS_FILE = "analysis.json"   # written by `tunebench analyze`
 
 # Keys that say where results go or how they are tracked, not what is computed: left out of the run id.
 _ID_EXCLUDED = ("experiment", "output_dir", "tracking")
@@ -58,3 +60,25 @@ def read_metrics(path: str | Path) -> dict | None:
 def find_runs(results_dir: str | Path) -> list[Path]:
     """Every run folder below results_dir (any depth), sorted."""
     return sorted(p.parent for p in Path(results_dir).rglob(METRICS_FILE))
+
+
+def find_ok_runs(path: str | Path) -> tuple[list[Path], list[Path]]:
+    """(ok run folders, other run folders) below path, or path itself when it is a run folder."""
+    path = Path(path)
+    if not path.exists():
+        raise TunebenchError(f"{path}: no such folder")
+    ok, other = [], []
+    for run in find_runs(path):
+        metrics = read_metrics(run) or {}
+        (ok if metrics.get("status") == STATUS_OK else other).append(run)
+    return ok, other
+
+
+def load_analysis_pairs(results_dir: str | Path) -> list[tuple[dict, dict]]:
+    """(metrics.json, analysis.json) of every ok run below results_dir that has been analysed."""
+    pairs = []
+    for run in find_ok_runs(results_dir)[0]:
+        f = run / ANALYSIS_FILE
+        if f.is_file():
+            pairs.append((read_metrics(run), json.loads(f.read_text(encoding="utf-8"))))
+    return pairs

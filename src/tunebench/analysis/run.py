@@ -27,7 +27,6 @@ the plumbing, not a model.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from pathlib import Path
 
@@ -38,9 +37,9 @@ from tunebench.analysis.spectrum import module_info, summarize_spectrum, update_
 from tunebench.config import Config, load_config, with_overrides
 from tunebench.errors import TunebenchError
 from tunebench.io import atomic_write_json
-from tunebench.results import STATUS_OK, find_runs, read_metrics
+from tunebench.results import ANALYSIS_FILE, STATUS_OK, find_ok_runs, load_analysis_pairs, read_metrics
 
-ANALYSIS_FILE = "analysis.json"
+__all__ = ["ANALYSIS_FILE", "find_ok_runs", "load_analysis_pairs"]  # re-exported: they live in results.py
 SCHEMA = 1
 DEFAULT_TOP_K = 10
 DEFAULT_EPS = 0.5
@@ -114,28 +113,6 @@ def analyze_run(run_dir: str | Path, text_spec: str | TextSet = "builtin", top_k
 def save_analysis(run_dir: str | Path, record: dict) -> Path:
     """Write <run_dir>/analysis.json atomically (a reader never sees half a file)."""
     return atomic_write_json(Path(run_dir) / ANALYSIS_FILE, record)
-
-
-def find_ok_runs(path: str | Path) -> tuple[list[Path], list[Path]]:
-    """(ok run folders, other run folders) below path, or path itself when it is a run folder."""
-    path = Path(path)
-    if not path.exists():
-        raise TunebenchError(f"{path}: no such folder")
-    ok, other = [], []
-    for run in find_runs(path):
-        metrics = read_metrics(run) or {}
-        (ok if metrics.get("status") == STATUS_OK else other).append(run)
-    return ok, other
-
-
-def load_analysis_pairs(results_dir: str | Path) -> list[tuple[dict, dict]]:
-    """(metrics.json, analysis.json) of every ok run below results_dir that has been analysed."""
-    pairs = []
-    for run in find_ok_runs(results_dir)[0]:
-        f = run / ANALYSIS_FILE
-        if f.is_file():
-            pairs.append((read_metrics(run), json.loads(f.read_text(encoding="utf-8"))))
-    return pairs
 
 
 def validate_settings(top_k: int, eps: float, energy: float, max_tokens: int | None) -> None:

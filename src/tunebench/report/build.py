@@ -16,7 +16,7 @@ from tunebench.report.compare import TaskComparison, compare_task
 from tunebench.report.select import Selection, select_settings, summarize_settings
 from tunebench.report.stats import DEFAULT_BOOTSTRAP_RESAMPLES, DEFAULT_BOOTSTRAP_SEED
 from tunebench.report.verdict import compose_verdict
-from tunebench.results import STATUS_OK
+from tunebench.results import STATUS_OK, load_analysis_pairs
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Inputs:
     predictions: dict[str, pd.DataFrame]       # run_dir -> predictions/test.jsonl (ok runs)
     selections: dict[str, dict[str, dict]]     # merged selection.json files
     configs: dict[str, dict]                   # run_dir -> resolved config (only when selections exist)
+    analysis_pairs: list[tuple[dict, dict]] = field(default_factory=list)  # (metrics, analysis.json)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Report:
     verdicts: dict[str, str]
     figures: dict[str, bytes] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    analysis: dict[str, pd.DataFrame] = field(default_factory=dict)   # `tunebench analyze` tables, if any
 
     @property
     def n_ok(self) -> int:
@@ -68,6 +70,7 @@ def load_inputs(results_dir: str | Path, out_dir: str | Path | None = None) -> I
         results_dir=root, runs=runs, curves=collect.collect_curves(ok, root),
         predictions={r: p for r in ok["run_dir"] if (p := collect.read_test_predictions(root / r)) is not None},
         selections=selections, configs=collect.read_configs(ok, root) if selections else {},
+        analysis_pairs=load_analysis_pairs(root),
     )
 
 
@@ -111,7 +114,22 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
         from tunebench.report.plots import build_figures  # matplotlib is slow to import; only when drawing
 
         report.figures = build_figures(report.comparison, inputs.curves, headline, efficiency, settings)
+    if inputs.analysis_pairs:
+        add_analysis(report, inputs.analysis_pairs, with_figures)
     return report
+
+
+def add_analysis(report: Report, pairs: list[tuple[dict, dict]], with_figures: bool) -> None:
+    """Forgetting and weight-update spectra (issue 8) from the runs `tunebench analyze` has processed."""
+    from tunebench.analysis.tables import analysis_tables
+
+    report.analysis = analysis_tables(pairs)
+    if with_figures:
+        from tunebench.analysis.figures import analysis_figures
+        from tunebench.report.plots import render_png
+
+        for name, fig in analysis_figures(tables=report.analysis).items():
+            report.figures[f"{name}.png"] = render_png(fig)
 
 
 def drop_duplicate_seeds(ok: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

@@ -29,6 +29,12 @@ FIGURE_CAPTIONS = {
     "metric_vs_params.png": "Test primary metric against trainable parameters (log scale).",
     "metric_vs_memory.png": "Test primary metric against peak memory.",
     "lr_sweep.png": "Learning-rate sweep: validation primary metric (mean +- sd over seeds); star = headline.",
+    "effective_rank_by_layer.png": "Effective rank (90% energy) of the weight update per layer; LoRA ranks and "
+                                   "full fine-tuning.",
+    "intruders_vs_rank.png": "Intruder dimensions (top-10 singular vectors of W_after with max |cos| < 0.5 to "
+                             "every singular vector of W_before) against LoRA rank; full fine-tuning as reference.",
+    "forgetting_vs_rank.png": "Forgetting: LM loss on held-out text after minus before fine-tuning, against rank.",
+    "accuracy_vs_rank.png": "Test primary metric against LoRA rank; full fine-tuning as reference.",
 }
 
 METHODS_TEXT = [
@@ -167,6 +173,9 @@ def render_html(report: Report) -> str:
         ("All metrics over seeds (headline settings, raw units)", report.metric_summary),
         ("Failed runs (not averaged)", report.failed),
     ]
+    if report.analysis:
+        sections += [("Forgetting and update spectra per run (tunebench analyze)", report.analysis["runs"]),
+                     ("Update spectra per layer and module type (mean over seeds)", report.analysis["layers"])]
     body += [f"<h2>{esc(title)}</h2>{html_table(df)}" for title, df in sections]
     body.append("<h2>Figures</h2>")
     for name, png in report.figures.items():
@@ -205,6 +214,9 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
     for name in TABLES:
         file = "failed_runs.csv" if name == "failed" else f"{name}.csv"
         written[file] = atomic_write_text(out / "tables" / file, getattr(report, name).to_csv(index=False))
+    for name, df in report.analysis.items():
+        file = f"analysis_{name}.csv"
+        written[file] = atomic_write_text(out / "tables" / file, df.to_csv(index=False))
     for name, png in report.figures.items():
         written[name] = atomic_write_bytes(out / "plots" / name, png)
     written["verdicts.json"] = atomic_write_json(out / "verdicts.json", report.verdicts)
