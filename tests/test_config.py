@@ -86,3 +86,29 @@ def test_config_show_prints_resolved_yaml(capsys):
     assert main(["config", "show", "lora.r=8"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["lora"]["r"] == 8 and shown["tracking"]["project"] == "NLP"
+
+
+def test_list_options_may_be_followed_by_overrides(monkeypatch):
+    import tunebench.commands.run as run_cmd
+
+    seen = {}
+
+    def fake_expand(cfg, tasks, methods, seeds):
+        seen.update(cfg=cfg, tasks=tasks, methods=methods, seeds=seeds)
+        return []
+
+    monkeypatch.setattr(run_cmd, "expand_runs", fake_expand)
+    monkeypatch.setattr(run_cmd, "print_results_table", lambda records: None)
+    assert main(["run", "--tasks", "sst2", "rte", "training.learning_rate=1e-3", "--seeds", "1", "2",
+                 "lora.r=4"]) == 0
+    assert seen["tasks"] == ["sst2", "rte"] and seen["seeds"] == [1, 2]
+    assert seen["cfg"].training.learning_rate == 1e-3 and seen["cfg"].lora.r == 4
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["run", "--tasks", "cola"], "--tasks 'cola': not one of sst2, mrpc, rte, squad_v2"),
+    (["run", "--seeds", "x"], "--seeds 'x': expected int"),
+])
+def test_bad_list_option_is_one_line_exit_2(argv, needle, capsys):
+    assert main(argv) == 2
+    assert needle in capsys.readouterr().err

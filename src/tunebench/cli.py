@@ -12,6 +12,7 @@ import os
 import sys
 
 from tunebench import __version__
+from tunebench.commands._common import normalize_list_options
 from tunebench.errors import TunebenchError
 
 # Each module in tunebench.commands exposes `register(subparsers)`; order here is the order in --help.
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        normalize_list_options(args)
         return int(args.func(args) or 0)
     except TunebenchError as e:
         if os.environ.get("TUNEBENCH_DEBUG"):

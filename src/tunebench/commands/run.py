@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 
-from tunebench.commands._common import add_config_args, config_from_args
+from tunebench.commands._common import add_config_args, add_list_option, config_from_args
 from tunebench.config import METHODS, TASK_NAMES, Config, with_overrides
 
 
@@ -15,11 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train and evaluate every combination of --tasks, --methods and --seeds, each into "
         "<output_dir>/<experiment>/<run_id>/, then print a table of results.",
     )
-    p.add_argument("--tasks", nargs="+", choices=TASK_NAMES, metavar="TASK",
-                   help=f"tasks to run (default: the config's task); choices: {' '.join(TASK_NAMES)}")
-    p.add_argument("--methods", nargs="+", choices=METHODS, metavar="METHOD",
-                   help="lora and/or full (default: the config's method)")
-    p.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="training seeds (default: training.seed)")
+    add_list_option(p, "--tasks", choices=TASK_NAMES, metavar="TASK",
+                    help=f"tasks to run (default: the config's task); choices: {' '.join(TASK_NAMES)}")
+    add_list_option(p, "--methods", choices=METHODS, metavar="METHOD",
+                    help="lora and/or full (default: the config's method)")
+    add_list_option(p, "--seeds", convert=int, metavar="SEED", help="training seeds (default: training.seed)")
     p.add_argument("--no-resume", action="store_true", help="start from scratch even when a checkpoint exists")
     p.add_argument("--skip-preflight", action="store_true",
                    help="skip the fast sanity checks (loading, LoRA setup, gradient flow) before training")
@@ -72,4 +72,5 @@ def print_results_table(records: list[dict]) -> None:
             f"{r['params']['trainable']:,} ({100 * r['params']['trainable_share']:.2f}%)",
             f"{r['timing']['wall_s']:.1f}", f"{r['tokens']['tokens_per_s']:.0f}",
         )
-    Console().print(table)
+    console = Console()
+    console.print(table, width=None if console.is_terminal else 160)

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from tunebench.commands._common import add_config_args, config_from_args
+from tunebench.commands._common import add_config_args, add_list_option, config_from_args
 from tunebench.config import METHODS, TASK_NAMES, with_overrides
 
 # The names of tunebench.sanity.CHECKS, spelled here so that building the CLI parser imports no torch/peft
@@ -22,10 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "reproducibility. Prints a table, writes <output_dir>/<experiment>/sanity.json, exits 1 if any fails.",
     )
     p.add_argument("--model", help="model to check (sets model.name): hub id, local folder, or tiny")
-    p.add_argument("--tasks", nargs="+", choices=TASK_NAMES, metavar="TASK", help="tasks (default: the config's)")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), metavar="METHOD")
-    p.add_argument("--checks", nargs="+", choices=CHECKS, default=list(CHECKS), metavar="CHECK",
-                   help=f"subset of checks: {' '.join(CHECKS)}")
+    add_list_option(p, "--tasks", choices=TASK_NAMES, metavar="TASK", help="tasks (default: the config's)")
+    add_list_option(p, "--methods", choices=METHODS, default=list(METHODS), metavar="METHOD",
+                    help="lora and/or full (default: both)")
+    add_list_option(p, "--checks", choices=CHECKS, default=list(CHECKS), metavar="CHECK",
+                    help=f"subset of checks: {' '.join(CHECKS)}")
     add_config_args(p)
     p.set_defaults(func=_sanity)
 
