@@ -201,7 +201,7 @@ def test_exception_marks_the_run_failed(tmp_path):
 
 
 def test_wandb_offline_run_files_hold_the_metrics_and_no_api_key(tmp_path, monkeypatch):
-    from tunebench.tracking import read_wandb_file
+    from tunebench.tracking import read_finished_wandb_file
 
     monkeypatch.setenv("WANDB_API_KEY", "sk-test-0123456789abcdef0123456789abcdef01234567")
     cfg = tiny_cfg(tmp_path, "tracking.backend=wandb")
@@ -209,7 +209,7 @@ def test_wandb_offline_run_files_hold_the_metrics_and_no_api_key(tmp_path, monke
     assert rec["status"] == "ok"
     files = list(run_dir(cfg).glob("wandb/offline-run-*/run-*.wandb"))
     assert len(files) == 1
-    records = read_wandb_file(files[0])
+    records = read_finished_wandb_file(files[0])
     losses = [r["train/loss"] for kind, r in records if kind == "history" and "train/loss" in r]
     logged = [r["loss"] for r in read_jsonl(run_dir(cfg) / "log.jsonl") if "loss" in r]
     assert losses == pytest.approx(logged)

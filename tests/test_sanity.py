@@ -274,20 +274,19 @@ def test_wandb_logging_fails_on_an_unwritable_folder(cfg, tmp_path):
 
 
 def test_reproducibility_fails_on_a_nondeterministic_data_order(cfg, monkeypatch):
-    import itertools
+    import random
 
     import tunebench.train as train
 
-    counter = itertools.count(1000)
-    original = train.build_training_args
+    original = train.prepare_splits
 
-    def unseeded(*a, **kw):
-        args = original(*a, **kw)
-        args.data_seed = next(counter)   # a different shuffle every run
-        return args
+    def shuffled_unseeded(*a, **kw):
+        splits = original(*a, **kw)
+        random.SystemRandom().shuffle(splits["train"].features)   # OS entropy: a new order every run
+        return splits
 
-    monkeypatch.setattr(train, "build_training_args", unseeded)
-    r = check_reproducibility(with_overrides(cfg, {"method": "full"}), steps=4)
+    monkeypatch.setattr(train, "prepare_splits", shuffled_unseeded)
+    r = check_reproducibility(with_overrides(cfg, {"method": "full", "training.group_by_length": False}), steps=4)
     assert not r.passed and "nondeterministic" in r.detail
 
 

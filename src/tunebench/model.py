@@ -9,6 +9,7 @@ Traps handled here (each verified on transformers 5.x):
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,21 @@ class LoadReport:
     source: str                               # "checkpoint" | "gguf" | "random"
     new_keys: list[str] = field(default_factory=list)   # head weights initialized fresh
     missing_base_keys: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """No load-report tables or progress bars: tunebench checks the loading itself (check_loading_info)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        hf_logging.enable_progress_bar()
 
 
 # ---------------------------------------------------------------- device and dtype
@@ -177,10 +193,14 @@ def _from_pretrained(cls, cfg: Config, kwargs: dict):
         if cfg.model.gguf_file and not (local / cfg.model.gguf_file).is_file():
             raise TunebenchError(f"model.gguf_file {cfg.model.gguf_file!r}: not found in {local}")
     try:
-        return cls.from_pretrained(name, **kwargs)
-    except OSError as e:
+        with quiet_transformers():
+            return cls.from_pretrained(name, **kwargs)
+    except Exception as e:  # noqa: BLE001 -- a corrupt file raises anything from OSError to SafetensorError
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if local.exists():
-            raise TunebenchError(f"model.name {name!r}: cannot load ({str(e).splitlines()[0]})") from None
+            raise TunebenchError(f"model.name {name!r}: cannot load ({type(e).__name__}: {first})") from None
+        if not isinstance(e, OSError):
+            raise
         raise TunebenchError(
             f"model.name {name!r}: not a local folder and it could not be fetched from the Hugging Face hub "
             f"(offline?). Download it where there is network (`hf download {name} --local-dir DIR`) and set "

@@ -9,6 +9,7 @@ From Python: `ModelSanityChecker(cfg).check_lora_setup()` (the original plan's A
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -45,18 +46,30 @@ def _fail(check: str, method: str, figure: str, detail: str) -> CheckResult:
 # ---------------------------------------------------------------- helpers
 
 
+_LAST_LOADED: dict[tuple, tuple] = {}   # one checkpoint kept: the checks reuse it instead of reloading
+
+
 def _load(cfg: Config, task: TaskSpec):
+    """Tokenizer and a fresh copy of the task model (a checkpoint is read from disk once per check run)."""
     from transformers import set_seed
 
-    from tunebench.model import load_model, load_tokenizer
+    from tunebench.model import TINY, load_model, load_tokenizer
     from tunebench.train import set_cpu_threads
 
-    tokenizer = load_tokenizer(cfg)
-    set_seed(cfg.training.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_model(cfg, task, tokenizer, device=device)
-    set_cpu_threads(cfg, sum(p.numel() for p in model.parameters()), device)
-    return tokenizer, model
+    m = cfg.model
+    key = (m.name, m.gguf_file, m.dtype, m.attn_implementation, m.max_length, task.name, cfg.training.seed)
+    if key not in _LAST_LOADED:
+        tokenizer = load_tokenizer(cfg)
+        set_seed(cfg.training.seed)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = load_model(cfg, task, tokenizer, device=device)
+        set_cpu_threads(cfg, sum(p.numel() for p in model.parameters()), device)
+        if m.name == TINY:
+            return tokenizer, model
+        _LAST_LOADED.clear()
+        _LAST_LOADED[key] = (tokenizer, model)
+    tokenizer, model = _LAST_LOADED[key]
+    return tokenizer, copy.deepcopy(model)
 
 
 def _batch(cfg: Config, task: TaskSpec, tokenizer, n: int, split: str = "train") -> dict:
@@ -321,7 +334,7 @@ def _batch_accuracy(out, batch: dict) -> float:
 
 def check_wandb_logging(cfg: Config, folder: str | Path | None = None) -> CheckResult:
     """Create an offline run in a temporary folder, log known values, read them back from its run files."""
-    from tunebench.tracking import WandbTracker, read_wandb_file
+    from tunebench.tracking import WandbTracker, read_finished_wandb_file
 
     name = "wandb_logging"
     logged = {1: 0.75, 2: 0.5, 3: 0.25}
@@ -340,7 +353,7 @@ def check_wandb_logging(cfg: Config, folder: str | Path | None = None) -> CheckR
         files = sorted(where.glob("wandb/offline-run-*/run-*.wandb"))
         if not files:
             return _fail(name, "-", "no run file", f"{where}: no offline run file written")
-        records = read_wandb_file(files[-1])
+        records = read_finished_wandb_file(files[-1])
     got = {r["_step"]: r["sanity/loss"] for kind, r in records if kind == "history" and "sanity/loss" in r}
     summary = {k: v for kind, r in records if kind == "summary" for k, v in r.items()}
     if got != logged or summary.get("sanity/final") != 42:

@@ -95,7 +95,8 @@ _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
 
 
 def read_wandb_file(path: str | os.PathLike) -> list[tuple[str, dict]]:
-    """Records of an offline `.wandb` file: ("history", {key: value}) and ("summary", {key: value}) pairs.
+    """Records of an offline `.wandb` file: ("history", {key: value}), ("summary", {key: value}), and
+    (kind, {}) for every other record kind ("run", "exit", ...).
 
     Hand-written because wandb 0.31 ships no public reader of its transaction log; the format is LevelDB's
     log (32 KiB blocks, 7-byte record headers: crc32, length, type).
@@ -117,6 +118,7 @@ def read_wandb_file(path: str | os.PathLike) -> list[tuple[str, dict]]:
         elif kind == "summary":
             items = rec.summary.update
         else:
+            out.append((kind, {}))
             continue
         out.append((kind, {(i.key or "/".join(i.nested_key)): _json.loads(i.value_json) for i in items}))
     return out
@@ -146,3 +148,16 @@ def _log_records(data: bytes, pos: int):
             chunks.append(body)
             yield b"".join(chunks)
             chunks = []
+
+
+def read_finished_wandb_file(path: str | os.PathLike, timeout_s: float = 30.0) -> list[tuple[str, dict]]:
+    """The records once the run's "exit" record is on disk: wandb's service process may still be writing
+    the file for a moment after `finish()` returns."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = read_wandb_file(path)
+        if any(kind == "exit" for kind, _ in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)

@@ -413,10 +413,10 @@ def _best_validation(log_path: Path, metric_key: str, best_metric: float | None)
 
 def _save_model(trainer: Trainer, cfg: Config, run_dir: Path, tokenizer) -> None:
     """LoRA: the adapter with the task head (modules_to_save). Full: the whole model, only when asked."""
-    model = trainer.model
-    if cfg.method == "lora":
-        model.save_pretrained(str(run_dir / "adapter"))
-        tokenizer.save_pretrained(str(run_dir / "adapter"))
-    elif cfg.training.save_full_model:
-        model.save_pretrained(str(run_dir / "model"))
-        tokenizer.save_pretrained(str(run_dir / "model"))
+    from tunebench.model import quiet_transformers
+
+    folder = "adapter" if cfg.method == "lora" else "model" if cfg.training.save_full_model else None
+    if folder:
+        with quiet_transformers():
+            trainer.model.save_pretrained(str(run_dir / folder))
+            tokenizer.save_pretrained(str(run_dir / folder))
