@@ -8,7 +8,7 @@ Canonical record schemas, one per task family (every source -- builtin, local, h
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from tunebench.errors import TunebenchError
@@ -26,6 +26,10 @@ class TaskSpec:
     hub_config: str | None
     raw_text_fields: tuple[str, ...] = () # GLUE TSV columns holding text_a, text_b
     raw_label_field: str = ""
+    raw_dir: str = ""                     # GLUE folder name under data.glue_dir (official glue_data layout)
+    raw_label_values: tuple[str, ...] = ()  # label strings in the raw TSV; index = label id
+    # official unanswerable-question counts (SQuAD v2 only): train 43,498 of 130,319; dev 5,945 of 11,873
+    official_unanswerable: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_labels(self) -> int:
@@ -43,6 +47,7 @@ TASKS: dict[str, TaskSpec] = {
         official_counts={"train": 67_349, "test": 872},
         hub_id="nyu-mll/glue", hub_config="sst2",
         raw_text_fields=("sentence",), raw_label_field="label",
+        raw_dir="SST-2", raw_label_values=("0", "1"),
     ),
     "mrpc": TaskSpec(
         name="mrpc", family="classification", label_names=("not_equivalent", "equivalent"),
@@ -51,6 +56,7 @@ TASKS: dict[str, TaskSpec] = {
         official_counts={"train": 3_668, "test": 408},
         hub_id="nyu-mll/glue", hub_config="mrpc",
         raw_text_fields=("#1 String", "#2 String"), raw_label_field="Quality",
+        raw_dir="MRPC", raw_label_values=("0", "1"),
     ),
     "rte": TaskSpec(
         name="rte", family="classification", label_names=("entailment", "not_entailment"),
@@ -58,12 +64,15 @@ TASKS: dict[str, TaskSpec] = {
         official_counts={"train": 2_490, "test": 277},
         hub_id="nyu-mll/glue", hub_config="rte",
         raw_text_fields=("sentence1", "sentence2"), raw_label_field="label",
+        # GLUE's RTE writes labels as words; the hub's ints use the same order (0 = entailment).
+        raw_dir="RTE", raw_label_values=("entailment", "not_entailment"),
     ),
     "squad_v2": TaskSpec(
         name="squad_v2", family="extractive_qa", label_names=(),
         metrics=("f1", "exact", "HasAns_f1", "HasAns_exact", "NoAns_f1", "NoAns_exact"), primary_metric="f1",
         official_counts={"train": 130_319, "test": 11_873},
         hub_id="rajpurkar/squad_v2", hub_config=None,
+        official_unanswerable={"train": 43_498, "test": 5_945},
     ),
 }
 

@@ -1,0 +1,19 @@
+"""Shared test fixtures. Real assets live in ../shared (beside the repository), never copied into it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The official GLUE TSVs and SQuAD v2 JSON files (../shared/data); skips when absent."""
+    path = SHARED / "data"
+    if not (path / "glue").is_dir() or not (path / "squad_v2").is_dir():
+        pytest.skip(f"{path}: shared data not available")
+    return path
