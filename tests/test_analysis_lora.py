@@ -20,13 +20,7 @@ from tunebench.train import build_model
 R = 4
 PREFIX = "base_model.model."
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the 2 shared CPU cores are oversubscribed otherwise (a 64 x 64 SVD takes 100x longer)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

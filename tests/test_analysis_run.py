@@ -24,13 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 R = 4
 PROJECTIONS = 7
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the 2 shared CPU cores are oversubscribed otherwise (a 64 x 64 SVD takes 100x longer)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

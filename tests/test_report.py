@@ -186,7 +186,6 @@ def test_report_includes_the_analysis_of_analysed_runs(tmp_path):
     import json
 
     from test_analysis_tables import make_pair
-
     from tunebench.report.build import build_report
     from tunebench.report.render import write_report
 

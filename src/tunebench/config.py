@@ -198,21 +198,23 @@ def deep_merge(base: dict, update: dict) -> dict:
     return out
 
 
-def read_yaml(path: str | os.PathLike) -> dict:
+def read_yaml(path: str | os.PathLike, what: str = "config file",
+              top_level: str = "a mapping of config keys") -> dict:
+    """A YAML mapping with numbers normalized; one-line errors naming the file (and line)."""
     path = Path(path)
     if not path.is_file():
-        raise TunebenchError(f"{path}: config file not found")
+        raise TunebenchError(f"{path}: {what} not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise TunebenchError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
-    if data is None:
+        raise TunebenchError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    if data is None and what == "config file":
         return {}
     if not isinstance(data, dict):
-        raise TunebenchError(f"{path}: expected a mapping of config keys at the top level")
-    return _normalize_numbers(data)
+        raise TunebenchError(f"{path}: expected {top_level} at the top level")
+    return _normalize_numbers(data)  # YAML 1.1 reads 1e-4 as a string
 
 
 def _normalize_numbers(tree: Any) -> Any:

@@ -25,14 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from tunebench.config import (
     METHODS,
     TASK_NAMES,
     Config,
-    _normalize_numbers,
     deep_merge,
     parse_override,
     read_yaml,
@@ -160,17 +158,7 @@ def load_plan(
 
 
 def read_plan_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise TunebenchError(f"{path}: plan file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise TunebenchError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
-    if not isinstance(data, dict):
-        raise TunebenchError(f"{path}: expected a mapping with at least `name:` at the top level")
-    return _normalize_numbers(data)  # YAML 1.1 reads 1e-4 as a string; the config loader does the same
+    return read_yaml(path, what="plan file", top_level="a mapping with at least `name:`")
 
 
 def validate_spec(tree: dict, path: Path) -> PlanSpec:
