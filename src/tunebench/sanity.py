@@ -289,30 +289,42 @@ def _nonzero_lora_b(model) -> None:
 
 
 def check_overfitting(cfg: Config, task: TaskSpec, n_examples: int = 32, max_steps: int = 300,
-                      loss_target: float = 0.05, lr_multiplier: float = 10.0) -> CheckResult:
-    """Drive the loss on one fixed batch close to zero (Karpathy's "overfit one batch"). A hand-written loop
-    over one batch: this is a probe of the model, not training, and the Trainer adds nothing here."""
-    name = "overfitting"
-    tokenizer, model = _load(cfg, task)
+                      loss_target: float = 0.05, lr_multipliers: tuple[float, ...] = (10.0, 3.0, 1.0)) -> CheckResult:
+    """Drive the loss on one fixed batch close to zero (Karpathy's "overfit one batch") at the method's learning
+    rate times 10, 3 or 1 (the first that works; a rate already tuned high can overshoot at 10x). A hand-written
+    loop over one batch: this probes the model, it is not training, and the Trainer adds nothing here."""
+    tokenizer, base = _load(cfg, task)
     batch = _batch(cfg, task, tokenizer, n_examples)
+    tried = []
+    for mult in lr_multipliers:
+        steps, loss, acc = _overfit(copy.deepcopy(base), cfg, task, batch, cfg.learning_rate * mult, max_steps,
+                                    loss_target)
+        if steps is not None:
+            return CheckResult("overfitting", cfg.method, True,
+                               f"loss {loss:.4f}, accuracy 100% after {steps} steps at lr {cfg.learning_rate * mult:g}")
+        tried.append(f"lr {cfg.learning_rate * mult:g}: loss {loss:.3f}, accuracy {100 * acc:.0f}%")
+    return _fail("overfitting", cfg.method, f"after {max_steps} steps: " + "; ".join(tried),
+                 f"cannot overfit {n_examples} examples: training is broken (frozen head? lr? data?)")
+
+
+def _overfit(model, cfg: Config, task: TaskSpec, batch: dict, lr: float, max_steps: int,
+             loss_target: float) -> tuple[int | None, float, float]:
+    """(steps to reach the target or None, last loss, last batch accuracy)."""
     torch.manual_seed(cfg.training.seed)
     model = apply_method(model, cfg, task)
     _disable_dropout(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate * lr_multiplier, weight_decay=0.0)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     model.train()
-    loss = float("nan")
+    loss, acc = float("nan"), 0.0
     for step in range(1, max_steps + 1):
         out = _forward(model, batch)
-        loss = out.loss.item()
-        if loss < loss_target and _batch_accuracy(out, batch) == 1.0:
-            return CheckResult(name, cfg.method, True, f"loss {loss:.4f}, accuracy 100% after {step} steps")
+        loss, acc = out.loss.item(), _batch_accuracy(out, batch)
+        if loss < loss_target and acc == 1.0:
+            return step, loss, acc
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()
-    acc = _batch_accuracy(_forward(model, batch), batch)
-    return _fail(name, cfg.method, f"loss {loss:.3f}, accuracy {100 * acc:.0f}% after {max_steps} steps",
-                 f"cannot overfit {n_examples} examples: training is broken (frozen head? lr? data?)")
+    return None, loss, acc
 
 
 def _disable_dropout(model) -> None:

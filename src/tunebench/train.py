@@ -387,6 +387,9 @@ def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True)
     last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
     _trim_log(run_dir / "log.jsonl", int(Path(last).name.split("-")[-1]) if last else 0)
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()      # checkpoint writes; our log.jsonl is the progress record
     with PeakMemory(device) as mem:
         t_train = time.perf_counter()
         out = trainer.train(resume_from_checkpoint=last)
