@@ -61,3 +61,12 @@ def normalize_list_options(args: argparse.Namespace) -> None:
         if not kept:
             raise TunebenchError(f"{flag}: expected at least one value")
         setattr(args, dest, kept)
+
+
+def table_console():
+    """A rich console for result tables: the terminal's width, or 160 columns in logs and CI (rich's 80-column
+    default folds every row into a narrow column there)."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=160)

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tunebench.commands._common import add_config_args, config_from_args
+from tunebench.commands._common import add_config_args, config_from_args, table_console
 from tunebench.config import Config
 from tunebench.data.sources import (
     available_tasks,
@@ -158,7 +158,6 @@ def _default_tasks(cfg: Config) -> list[str]:
 
 
 def _print_findings(findings: list[Finding], caption: str, verbose: bool) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="data validate", caption=caption)
@@ -168,7 +167,7 @@ def _print_findings(findings: list[Finding], caption: str, verbose: bool) -> Non
         else group_findings(findings)
     for task, split, checks, level, detail in rows:
         table.add_row(task, split, checks, f"[{STYLE[level]}]{level}[/]", detail)
-    Console().print(table)
+    table_console().print(table)
 
 
 def group_findings(findings: list[Finding]) -> list[tuple[str, str, str, str, str]]:
@@ -218,7 +217,6 @@ def _load_tokenizer(cfg: Config):
 
 
 def _print_summary(rows: list[dict], cfg: Config) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     with_lengths = any("tokens" in r for r in rows)
@@ -233,4 +231,4 @@ def _print_summary(rows: list[dict], cfg: Config) -> None:
         if with_lengths:
             cells += [str(r["tokens"][k]) for k in ("p50", "p90", "p99", "max")] + [f"{r['over_max_length']:,}"]
         table.add_row(*cells)
-    Console().print(table)
+    table_console().print(table)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 
-from tunebench.commands._common import add_config_args, add_list_option, config_from_args
+from tunebench.commands._common import add_config_args, add_list_option, config_from_args, table_console
 from tunebench.config import METHODS, TASK_NAMES, Config, with_overrides
 
 
@@ -56,7 +56,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def print_results_table(records: list[dict]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="results (test = official dev split)")
@@ -72,5 +71,4 @@ def print_results_table(records: list[dict]) -> None:
             f"{r['params']['trainable']:,} ({100 * r['params']['trainable_share']:.2f}%)",
             f"{r['timing']['wall_s']:.1f}", f"{r['tokens']['tokens_per_s']:.0f}",
         )
-    console = Console()
-    console.print(table, width=None if console.is_terminal else 160)
+    table_console().print(table)

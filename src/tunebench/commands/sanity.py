@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from tunebench.commands._common import add_config_args, add_list_option, config_from_args
+from tunebench.commands._common import add_config_args, add_list_option, config_from_args, table_console
 from tunebench.config import METHODS, TASK_NAMES, with_overrides
 
 # The names of tunebench.sanity.CHECKS, spelled here so that building the CLI parser imports no torch/peft
@@ -50,7 +50,6 @@ def _sanity(args: argparse.Namespace) -> int:
 
 
 def print_table(results, elapsed: float) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"sanity checks ({elapsed:.0f} s)")
@@ -59,7 +58,4 @@ def print_table(results, elapsed: float) -> None:
     for r in results:
         verdict = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
         table.add_row(r.check, r.method, verdict, r.figure, r.detail)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=160)   # logs and CI: one row per check, not wrapped into a column
-    console.print(table)
+    table_console().print(table)

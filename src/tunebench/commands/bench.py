@@ -1,0 +1,121 @@
+"""`tunebench bench`: throughput, memory and MFU of tunebench's training against three baselines."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tunebench.commands._common import add_config_args, config_from_args
+from tunebench.config import METHODS, TASK_NAMES, with_overrides
+
+# tunebench.bench.BASELINES, spelled here so that building the CLI parser imports no torch.
+BASELINES = ("original", "trainer", "raw", "tunebench")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="measure tokens/s, step time, memory and MFU against the standard recipes",
+        description="Train the same examples with each baseline (original: padded to max_length, random "
+        "batches; trainer: best-practice Trainer; raw: a bare PyTorch loop; tunebench: tunebench's own path), "
+        "interleaved in one process, and report non-pad tokens/s, samples/s, step time, peak memory, MFU "
+        "(GPU) and tunebench's speed-up over each. Writes JSON (--out).",
+    )
+    p.add_argument("--model", help="model (sets model.name): hub id, local folder, or tiny")
+    p.add_argument("--task", choices=TASK_NAMES, help="task (sets task; default: the config's)")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), metavar="METHOD",
+                   help="lora and/or full (default: both)")
+    p.add_argument("--baselines", nargs="+", choices=BASELINES, default=list(BASELINES), metavar="NAME",
+                   help=f"baselines to time (default: all): {' '.join(BASELINES)}")
+    p.add_argument("--steps", type=int, default=50, help="optimizer steps per timed run (default 50)")
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds, order alternating; medians reported")
+    p.add_argument("--warmup-steps", type=int, default=5, help="steps of the discarded warm-up round (0: none)")
+    p.add_argument("--eval-share-steps", type=int, default=0, metavar="N",
+                   help="also run tunebench's engine for N steps with evaluation every N/2 and report the "
+                   "evaluation share of wall time (0: skip)")
+    p.add_argument("--accuracy", action="store_true",
+                   help="also train original and tunebench for training.num_train_epochs on the train split "
+                   "(e.g. data.max_train_examples=2000) and score both on the test split")
+    p.add_argument("--compare-threads", action="store_true",
+                   help="CPU: also time tunebench's path at torch's default thread count vs the one it chose")
+    p.add_argument("--out", type=Path, help="JSON report (default: <output_dir>/<experiment>/bench-<task>.json)")
+    add_config_args(p)
+    p.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from tunebench.bench_run import run_bench
+    from tunebench.errors import TunebenchError
+    from tunebench.io import atomic_write_json
+
+    for flag in ("steps", "repeats"):
+        if getattr(args, flag) < 1:
+            raise TunebenchError(f"--{flag} must be at least 1")
+    cfg = config_from_args(args)
+    updates = {k: v for k, v in (("model.name", args.model), ("task", args.task)) if v}
+    cfg = with_overrides(cfg, updates) if updates else cfg
+    console = Console(stderr=True)
+    with console.status("benchmarking...") as status:
+        report = run_bench(cfg, list(dict.fromkeys(args.methods)), list(args.baselines), args.steps, args.repeats,
+                           max(0, args.warmup_steps), args.accuracy, max(0, args.eval_share_steps),
+                           args.compare_threads, progress=lambda s: status.update(s))
+    print_report(report)
+    out = args.out or Path(cfg.output_dir) / cfg.experiment / f"bench-{cfg.task}.json"
+    atomic_write_json(out, report)
+    print(f"report: {out}")
+    return 0
+
+
+def print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from tunebench.bench import format_bytes
+
+    env, load = report["env"], report["load_avg"]
+    title = (f"bench: {report['model']} on {report['task']}, {report['steps']} steps x {report['repeats']} "
+             f"repeats, {env['device_name']}, load {load['start'][0]:.2f}->{load['end'][0]:.2f}")
+    table = Table(title=title)
+    for col in ("method", "baseline", "tokens/s", "samples/s", "step ms", "pad %", "peak mem", "MFU",
+                "tunebench x"):
+        table.add_column(col, justify="right" if col not in ("method", "baseline") else "left")
+    for method, entry in report["methods"].items():
+        for name, s in entry["baselines"].items():
+            ratio = entry["speedups"].get(name)
+            table.add_row(method, name, f"{s['tokens_per_s']:,.0f}", f"{s['samples_per_s']:,.1f}",
+                          f"{1000 * s['step_time_s']:.1f}", f"{100 * s['padding_share']:.0f}",
+                          format_bytes(s["peak_mem_bytes"]), "n/a" if s["mfu"] is None else f"{100 * s['mfu']:.2f}%",
+                          "" if ratio is None else f"{ratio:.2f}")
+    console = Console(width=max(Console().width, 120))    # the table needs about 110 columns
+    console.print(table)
+    console.print("switches: " + ", ".join(f"{k}={v}" for k, v in report["switches"].items()))
+    pad = report.get("padding_invariance", {})
+    if pad.get("checked"):
+        console.print(f"padding to max_length changes logits by at most {pad['max_abs_logit_diff']:.2e} "
+                      f"(same predictions: {pad['same_predictions']})")
+    for method, entry in report["methods"].items():
+        _print_extras(console, method, entry)
+
+
+def _print_extras(console, method: str, entry: dict) -> None:
+    for name, t in entry.get("targets", {}).items():
+        mark = "[green]met[/green]" if t["met"] else "[red]missed[/red]"
+        console.print(f"{method}: tunebench / {name} = {t['ratio']:.2f} (target >= {t['target']:g}) {mark}")
+    if entry.get("threads"):
+        t = entry["threads"]
+        console.print(f"{method}: {t['chosen_threads']} CPU thread(s) vs torch's default {t['default_threads']}: "
+                      f"{t['speedup']:.2f}x tokens/s")
+    if "eval_share" in entry:
+        e = entry["eval_share"]
+        console.print(f"{method}: eval share {100 * e['timing']['eval_share']:.0f}% of wall time in a "
+                      f"{e['steps']}-step run evaluating every {e['eval_steps']} steps")
+        if "projected_full_run" in e:
+            p = e["projected_full_run"]
+            console.print(f"{method}: projected for the whole run ({p['steps']:.0f} steps, evaluation every "
+                          f"{p['eval_steps']}): {100 * p['eval_share']:.0f}% of the time in evaluation")
+    if "accuracy" in entry:
+        a, m = entry["accuracy"], entry["accuracy"]["metric"]
+        console.print(f"{method}: test {m} original {a['original']['test'][m]:.4f}, tunebench "
+                      f"{a['tunebench']['test'][m]:.4f} ({a['difference_points']:+.1f} points, "
+                      f"{a['steps']} steps on {a['train_examples']} examples)")
