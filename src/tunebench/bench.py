@@ -1,0 +1,289 @@
+"""Throughput, memory and MFU benchmark -- the pure parts: FLOPs formulas, token counting, the peak-FLOPs
+table, result records and their summaries. No torch training, no clocks, no files (those are in bench_run).
+
+FLOPs convention (PaLM, Chowdhery et al. 2022, appendix B), per *non-pad* token of a training step:
+
+    full fine-tuning:  6*N + 12*L*d*T
+    LoRA:              4*N_frozen + 6*N_trainable + 12*L*d*T
+
+- N counts every parameter used in the forward pass *except the embeddings* (a lookup, no matmul; the
+  embedding's weight gradient is a scatter-add): attention and MLP projections, norms and the task head.
+  For LoRA, N_frozen are the base weights (forward 2N + activation gradients 2N; a frozen weight needs no
+  2N weight-gradient term) and N_trainable the adapters plus the trained head (modules_to_save), 6N each.
+  PEFT's inactive copy of the head (`original_module`) is not used in the forward pass and is not counted.
+- 12*L*d*T is attention (QK^T and AV, forward 4*d*T per layer, times 3 for forward + backward); it has no
+  weights, so LoRA pays it in full. T is the batch's padded sequence length (what the kernels compute over),
+  so a batch's FLOPs are sum over its non-pad tokens of (6N + 12*L*d*T_batch); no causal halving (PaLM).
+- The causal-LM head does not exist in a classifier; the classification head (d x labels) is in N.
+MFU = model FLOPs per second / the device's dense bf16 peak; n/a on a CPU (no meaningful peak table).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Dense (no sparsity) bf16 tensor-core peaks in FLOP/s, from the vendors' data sheets. Patterns are matched
+# against torch.cuda.get_device_name() in order (H100 PCIe before the SXM default; L4 not L40S).
+PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
+    (r"H100.*PCIe", 756.0e12),
+    (r"H100", 989.4e12),       # SXM5 (the HBM3 80GB part)
+    (r"H200", 989.4e12),
+    (r"A100", 312.0e12),
+    (r"\bL4\b", 121.0e12),
+    (r"A10G", 125.0e12),
+)
+
+EMBEDDING_MARKERS = ("embed_tokens", "wte", "word_embeddings")
+INACTIVE_MARKERS = ("original_module",)   # PEFT keeps the untrained head beside the trained copy
+
+BASELINES = ("original", "trainer", "raw", "tunebench")
+BASELINE_HELP = {
+    "original": "standard example recipe: every example padded to max_length, random batches (run_glue.py "
+                "--pad_to_max_length)",
+    "trainer": "best-practice Trainer: dynamic padding, length-grouped batches, Trainer defaults",
+    "raw": "raw PyTorch loop (forward, backward, clip, optimizer step) over tunebench's pre-built batches",
+    "tunebench": "tunebench's training path: build_training_args + SequentialEvalTrainer as train.py uses it",
+}
+
+# Throughput targets of issue 7 (tunebench / baseline, non-pad tokens per second), per task where they differ.
+TARGETS: dict[str, dict[str, float]] = {
+    "sst2": {"original": 10.0, "trainer": 1.0, "raw": 0.9},
+    "rte": {"original": 3.0, "trainer": 1.0, "raw": 0.9},
+}
+DEFAULT_TARGETS = {"trainer": 1.0, "raw": 0.9}
+
+
+# ---------------------------------------------------------------- tokens
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """One training batch: samples, non-pad tokens (attention-mask ones) and padded length T."""
+
+    samples: int
+    non_pad_tokens: int
+    padded_len: int
+
+    @property
+    def padded_tokens(self) -> int:
+        return self.samples * self.padded_len
+
+
+def count_non_pad_tokens(attention_mask: Any) -> int:
+    """Number of ones in an attention mask (a tensor, an array or nested lists): padding excluded."""
+    if hasattr(attention_mask, "sum") and not isinstance(attention_mask, list):
+        return int(attention_mask.sum())
+    return int(sum(sum(row) for row in attention_mask))
+
+
+def batch_stats(attention_mask: Any) -> BatchStats:
+    """Stats of a (B, T) attention mask."""
+    if hasattr(attention_mask, "shape"):
+        samples, padded_len = (int(n) for n in attention_mask.shape[:2])
+    else:
+        samples, padded_len = len(attention_mask), max((len(r) for r in attention_mask), default=0)
+    return BatchStats(samples, count_non_pad_tokens(attention_mask), padded_len)
+
+
+def mean_padded_len(batches: Sequence[BatchStats]) -> float:
+    return statistics.fmean(b.padded_len for b in batches) if batches else 0.0
+
+
+# ---------------------------------------------------------------- FLOPs
+
+
+@dataclass(frozen=True)
+class FlopParams:
+    """Non-embedding parameters used in the forward pass, split by whether they receive a weight gradient."""
+
+    frozen: int
+    trainable: int
+    n_layers: int
+    d_model: int
+
+    @property
+    def total(self) -> int:
+        return self.frozen + self.trainable
+
+
+def count_flop_params(named: Iterable[tuple[str, int, bool]], n_layers: int, d_model: int) -> FlopParams:
+    """From (name, numel, requires_grad) triples: embeddings and PEFT's inactive head copy left out."""
+    frozen = trainable = 0
+    for name, numel, requires_grad in named:
+        if any(m in name for m in EMBEDDING_MARKERS + INACTIVE_MARKERS):
+            continue
+        if requires_grad:
+            trainable += numel
+        else:
+            frozen += numel
+    return FlopParams(frozen, trainable, n_layers, d_model)
+
+
+def attention_flops_per_token(n_layers: int, d_model: int, seq_len: float) -> float:
+    """12*L*d*T: QK^T and AV (2*d*T each, forward) for every layer, times 3 for forward + backward."""
+    return 12.0 * n_layers * d_model * seq_len
+
+
+def train_flops_per_token(p: FlopParams, seq_len: float) -> float:
+    """4*N_frozen + 6*N_trainable + 12*L*d*T (= 6N + 12LdT for full fine-tuning, N_frozen = 0)."""
+    return 4.0 * p.frozen + 6.0 * p.trainable + attention_flops_per_token(p.n_layers, p.d_model, seq_len)
+
+
+def train_flops(p: FlopParams, batches: Iterable[BatchStats]) -> float:
+    """Model FLOPs of training steps over these batches: each non-pad token at its batch's padded length."""
+    return sum(b.non_pad_tokens * train_flops_per_token(p, b.padded_len) for b in batches)
+
+
+def peak_flops(device_name: str | None) -> float | None:
+    """Dense bf16 peak FLOP/s of a known GPU; None for a CPU or an unknown device (MFU is then n/a)."""
+    if not device_name:
+        return None
+    for pattern, flops in PEAK_BF16_FLOPS:
+        if re.search(pattern, device_name):
+            return flops
+    return None
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class RunTiming:
+    """One measured training run of one baseline: the timed window covers every step of the run."""
+
+    baseline: str
+    method: str
+    repeat: int
+    elapsed_s: float
+    batches: list[BatchStats]
+    peak_mem_bytes: int = 0
+    step_end_s: list[float] = field(default_factory=list)   # time of each step's end from the window start
+    steps: int = 0                   # optimizer steps (batches / gradient accumulation); 0 = one per batch
+    cpu_s: float = 0.0               # process CPU time over the window (all threads, sampler included)
+
+    def __post_init__(self) -> None:
+        self.steps = self.steps or len(self.batches)
+
+    @property
+    def non_pad_tokens(self) -> int:
+        return sum(b.non_pad_tokens for b in self.batches)
+
+    @property
+    def samples(self) -> int:
+        return sum(b.samples for b in self.batches)
+
+
+@dataclass
+class BaselineSummary:
+    baseline: str
+    method: str
+    steps: int
+    repeats: int
+    samples: int
+    non_pad_tokens: int
+    padded_tokens: int
+    mean_padded_len: float
+    elapsed_s: float                 # median over repeats
+    elapsed_all_s: list[float]
+    tokens_per_s: float
+    samples_per_s: float
+    step_time_s: float
+    peak_mem_bytes: int              # max over repeats
+    model_flops: float
+    flops_per_s: float
+    mfu: float | None
+    cpu_s: float = 0.0               # median process CPU time of the window
+    tokens_per_cpu_s: float = 0.0    # steadier than wall time on a loaded host (other processes' load)
+
+    @property
+    def padding_share(self) -> float:
+        return 1.0 - self.non_pad_tokens / self.padded_tokens if self.padded_tokens else 0.0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "padding_share": self.padding_share}
+
+
+def summarize(runs: Sequence[RunTiming], params: FlopParams, peak: float | None) -> BaselineSummary:
+    """Median-elapsed summary of the repeats of one baseline (all repeats process the same examples)."""
+    if not runs:
+        raise ValueError("no runs to summarize")
+    elapsed = [r.elapsed_s for r in runs]
+    median = statistics.median(elapsed)
+    cpu = statistics.median(r.cpu_s for r in runs)
+    first = runs[0]
+    flops = train_flops(params, first.batches)
+    flops_per_s = flops / median if median > 0 else 0.0
+    return BaselineSummary(
+        baseline=first.baseline, method=first.method, steps=first.steps, repeats=len(runs),
+        samples=first.samples, non_pad_tokens=first.non_pad_tokens,
+        padded_tokens=sum(b.padded_tokens for b in first.batches),
+        mean_padded_len=mean_padded_len(first.batches), elapsed_s=median, elapsed_all_s=elapsed,
+        tokens_per_s=first.non_pad_tokens / median if median > 0 else 0.0,
+        samples_per_s=first.samples / median if median > 0 else 0.0,
+        step_time_s=median / first.steps if first.steps else 0.0,
+        peak_mem_bytes=max(r.peak_mem_bytes for r in runs),
+        model_flops=flops, flops_per_s=flops_per_s,
+        mfu=flops_per_s / peak if peak else None,
+        cpu_s=cpu, tokens_per_cpu_s=first.non_pad_tokens / cpu if cpu > 0 else 0.0,
+    )
+
+
+def speedups(summaries: Sequence[BaselineSummary], subject: str = "tunebench",
+             key: str = "tokens_per_s") -> dict[str, float]:
+    """subject's tokens/s (or another rate, `key`) over each other baseline's (same method); empty when the
+    subject was not run."""
+    by_name = {s.baseline: getattr(s, key) for s in summaries}
+    if subject not in by_name:
+        return {}
+    mine = by_name[subject]
+    return {name: mine / rate for name, rate in by_name.items() if name != subject and rate > 0}
+
+
+def paired_speedups(runs: dict[str, Sequence[RunTiming]], subject: str = "tunebench") -> dict[str, float]:
+    """Median over rounds of (baseline time / subject time) within the same round: the rounds interleave the
+    baselines, so a load change between rounds cancels out (every baseline processes the same tokens)."""
+    if subject not in runs:
+        return {}
+    mine = {r.repeat: r.elapsed_s for r in runs[subject]}
+    out = {}
+    for name, rs in runs.items():
+        ratios = [r.elapsed_s / mine[r.repeat] for r in rs if name != subject and mine.get(r.repeat)]
+        if ratios:
+            out[name] = statistics.median(ratios)
+    return out
+
+
+def check_targets(task: str, ratios: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Each available ratio against its issue-7 target: {baseline: {ratio, target, met}}."""
+    targets = TARGETS.get(task, DEFAULT_TARGETS)
+    return {name: {"ratio": ratios[name], "target": t, "met": ratios[name] >= t}
+            for name, t in targets.items() if name in ratios}
+
+
+def tokens_identical(summaries: Sequence[BaselineSummary]) -> bool:
+    """Every baseline processed the same non-pad tokens and samples (the apples-to-apples condition)."""
+    return len({(s.non_pad_tokens, s.samples) for s in summaries}) <= 1
+
+
+def project_eval_share(*, train_examples: int, examples_per_step: int, epochs: float, eval_steps: int,
+                       step_time_s: float, eval_s_per_example: float, validation_examples: int,
+                       final_eval_examples: int) -> dict[str, float]:
+    """Evaluation's share of a whole run: validation every eval_steps steps (and at the end), then the final
+    evaluation (validation, test, train subset), from a measured step time and evaluation speed."""
+    steps = math.ceil(train_examples / examples_per_step) * epochs
+    evals = math.ceil(steps / eval_steps)
+    train_s = steps * step_time_s
+    eval_s = eval_s_per_example * (evals * validation_examples + final_eval_examples)
+    return {"steps": steps, "evaluations": evals, "train_s": train_s, "eval_s": eval_s,
+            "eval_share": eval_s / (eval_s + train_s) if eval_s + train_s else 0.0}
+
+
+def format_bytes(n: int | float | None) -> str:
+    if not n:
+        return "n/a"
+    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
