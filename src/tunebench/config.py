@@ -88,7 +88,7 @@ class TrainingConfig(_Strict):
     gradient_checkpointing: bool = False
     torch_compile: bool = False
     liger_kernels: bool = False
-    optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit"] = "adamw_torch"
+    optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit"] = "adamw_torch_fused"
 
 
 class QAConfig(_Strict):

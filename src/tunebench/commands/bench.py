@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tunebench.commands._common import add_config_args, config_from_args
+from tunebench.commands._common import add_config_args, add_list_option, config_from_args
 from tunebench.config import METHODS, TASK_NAMES, with_overrides
 
 # tunebench.bench.BASELINES, spelled here so that building the CLI parser imports no torch.
@@ -22,10 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", help="model (sets model.name): hub id, local folder, or tiny")
     p.add_argument("--task", choices=TASK_NAMES, help="task (sets task; default: the config's)")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), metavar="METHOD",
-                   help="lora and/or full (default: both)")
-    p.add_argument("--baselines", nargs="+", choices=BASELINES, default=list(BASELINES), metavar="NAME",
-                   help=f"baselines to time (default: all): {' '.join(BASELINES)}")
+    add_list_option(p, "--methods", choices=METHODS, default=list(METHODS), metavar="METHOD",
+                    help="lora and/or full (default: both)")
+    add_list_option(p, "--baselines", choices=BASELINES, default=list(BASELINES), metavar="NAME",
+                    help=f"baselines to time (default: all): {' '.join(BASELINES)}")
     p.add_argument("--steps", type=int, default=50, help="optimizer steps per timed run (default 50)")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds, order alternating; medians reported")
     p.add_argument("--warmup-steps", type=int, default=5, help="steps of the discarded warm-up round (0: none)")
