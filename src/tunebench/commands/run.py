@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_list_option(p, "--methods", choices=METHODS, metavar="METHOD",
                     help="lora and/or full (default: the config's method)")
     add_list_option(p, "--seeds", convert=int, metavar="SEED", help="training seeds (default: training.seed)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last checkpoint (the default; kept for the original CLI)")
     p.add_argument("--no-resume", action="store_true", help="start from scratch even when a checkpoint exists")
     p.add_argument("--skip-preflight", action="store_true",
                    help="skip the fast sanity checks (loading, LoRA setup, gradient flow) before training")
