@@ -209,11 +209,13 @@ def check_lora_setup(cfg: Config, task: TaskSpec) -> CheckResult:
 
 def check_data_loading(cfg: Config, tasks: list[str]) -> CheckResult:
     """Every requested task loads and passes `data validate`."""
+    from tunebench.data.sources import validate_loaded_task
+
     name = "data_loading"
     sizes = []
     for t in tasks:
         try:
-            findings, splits = _validate_task(cfg, t)
+            findings, _, splits = validate_loaded_task(cfg, t)
         except TunebenchError as e:
             return _fail(name, "-", f"{t}: not loaded", str(e))
         errors = [f for f in findings if f.level == "error"]
@@ -222,17 +224,6 @@ def check_data_loading(cfg: Config, tasks: list[str]) -> CheckResult:
             return _fail(name, "-", f"{t}: {len(errors)} errors", f"{t} {e.split} {e.check}: {e.message}")
         sizes.append(f"{t} {'/'.join(str(len(splits[s])) for s in ('train', 'validation', 'test'))}")
     return CheckResult(name, "-", True, "; ".join(sizes) + " (train/val/test)")
-
-
-def _validate_task(cfg: Config, task: str):
-    """What `tunebench data validate` checks for one task: (findings, splits)."""
-    from tunebench.data.sources import expected_rows, load_split_records
-    from tunebench.data.validate import validate_task
-
-    spec = get_task(task)
-    cached, splits = load_split_records(cfg, task)
-    rows = {"train": len(cached.train), "test": len(cached.test)}
-    return validate_task(spec, rows, splits, expected_rows(cfg, spec), cached.manifest, cfg.data), splits
 
 
 # ---------------------------------------------------------------- 4 gradient flow

@@ -167,13 +167,7 @@ def evaluate_split(trainer: Trainer, task: TaskSpec, split: Split, cfg: Config,
         rows = [{"idx": r["idx"], "label": r["label"], "prediction": int(p)}
                 for r, p in zip(split.records, preds, strict=True)]
         return metrics, rows, None
-    start_logits, end_logits = out.predictions
-    raw = postprocess_qa_predictions(split.records, split.features, start_logits, end_logits,
-                                     cfg.qa.n_best_size, cfg.qa.max_answer_length)
-    if null_threshold is None:
-        null_threshold, _ = choose_null_threshold(split.records, raw)
-    answers = apply_null_threshold(raw, null_threshold)
-    metrics, per_q = squad_v2_scores(split.records, answers)
+    raw, answers, null_threshold, metrics, per_q = score_qa(split, cfg, out.predictions, null_threshold)
     metrics = {**metrics, "loss": loss}
     rows = [{"id": r["id"], "prediction": answers[r["id"]], "null_score_diff": raw[r["id"]]["null_score_diff"],
              **per_q[r["id"]]} for r in split.records]
@@ -191,13 +185,22 @@ def make_compute_metrics(task: TaskSpec, split: Split, cfg: Config):
         return compute
 
     def compute_qa(ep) -> dict:
-        start_logits, end_logits = ep.predictions
-        raw = postprocess_qa_predictions(split.records, split.features, start_logits, end_logits,
-                                         cfg.qa.n_best_size, cfg.qa.max_answer_length)
-        threshold, _ = choose_null_threshold(split.records, raw)
-        metrics, _ = squad_v2_scores(split.records, apply_null_threshold(raw, threshold))
+        metrics = score_qa(split, cfg, ep.predictions)[3]
         return {k: v for k, v in metrics.items() if not k.endswith("total")}
     return compute_qa
+
+
+def score_qa(split: Split, cfg: Config, logits, null_threshold: float | None = None):
+    """SQuAD v2 from (start, end) logits: raw n-best answers, thresholded answers, the threshold (chosen on
+    this split when not given: validation only), official metrics and per-question scores."""
+    start_logits, end_logits = logits
+    raw = postprocess_qa_predictions(split.records, split.features, start_logits, end_logits,
+                                     cfg.qa.n_best_size, cfg.qa.max_answer_length)
+    if null_threshold is None:
+        null_threshold, _ = choose_null_threshold(split.records, raw)
+    answers = apply_null_threshold(raw, null_threshold)
+    metrics, per_q = squad_v2_scores(split.records, answers)
+    return raw, answers, null_threshold, metrics, per_q
 
 
 # ---------------------------------------------------------------- callbacks
@@ -292,8 +295,6 @@ def check_switches(cfg: Config, device: str) -> None:
         raise TunebenchError("training.torch_compile=true needs the triton package on a GPU (TorchInductor's kernels)")
     if t.torch_compile and device == "cpu" and not _has_cxx():
         raise TunebenchError("training.torch_compile=true on CPU needs a C++ compiler (g++ or clang++; or set CXX)")
-    if cfg.model.dtype in ("bfloat16", "float16") and device == "cpu":
-        pass  # allowed, but slow on CPU; the bench reports it
 
 
 def _has_cxx() -> bool:

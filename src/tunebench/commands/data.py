@@ -16,14 +16,14 @@ from tunebench.config import Config
 from tunebench.data.sources import (
     available_tasks,
     download_hub,
-    expected_rows,
     import_local,
     load_split_records,
+    validate_loaded_task,
 )
 from tunebench.data.splits import SPLITS
 from tunebench.data.summary import summarize_split, token_lengths
 from tunebench.data.tasks import TASKS, get_task
-from tunebench.data.validate import Finding, count_errors, validate_task, worst_level
+from tunebench.data.validate import Finding, count_errors, worst_level
 from tunebench.errors import TunebenchError
 
 STYLE = {"ok": "green", "warning": "yellow", "error": "bold red"}
@@ -135,10 +135,8 @@ def _validate(args: argparse.Namespace) -> int:
     findings: list[Finding] = []
     sources = []
     for task in tasks or _default_tasks(cfg):
-        spec = get_task(task)
-        cached, splits = load_split_records(cfg, task)
-        cached_rows = {"train": len(cached.train), "test": len(cached.test)}
-        findings += validate_task(spec, cached_rows, splits, expected_rows(cfg, spec), cached.manifest, cfg.data)
+        task_findings, cached, _ = validate_loaded_task(cfg, task)
+        findings += task_findings
         sources.append(f"{task}: {cached.manifest.get('source')}")
     _print_findings(findings, "sources: " + ", ".join(sources), args.verbose)
     errors = count_errors(findings)

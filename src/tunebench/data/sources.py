@@ -194,3 +194,12 @@ def to_dataset_dict(spec: TaskSpec, splits: dict[str, list[dict]]) -> DatasetDic
     features = dataset_features(spec)
     return DatasetDict({s: Dataset.from_list(splits[s], features=features) for s in SPLITS})
 
+
+def validate_loaded_task(cfg: Config, task: str):
+    """What `tunebench data validate` checks for one task: (findings, cached task, splits)."""
+    from tunebench.data.validate import validate_task
+
+    spec = get_task(task)
+    cached, splits = load_split_records(cfg, task)
+    rows = {"train": len(cached.train), "test": len(cached.test)}
+    return validate_task(spec, rows, splits, expected_rows(cfg, spec), cached.manifest, cfg.data), cached, splits
