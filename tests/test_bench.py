@@ -19,6 +19,7 @@ from tunebench.bench import (
     count_non_pad_tokens,
     paired_speedups,
     peak_flops,
+    project_eval_share,
     speedups,
     summarize,
     train_flops,
@@ -129,6 +130,21 @@ def test_summary_is_the_median_repeat_and_ratios_compare_tokens_per_second():
     assert paired_speedups({"tunebench": runs, "raw": raw}) == {"raw": pytest.approx(0.9)}
 
 
+def test_eval_share_projection_by_hand():
+    # 1,000 train examples, batch 4, 3 epochs: 750 steps; every 100 steps -> 8 passes over 50 validation
+    # examples, then 50 + 100 + 20 at the end: 570 examples at 0.01 s = 5.7 s against 750 x 0.02 = 15 s.
+    p = project_eval_share(train_examples=1000, examples_per_step=4, epochs=3, eval_steps=100, step_time_s=0.02,
+                           eval_s_per_example=0.01, validation_examples=50, final_eval_examples=170)
+    assert (p["steps"], p["eval_interval"], p["evaluations"]) == (750, 100, 8)
+    assert p["train_s"] == pytest.approx(15.0) and p["eval_s"] == pytest.approx(5.7)
+    assert p["eval_share"] == pytest.approx(5.7 / 20.7)
+    # a fraction of the run: 0.05 of 750 steps = every 38 steps, 20 passes
+    f = project_eval_share(train_examples=1000, examples_per_step=4, epochs=3, eval_steps=0.05, step_time_s=0.02,
+                           eval_s_per_example=0.01, validation_examples=50, final_eval_examples=170)
+    assert (f["eval_interval"], f["evaluations"]) == (38, 20)
+    assert f["eval_s"] == pytest.approx(0.01 * (20 * 50 + 170))
+
+
 # ---------------------------------------------------------------- padding, switches, checkpointing
 
 
@@ -205,7 +221,7 @@ def test_gradient_checkpointing_keeps_lora_gradients(tmp_path):
     task = get_task("sst2")
     tok = load_tokenizer(cfg)
     args = build_training_args(cfg, task, tmp_path, "cpu")
-    assert args.gradient_checkpointing and args.gradient_checkpointing_kwargs == {"use_reentrant": False}
+    assert args.activation_checkpointing and args.activation_checkpointing_kwargs == {"use_reentrant": False}
     batch = dict(tok(["the movie was great .", "a dull plot ."], padding=True, return_tensors="pt"))
     batch["labels"] = torch.tensor([1, 0])
 
@@ -216,7 +232,7 @@ def test_gradient_checkpointing_keeps_lora_gradients(tmp_path):
                 if "lora_B" in name:
                     p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(len(name))) * 0.1)
         if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs)
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=args.activation_checkpointing_kwargs)
         model.train()
         loss = model(**batch).loss
         loss.backward()
@@ -301,3 +317,41 @@ def test_training_on_batches_padded_to_max_length_gives_the_same_model():
     padded = train(lambda b: default_data_collator(pad_to_max_length(b, tok.pad_token_id, cfg.model.max_length)))
     for (name, a), b in zip(dynamic.named_parameters(), padded.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-5), name
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_sequential_eval_trainer_trains_exactly_like_the_stock_trainer(tmp_path, method):
+    """The per-step shortcuts (flop count, model.train, clipping over trainable parameters, zero_grad of the
+    trainable ones) change no number: same losses, same grad norms, same final weights as transformers'
+    Trainer on the same batches; model.zero_grad is restored and no gradient is left behind."""
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+
+    from tunebench.bench_run import to_dataset
+    from tunebench.model import load_tokenizer
+    from tunebench.train import SequentialEvalTrainer, build_model
+
+    cfg = load_config([], [*TINY, f"method={method}"])
+    task, tok = get_task("sst2"), load_tokenizer(cfg)
+    texts = ["the movie was great .", "a dull plot .", "so good .", "bad ending and a dull plot .", "great .",
+             "the plot was great ."] * 2
+    feats = [{"input_ids": i, "attention_mask": [1] * len(i), "labels": n % 2, "length": len(i)}
+             for n, i in enumerate(tok(texts)["input_ids"])]
+
+    def train(cls):
+        set_seed(0)
+        model = build_model(cfg, task, tok, "cpu")
+        args = TrainingArguments(output_dir=str(tmp_path / cls.__name__), max_steps=3, per_device_train_batch_size=4,
+                                 learning_rate=1e-2, max_grad_norm=0.5, logging_steps=1, save_strategy="no",
+                                 report_to="none", disable_tqdm=True, use_cpu=True, seed=0)
+        trainer = cls(model=model, args=args, data_collator=DataCollatorWithPadding(tok),
+                      train_dataset=to_dataset(feats))
+        trainer.train()
+        logs = [v for h in trainer.state.log_history if "loss" in h for v in (h["loss"], h["grad_norm"])]
+        return model, logs
+
+    ours, our_logs = train(SequentialEvalTrainer)
+    stock, stock_logs = train(Trainer)
+    assert len(our_logs) == 6 and our_logs == pytest.approx(stock_logs, rel=1e-6)
+    for (name, a), b in zip(ours.named_parameters(), stock.parameters(), strict=True):
+        assert torch.equal(a, b), name
+    assert "zero_grad" not in vars(ours) and all(p.grad is None for p in ours.parameters())

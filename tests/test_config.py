@@ -6,7 +6,15 @@ import pytest
 import yaml
 
 from tunebench.cli import main
-from tunebench.config import Config, load_config, parse_override, read_yaml, validate_config, with_overrides
+from tunebench.config import (
+    Config,
+    load_config,
+    parse_override,
+    read_yaml,
+    steps_interval,
+    validate_config,
+    with_overrides,
+)
 from tunebench.errors import TunebenchError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +31,7 @@ def test_study_defaults():
     assert c.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     assert (c.training.num_train_epochs, c.training.per_device_train_batch_size) == (3, 4)
     assert (c.training.learning_rate, c.training.full_finetune_learning_rate) == (2e-4, 5e-5)
-    assert (c.training.eval_steps, c.training.seed, c.training.deterministic) == (100, 42, True)
+    assert (c.training.eval_steps, c.training.seed, c.training.deterministic) == (0.05, 42, True)
     assert c.tracking.project == "NLP"
 
 
@@ -62,6 +70,8 @@ def test_overrides_apply_after_files(tmp_path):
     ("method=sgd", "allowed: 'lora' or 'full'"),
     ("nope.key=1", "unknown key 'nope'"),
     ("data.validation_size=2.5", "data.validation_size = 2.5"),
+    ("training.eval_steps=1.5", "training.eval_steps = 1.5: must be a fraction in (0, 1) or a whole number of steps"),
+    ("training.eval_steps=0", "training.eval_steps = 0"),
     ("noequals", "expected key=value"),
 ])
 def test_bad_override_is_one_line_exit_2(override, needle, capsys):
@@ -112,3 +122,13 @@ def test_list_options_may_be_followed_by_overrides(monkeypatch):
 def test_bad_list_option_is_one_line_exit_2(argv, needle, capsys):
     assert main(argv) == 2
     assert needle in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value,total,interval", [
+    (0.05, 45462, 2274), (0.05, 10, 1), (0.25, 10, 3), (100, 45462, 100), (100.0, 7, 100), (0.5, 1, 1),
+])
+def test_eval_steps_is_a_count_or_a_fraction_of_the_run(value, total, interval):
+    """As transformers resolves it: a fraction of max_steps rounded up; a whole number is a step count."""
+    steps = with_overrides(Config(), {"training.eval_steps": value}).training.eval_steps
+    assert steps_interval(steps, total) == interval
+    assert isinstance(steps, int) == (value >= 1)

@@ -110,6 +110,16 @@ def test_base_weights_unchanged_after_an_optimizer_step(tmp_path):
     assert any("lora_A" in n for n in changed) and any("score" in n for n in changed)
 
 
+def test_eval_steps_as_a_fraction_of_the_run(tmp_path):
+    """training.eval_steps=0.25 of 10 steps: validation (and a checkpoint) every 3 steps, and at the end."""
+    cfg = tiny_cfg(tmp_path, "training.max_steps=10", "training.eval_steps=0.25")
+    rec = run_one(cfg, preflight=False)
+    assert rec["status"] == "ok", rec["reason"]
+    log = read_jsonl(run_dir(cfg) / "log.jsonl")
+    assert [r["step"] for r in log if "eval_accuracy" in r] == [3, 6, 9, 10]
+    assert rec["best_validation"]["step"] in (3, 6, 9, 10)
+
+
 def test_head_survives_save_and_reload(tmp_path):
     from peft import PeftModel
 

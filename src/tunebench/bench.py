@@ -27,6 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tunebench.config import steps_interval
+
 # Dense (no sparsity) bf16 tensor-core peaks in FLOP/s, from the vendors' data sheets. Patterns are matched
 # against torch.cuda.get_device_name() in order (H100 PCIe before the SXM default; L4 not L40S).
 PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
@@ -270,16 +272,18 @@ def tokens_identical(summaries: Sequence[BaselineSummary]) -> bool:
     return len({(s.non_pad_tokens, s.samples) for s in summaries}) <= 1
 
 
-def project_eval_share(*, train_examples: int, examples_per_step: int, epochs: float, eval_steps: int,
+def project_eval_share(*, train_examples: int, examples_per_step: int, epochs: float, eval_steps: float,
                        step_time_s: float, eval_s_per_example: float, validation_examples: int,
                        final_eval_examples: int) -> dict[str, float]:
     """Evaluation's share of a whole run: validation every eval_steps steps (and at the end), then the final
-    evaluation (validation, test, train subset), from a measured step time and evaluation speed."""
-    steps = math.ceil(train_examples / examples_per_step) * epochs
-    evals = math.ceil(steps / eval_steps)
+    evaluation (validation, test, train subset), from a measured step time and evaluation speed. eval_steps
+    may be a fraction of the run (training.eval_steps)."""
+    steps = math.ceil(math.ceil(train_examples / examples_per_step) * epochs)
+    interval = steps_interval(eval_steps, steps)
+    evals = math.ceil(steps / interval)
     train_s = steps * step_time_s
     eval_s = eval_s_per_example * (evals * validation_examples + final_eval_examples)
-    return {"steps": steps, "evaluations": evals, "train_s": train_s, "eval_s": eval_s,
+    return {"steps": steps, "eval_interval": interval, "evaluations": evals, "train_s": train_s, "eval_s": eval_s,
             "eval_share": eval_s / (eval_s + train_s) if eval_s + train_s else 0.0}
 
 

@@ -362,13 +362,13 @@ def run_raw(cfg: Config, data: BenchData, batches: list[dict], out_dir: Path, de
 
 
 def prepare_raw_model(model: torch.nn.Module, args: TrainingArguments) -> torch.nn.Module:
-    """Apply the switches the Trainer applies in train(): Liger kernels, gradient checkpointing, compile."""
+    """Apply the switches the Trainer applies in train(): Liger kernels, activation checkpointing, compile."""
     if args.use_liger_kernel:
         from transformers.integrations.liger import apply_liger_kernel
 
         apply_liger_kernel(model, args.liger_kernel_config)
-    if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs)
+    if args.activation_checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=args.activation_checkpointing_kwargs)
     model.train()
     return torch.compile(model) if args.torch_compile else model
 

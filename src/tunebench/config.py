@@ -7,6 +7,7 @@ is allowed (LitGPT `args.py` style). The resolved config is saved with every run
 from __future__ import annotations
 
 import copy
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,21 @@ from tunebench.errors import TunebenchError
 TASK_NAMES = ("sst2", "mrpc", "rte", "squad_v2")
 METHODS = ("lora", "full")
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _fraction_or_count(v: float, unit: str) -> float:
+    """A value in (0, 1) is a fraction; one >= 1 must be a whole number (and becomes an int)."""
+    if v >= 1:
+        if v != int(v):
+            raise ValueError(f"must be a fraction in (0, 1) or a whole number of {unit}")
+        return int(v)
+    return v
+
+
+def steps_interval(steps: float, total_steps: int) -> int:
+    """training.eval_steps as a number of steps: itself, or its fraction of the run rounded up (as
+    transformers' TrainerState.compute_steps resolves it)."""
+    return int(steps) if steps >= 1 else max(1, math.ceil(total_steps * steps))
 
 
 class _Strict(BaseModel):
@@ -73,7 +89,7 @@ class TrainingConfig(_Strict):
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
     lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     max_grad_norm: float = Field(1.0, gt=0)
-    eval_steps: int = Field(100, ge=1)
+    eval_steps: float = Field(0.05, gt=0)
     logging_steps: int = Field(10, ge=1)
     save_total_limit: int = Field(2, ge=1)
     seed: int = Field(42, ge=0)
@@ -89,6 +105,11 @@ class TrainingConfig(_Strict):
     torch_compile: bool = False
     liger_kernels: bool = False
     optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit"] = "adamw_torch_fused"
+
+    @field_validator("eval_steps")
+    @classmethod
+    def _steps_or_fraction(cls, v: float) -> float:
+        return _fraction_or_count(v, "steps")
 
 
 class QAConfig(_Strict):
@@ -120,10 +141,8 @@ class DataConfig(_Strict):
 
     @field_validator("validation_size")
     @classmethod
-    def _fraction_or_count(cls, v: float) -> float:
-        if v >= 1 and v != int(v):
-            raise ValueError("must be a fraction in (0, 1) or a whole number of examples")
-        return v
+    def _fraction_or_examples(cls, v: float) -> float:
+        return _fraction_or_count(v, "examples")
 
 
 class Config(_Strict):
@@ -237,7 +256,7 @@ def validate_config(tree: dict, source: str = "config") -> Config:
 def format_validation_error(e: ValidationError, source: str, tree: dict) -> str:
     err = e.errors()[0]
     key = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return f"{source}: unknown key {key!r}"
     if err["type"] == "literal_error":

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
@@ -29,7 +30,9 @@ def apply_method(model: torch.nn.Module, cfg: Config, task: TaskSpec) -> torch.n
             p.requires_grad_(True)
         return model
     check_target_modules(model, cfg.lora.target_modules)
-    return get_peft_model(model, build_lora_config(cfg, task))
+    with warnings.catch_warnings():   # PEFT 0.21 reads transformers 5's deprecated `is_gradient_checkpointing`
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, build_lora_config(cfg, task))
 
 
 def check_target_modules(model: torch.nn.Module, target_modules: list[str]) -> None:
