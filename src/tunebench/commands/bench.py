@@ -113,7 +113,8 @@ def _print_extras(console, method: str, entry: dict) -> None:
         if "projected_full_run" in e:
             p = e["projected_full_run"]
             console.print(f"{method}: projected for the whole run ({p['steps']:.0f} steps, evaluation every "
-                          f"{p['eval_interval']} steps, {p['evaluations']} passes): {100 * p['eval_share']:.0f}% of the time in evaluation")
+                          f"{p['eval_interval']} steps, {p['evaluations']} passes): "
+                          f"{100 * p['eval_share']:.0f}% of the time in evaluation")
     if "accuracy" in entry:
         a, m = entry["accuracy"], entry["accuracy"]["metric"]
         console.print(f"{method}: test {m} original {a['original']['test'][m]:.4f}, tunebench "
