@@ -13,6 +13,7 @@ from tunebench.bench import (
     BatchStats,
     FlopParams,
     RunTiming,
+    accuracy_verdict,
     batch_stats,
     check_targets,
     count_flop_params,
@@ -278,14 +279,32 @@ def test_bench_end_to_end_on_the_tiny_model(tmp_path, capsys):
 
 def test_bench_accuracy_compares_original_and_tunebench(tmp_path):
     out = tmp_path / "acc.json"
-    code = main(["bench", "--methods", "full", "--baselines", "tunebench", "--steps", "2", "--repeats", "1",
-                 "--warmup-steps", "0", "--accuracy", "--out", str(out), *TINY, f"output_dir={tmp_path}",
-                 "training.num_train_epochs=1"])
+    code = main(["bench", "--steps", "2", "--repeats", "1", "--warmup-steps", "0", "--accuracy", "--out", str(out),
+                 *TINY, f"output_dir={tmp_path}", "training.num_train_epochs=1", "--methods", "full",
+                 "--baselines", "tunebench", "--accuracy-seeds", "3", "4"])
     assert code == 0
     acc = json.loads(out.read_text())["methods"]["full"]["accuracy"]
     assert acc["metric"] == "accuracy" and acc["test_examples"] == 32 and acc["steps"] == 20   # 80 train / 4
+    assert acc["seeds"] == [3, 4]
     for name in ("original", "tunebench"):
-        assert 0 <= acc[name]["test"]["accuracy"] <= 1 and acc[name]["tokens_per_s"] > 0
+        assert [r["seed"] for r in acc["runs"][name]] == [3, 4]
+        scores = [r["test"]["accuracy"] for r in acc["runs"][name]]
+        assert all(0 <= a <= 1 and a * 32 == round(a * 32) for a in scores)
+        assert acc["mean_points"][name] == pytest.approx(50 * sum(scores))
+        assert all(r["tokens_per_s"] > 0 for r in acc["runs"][name])
+    assert acc["difference_points"] == pytest.approx(acc["mean_points"]["tunebench"] - acc["mean_points"]["original"])
+
+
+def test_accuracy_verdict_compares_means_over_seeds():
+    v = accuracy_verdict({"original": [0.75, 0.77, 0.73], "tunebench": [0.76, 0.74, 0.745]})
+    assert v["mean_points"] == {"original": pytest.approx(75.0), "tunebench": pytest.approx(74.833333)}
+    assert v["sd_points"]["original"] == pytest.approx(2.0)
+    assert v["difference_points"] == pytest.approx(-1 / 6)
+    assert v["per_seed_difference_points"] == pytest.approx([1.0, -3.0, 1.5])
+    assert v["within_tolerance"] is True
+    one = accuracy_verdict({"original": [0.70], "tunebench": [0.715]})
+    assert one["sd_points"] == {"original": None, "tunebench": None}
+    assert one["difference_points"] == pytest.approx(1.5) and one["within_tolerance"] is False
 
 
 def test_training_on_batches_padded_to_max_length_gives_the_same_model():

@@ -287,6 +287,19 @@ def project_eval_share(*, train_examples: int, examples_per_step: int, epochs: f
             "eval_share": eval_s / (eval_s + train_s) if eval_s + train_s else 0.0}
 
 
+def accuracy_verdict(scores: dict[str, list[float]], tolerance_points: float = 1.0) -> dict[str, Any]:
+    """Test scores (fractions) of `original` and `tunebench`, one per seed in the same seed order: means and
+    sample standard deviations in points, the difference of the means, the per-seed differences, and
+    whether the means agree within the tolerance (issue 7: +-1 point)."""
+    pts = {k: [100 * v for v in vals] for k, vals in scores.items()}
+    mean = {k: statistics.fmean(v) for k, v in pts.items()}
+    sd = {k: statistics.stdev(v) if len(v) > 1 else None for k, v in pts.items()}
+    diff = mean["tunebench"] - mean["original"]
+    return {"mean_points": mean, "sd_points": sd, "difference_points": diff,
+            "per_seed_difference_points": [t - o for o, t in zip(pts["original"], pts["tunebench"], strict=True)],
+            "tolerance_points": tolerance_points, "within_tolerance": abs(diff) <= tolerance_points}
+
+
 def format_bytes(n: int | float | None) -> str:
     if not n:
         return "n/a"

@@ -22,7 +22,7 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from tunebench.bench import (
     BatchStats,
     FlopParams,
     RunTiming,
+    accuracy_verdict,
     batch_stats,
     check_targets,
     count_flop_params,
@@ -505,28 +506,34 @@ def padding_invariance(cfg: Config, data: BenchData, device: str, n: int = 16) -
             "padded_len": int(padded["input_ids"].shape[1]), "dynamic_len": int(dynamic["input_ids"].shape[1])}
 
 
-def measure_accuracy(cfg: Config, data: BenchData, device: str, work: Path, progress: Progress) -> dict:
-    """original vs tunebench trained for the configured epochs on the whole (sub-sampled) train split, each
-    final model scored on the test split (the official dev) its own way (original: padded, tunebench: dynamic)."""
+def measure_accuracy(cfg: Config, data: BenchData, device: str, work: Path, progress: Progress,
+                     seeds: Sequence[int] = ()) -> dict:
+    """original vs tunebench trained for the configured epochs on the whole (sub-sampled) train split with
+    each seed, each final model scored on the test split (the official dev) its own way (original: padded,
+    tunebench: dynamic). The verdict compares the means over seeds: one seed's gap is mostly batch order."""
     features = data.splits["train"].features
     steps = _epoch_steps(cfg, len(features))
     test = data.splits["test"]
-    out: dict[str, Any] = {"train_examples": len(features), "epochs": cfg.training.num_train_epochs,
-                           "steps": steps, "test_examples": len(test.records)}
-    for name, runner in (("original", run_original), ("tunebench", run_tunebench)):
-        progress(f"{cfg.method}: accuracy run, {name} ({steps} steps)")
-        feats = _epochs_of(cfg, features, steps)
-        res = runner(cfg, data, feats, work / f"acc-{cfg.method}-{name}", device, 0, steps)
-        split = test if name == "tunebench" else Split(test.records, pad_to_max_length(
-            test.features, data.tokenizer.pad_token_id, cfg.model.max_length))
-        t0 = time.perf_counter()
-        metrics, _, _ = evaluate_split(res.trainer, data.task, split, cfg)
-        out[name] = {"test": metrics, "train_s": res.timing.elapsed_s, "eval_s": time.perf_counter() - t0,
-                     "tokens_per_s": res.timing.non_pad_tokens / res.timing.elapsed_s}
+    padded_test = Split(test.records, pad_to_max_length(test.features, data.tokenizer.pad_token_id,
+                                                          cfg.model.max_length))
     metric = "f1" if data.task.is_qa else data.task.primary_metric
-    out["metric"] = metric
-    out["difference_points"] = 100 * (out["tunebench"]["test"][metric] - out["original"]["test"][metric])
-    return out
+    seeds = list(seeds) or [cfg.training.seed]
+    runs: dict[str, list[dict]] = {"original": [], "tunebench": []}
+    for seed in seeds:
+        scfg = with_overrides(cfg, {"training.seed": seed})
+        for name, runner in (("original", run_original), ("tunebench", run_tunebench)):
+            progress(f"{cfg.method}: accuracy run, {name}, seed {seed} ({steps} steps)")
+            feats = _epochs_of(scfg, features, steps)
+            res = runner(scfg, data, feats, work / f"acc-{cfg.method}-{name}-{seed}", device, 0, steps)
+            t0 = time.perf_counter()
+            metrics, _, _ = evaluate_split(res.trainer, data.task, test if name == "tunebench" else padded_test,
+                                           scfg)
+            runs[name].append({"seed": seed, "test": metrics, "train_s": res.timing.elapsed_s,
+                               "eval_s": time.perf_counter() - t0,
+                               "tokens_per_s": res.timing.non_pad_tokens / res.timing.elapsed_s})
+    return {"train_examples": len(features), "epochs": cfg.training.num_train_epochs, "steps": steps,
+            "test_examples": len(test.records), "metric": metric, "seeds": seeds, "runs": runs,
+            **accuracy_verdict({k: [r["test"][metric] for r in v] for k, v in runs.items()})}
 
 
 def _epoch_steps(cfg: Config, n_examples: int) -> int:
@@ -606,7 +613,7 @@ def switches(cfg: Config, device: str) -> dict:
 
 def run_bench(cfg: Config, methods: list[str], baselines: list[str], steps: int, repeats: int = 3,
               warmup_steps: int = 5, accuracy: bool = False, eval_share_steps: int = 0, threads: bool = False,
-              progress: Progress = lambda s: None) -> dict:
+              progress: Progress = lambda s: None, accuracy_seeds: Sequence[int] = ()) -> dict:
     device = resolve_device()
     check_switches(cfg, device)
     load_start = os.getloadavg()
@@ -632,7 +639,7 @@ def run_bench(cfg: Config, methods: list[str], baselines: list[str], steps: int,
                 step_time = entry["baselines"].get("tunebench", {}).get("step_time_s")
                 entry["eval_share"] = measure_eval_share(mcfg, data, eval_share_steps, step_time, work)
             if accuracy:
-                entry["accuracy"] = measure_accuracy(mcfg, data, device, work, progress)
+                entry["accuracy"] = measure_accuracy(mcfg, data, device, work, progress, accuracy_seeds)
             report["methods"][method] = entry
     report["wall_s"] = time.perf_counter() - t0
     report["load_avg"] = {"start": list(load_start), "end": list(os.getloadavg())}

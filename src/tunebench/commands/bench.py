@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accuracy", action="store_true",
                    help="also train original and tunebench for training.num_train_epochs on the train split "
                    "(e.g. data.max_train_examples=2000) and score both on the test split")
+    add_list_option(p, "--accuracy-seeds", convert=int, default=None, metavar="SEED",
+                    help="with --accuracy: train both recipes with each seed and compare the means "
+                    "(default: training.seed)")
     p.add_argument("--compare-threads", action="store_true",
                    help="CPU: also time tunebench's path at torch's default thread count vs the one it chose")
     p.add_argument("--out", type=Path, help="JSON report (default: <output_dir>/<experiment>/bench-<task>.json)")
@@ -59,7 +62,8 @@ def _bench(args: argparse.Namespace) -> int:
     with console.status("benchmarking...") as status:
         report = run_bench(cfg, list(dict.fromkeys(args.methods)), list(args.baselines), args.steps, args.repeats,
                            max(0, args.warmup_steps), args.accuracy, max(0, args.eval_share_steps),
-                           args.compare_threads, progress=lambda s: status.update(s))
+                           args.compare_threads, progress=lambda s: status.update(s),
+                           accuracy_seeds=list(dict.fromkeys(args.accuracy_seeds or [])))
     print_report(report)
     out = args.out or Path(cfg.output_dir) / cfg.experiment / f"bench-{cfg.task}.json"
     atomic_write_json(out, report)
@@ -117,6 +121,8 @@ def _print_extras(console, method: str, entry: dict) -> None:
                           f"{100 * p['eval_share']:.0f}% of the time in evaluation")
     if "accuracy" in entry:
         a, m = entry["accuracy"], entry["accuracy"]["metric"]
-        console.print(f"{method}: test {m} original {a['original']['test'][m]:.4f}, tunebench "
-                      f"{a['tunebench']['test'][m]:.4f} ({a['difference_points']:+.1f} points, "
-                      f"{a['steps']} steps on {a['train_examples']} examples)")
+        mean, seeds = a["mean_points"], " ".join(str(s) for s in a["seeds"])
+        mark = "[green]within[/green]" if a["within_tolerance"] else "[red]outside[/red]"
+        console.print(f"{method}: test {m} (mean over seeds {seeds}) original {mean['original']:.1f}, tunebench "
+                      f"{mean['tunebench']:.1f}: {a['difference_points']:+.1f} points, {mark} "
+                      f"+-{a['tolerance_points']:g} ({a['steps']} steps on {a['train_examples']} examples)")
