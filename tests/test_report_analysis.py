@@ -109,18 +109,44 @@ def test_single_seed_says_no_significance_can_be_claimed(tmp_path):
 
 
 def test_non_significant_difference_is_not_called_equal(tmp_path):
-    lora, full = [0.910, 0.905, 0.915, 0.900, 0.912], [0.908, 0.911, 0.909, 0.907, 0.906]
+    """Not significant, and too noisy for the equivalence test: never "equal", never "matches"."""
+    lora, full = [0.91, 0.88, 0.93, 0.89, 0.92], [0.90, 0.92, 0.88, 0.91, 0.90]
     for seed, (a, b) in enumerate(zip(lora, full, strict=True)):
         write_fake_run(tmp_path, "sst2", "lora", seed, test=a, validation=0.9)
         write_fake_run(tmp_path, "sst2", "full", seed, test=b, validation=0.9)
     r = report(tmp_path)
     v = r.verdicts["sst2"]
-    t = stats.ttest_rel(np.multiply(lora, 100), np.multiply(full, 100))
+    a, b = np.multiply(lora, 100), np.multiply(full, 100)
+    t = stats.ttest_rel(a, b)
     assert v.startswith("sst2: no significant difference at alpha = 0.05 with 5 seeds")
     assert f"paired t-test p = {t.pvalue:.3f}" in v
     lo, hi = t.confidence_interval()
     assert f"95% CI [{lo:.2f}, {hi:.2f}]" in v
-    assert "equal" not in v and "equivalen" not in v
+    d = a - b   # TOST: the larger of the two one-sided p-values against -1 and +1 point
+    p_tost = max(stats.ttest_1samp(d, -1, alternative="greater").pvalue,
+                 stats.ttest_1samp(d, 1, alternative="less").pvalue)
+    assert f"equivalence within ±1 point is not shown (TOST p = {p_tost:.3f}, 90% CI" in v
+    assert "equal" not in v and "matches" not in v
+    assert row(r, "sst2")["tost_p"] == pytest.approx(p_tost) and not row(r, "sst2")["equivalent"]
+
+
+def test_equivalence_within_the_declared_margin_is_stated_with_it(tmp_path):
+    lora, full = [0.910, 0.905, 0.915, 0.900, 0.912], [0.908, 0.911, 0.909, 0.907, 0.906]
+    for seed, (a, b) in enumerate(zip(lora, full, strict=True)):
+        write_fake_run(tmp_path, "sst2", "lora", seed, test=a, validation=0.9)
+        write_fake_run(tmp_path, "sst2", "full", seed, test=b, validation=0.9)
+    d = np.multiply(lora, 100) - np.multiply(full, 100)
+    p_tost = max(stats.ttest_1samp(d, -1, alternative="greater").pvalue,
+                 stats.ttest_1samp(d, 1, alternative="less").pvalue)
+    assert p_tost < 0.05
+    r = report(tmp_path)
+    v = r.verdicts["sst2"]
+    assert v.startswith(f"sst2: LoRA matches full fine-tuning within ±1 point of accuracy at alpha = 0.05 with "
+                        f"5 seeds (TOST p = {p_tost:.3f}, 90% CI [")
+    assert "equal" not in v and row(r, "sst2")["equivalent"]
+    # the same runs against a tighter margin, declared before looking: equivalence is not shown
+    tight = report(tmp_path, margin=0.25).verdicts["sst2"]
+    assert tight.startswith("sst2: no significant difference") and "within ±0.25 points is not shown" in tight
 
 
 def test_significant_difference_names_the_better_method_and_the_margin(tmp_path):

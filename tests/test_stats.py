@@ -12,6 +12,7 @@ from tunebench.report.stats import (
     cohens_dz,
     compare_paired_seeds,
     compare_unpaired_seeds,
+    equivalence_test,
     mcnemar,
     mcnemar_from_correct,
     paired_bootstrap,
@@ -133,3 +134,55 @@ def test_paired_bootstrap_p_values_at_the_extremes():
     assert paired_bootstrap(np.zeros(50), n_resamples=200).p == 1.0
     strong = paired_bootstrap(np.full(100, 1.0) + np.linspace(0, 0.1, 100), n_resamples=999)
     assert strong.p == pytest.approx(1 / 1000)  # no resample as far from the observed mean as 0 is
+
+
+# ---------------------------------------------------------------- equivalence (TOST)
+
+
+def test_tost_paired_against_the_closed_form_t_distribution_with_two_degrees_of_freedom():
+    # d = [1, 2, 3]: mean 2, sd 1, se 1/sqrt(3); with 2 dof the t CDF is 1/2 + t / (2 sqrt(2 + t^2)).
+    def cdf2(t):
+        return 0.5 + t / (2 * math.sqrt(2 + t * t))
+
+    se = 1 / math.sqrt(3)
+    p_low = 1 - cdf2((2 + 5) / se)     # H0: d <= -5
+    p_high = cdf2((2 - 5) / se)        # H0: d >= 5
+    e = equivalence_test([11, 12, 13], [10, 10, 10], margin=5)
+    assert e.design == "paired" and e.p == pytest.approx(max(p_low, p_high), rel=1e-9)
+    assert e.p == pytest.approx(0.017549, abs=1e-6) and e.equivalent
+    half = 2.919986 * se                # t(0.95, 2 dof): the 90% interval
+    assert (e.ci_low, e.ci_high) == (pytest.approx(2 - half, abs=1e-5), pytest.approx(2 + half, abs=1e-5))
+    assert not equivalence_test([11, 12, 13], [10, 10, 10], margin=2).equivalent
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_tost_shows_equivalence_exactly_when_the_90_percent_interval_is_inside_the_margin(paired):
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(2, 8))
+        a = rng.normal(rng.normal(0, 1), rng.uniform(0.1, 2), n)
+        b = rng.normal(0, rng.uniform(0.1, 2), n if paired else int(rng.integers(2, 8)))
+        margin = float(rng.uniform(0.2, 3))
+        e = equivalence_test(a, b, margin, alpha=0.05, paired=paired)
+        inside = -margin < e.ci_low and e.ci_high < margin
+        assert e.equivalent == inside, (a, b, margin, e)
+
+
+def test_tost_unpaired_uses_welch():
+    a, b = [90.0, 91.0, 92.0], [88.0, 89.0, 88.5, 89.0]
+    e = equivalence_test(a, b, margin=3, paired=False)
+    low = stats.ttest_ind(np.add(a, 3), b, equal_var=False, alternative="greater").pvalue
+    high = stats.ttest_ind(np.subtract(a, 3), b, equal_var=False, alternative="less").pvalue
+    assert e.design == "unpaired" and e.p == pytest.approx(max(low, high))
+    welch90 = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.90)
+    assert (e.ci_low, e.ci_high) == (pytest.approx(welch90.low), pytest.approx(welch90.high))
+
+
+def test_tost_edge_cases():
+    one = equivalence_test([90.0], [89.0], margin=1)
+    assert one.design == "none" and math.isnan(one.p) and not one.equivalent
+    same = equivalence_test([90.0, 91.0], [89.8, 90.8], margin=1)     # constant difference 0.2
+    assert same.p == 0.0 and same.equivalent and same.ci_low == pytest.approx(0.2)
+    assert not equivalence_test([90.0, 91.0], [88.0, 89.0], margin=1).equivalent   # constant 2 > margin
+    with pytest.raises(ValueError, match="margin must be positive"):
+        equivalence_test([1.0, 2.0], [1.0, 2.0], margin=0)

@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("results_dir", metavar="RESULTS_DIR", help="folder holding run folders (any depth)")
     p.add_argument("--out", metavar="DIR", default=None, help="report folder (default: RESULTS_DIR/report)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdicts (default 0.05)")
+    p.add_argument("--margin", type=float, default=1.0, metavar="POINTS",
+                   help="equivalence margin in points of each task's primary metric: 'LoRA matches full "
+                   "fine-tuning' is said only when a TOST shows the difference within +-POINTS (default 1)")
     p.add_argument("--bootstrap-resamples", type=int, default=10_000, metavar="N",
                    help="paired-bootstrap resamples for SQuAD (default 10000; seed fixed)")
     p.add_argument("--bootstrap-seed", type=int, default=0, metavar="SEED", help="bootstrap seed (default 0)")
@@ -27,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _report(args: argparse.Namespace) -> int:
     if not 0 < args.alpha < 1:
         raise TunebenchError(f"--alpha {args.alpha}: must be between 0 and 1")
+    if not args.margin > 0:
+        raise TunebenchError(f"--margin {args.margin}: must be positive (points of the primary metric)")
     if args.bootstrap_resamples < 1:
         raise TunebenchError(f"--bootstrap-resamples {args.bootstrap_resamples}: must be at least 1")
     # Imported here so that `tunebench --help` does not pay for pandas and scipy.
@@ -36,7 +41,7 @@ def _report(args: argparse.Namespace) -> int:
     results = Path(args.results_dir)
     out = Path(args.out) if args.out else results / "report"
     report = build_report(results, out_dir=out, alpha=args.alpha, n_resamples=args.bootstrap_resamples,
-                          bootstrap_seed=args.bootstrap_seed)
+                          bootstrap_seed=args.bootstrap_seed, margin=args.margin)
     written = write_report(report, out)
     print(f"{len(report.runs)} runs read: {report.n_ok} ok, {len(report.failed)} failed or unfinished")
     for sentence in report.verdicts.values():

@@ -77,13 +77,14 @@ def load_inputs(results_dir: str | Path, out_dir: str | Path | None = None) -> I
 def build_report(
     results_dir: str | Path, out_dir: str | Path | None = None, alpha: float = 0.05,
     n_resamples: int = DEFAULT_BOOTSTRAP_RESAMPLES, bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED,
-    with_figures: bool = True,
+    with_figures: bool = True, margin: float = 1.0,
 ) -> Report:
-    return analyze(load_inputs(results_dir, out_dir), alpha, n_resamples, bootstrap_seed, with_figures)
+    return analyze(load_inputs(results_dir, out_dir), alpha, n_resamples, bootstrap_seed, with_figures, margin)
 
 
 def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOTSTRAP_RESAMPLES,
-            bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED, with_figures: bool = True) -> Report:
+            bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED, with_figures: bool = True,
+            margin: float = 1.0) -> Report:
     """Every table, verdict and figure from the inputs (pure)."""
     runs = tables.add_primary_columns(inputs.runs)
     ok, notes = drop_duplicate_seeds(runs[runs["status"] == STATUS_OK])
@@ -95,7 +96,8 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
     headline = ok.merge(settings.loc[settings["selected"], ["task", "method", "setting_id"]],
                         on=["task", "method", "setting_id"])
     comparisons = [
-        compare_task(task, headline, inputs.predictions, _count_not_ok(runs, task), n_resamples, bootstrap_seed)
+        compare_task(task, headline, inputs.predictions, _count_not_ok(runs, task), n_resamples, bootstrap_seed,
+                     margin, alpha)
         for task in _tasks_present(runs)
     ]
     efficiency = tables.build_efficiency_table(headline)

@@ -3,7 +3,8 @@
 Seed level (the verdict): values are each run's test primary metric in points. Runs are paired by seed
 and only seeds present in both arms enter the paired tests (a seed fixes data order, head init and
 dropout, so pairing removes that shared noise). With fewer than 2 common seeds but 2+ seeds per arm the
-arms are compared unpaired (Welch); with less than that no test is run and nothing is claimed.
+arms are compared unpaired (Welch); with less than that no test is run and nothing is claimed. The same
+design carries the equivalence test (TOST against a pre-declared margin in points, default 1).
 
 Example level (supporting evidence) -- how seeds combine:
 * one test per seed pair (LoRA seed s vs full seed s on the test examples both scored), each reported
@@ -30,10 +31,12 @@ from tunebench.data.tasks import TASKS
 from tunebench.report.stats import (
     DEFAULT_BOOTSTRAP_RESAMPLES,
     DEFAULT_BOOTSTRAP_SEED,
+    EquivalenceResult,
     SeedComparison,
     Summary,
     compare_paired_seeds,
     compare_unpaired_seeds,
+    equivalence_test,
     mcnemar_from_correct,
     paired_bootstrap,
     summarize,
@@ -56,6 +59,7 @@ class TaskComparison:
     seeds: SeedComparison | None       # None when an arm has no ok run
     example_tests: list[dict] = field(default_factory=list)
     n_not_ok: int = 0                  # failed / running / unreadable runs of this task
+    equivalence: EquivalenceResult | None = None   # TOST on the same seeds as `seeds`
 
     @property
     def methods_present(self) -> list[str]:
@@ -69,30 +73,45 @@ def compare_task(
     n_not_ok: int = 0,
     n_resamples: int = DEFAULT_BOOTSTRAP_RESAMPLES,
     bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED,
+    margin: float = 1.0,
+    alpha: float = 0.05,
 ) -> TaskComparison:
-    """Compare the headline runs of one task (columns: method, seed, test_primary, run_dir)."""
+    """Compare the headline runs of one task (columns: method, seed, test_primary, run_dir); `margin` is
+    the equivalence margin in points of the primary metric."""
     runs = headline[headline["task"] == task]
     lora, full = runs[runs["method"] == "lora"], runs[runs["method"] == "full"]
     common = sorted(set(_seeds(lora)) & set(_seeds(full)))
     seeds = compare_seed_level(lora, full, common) if len(lora) and len(full) else None
+    equivalence = None
+    if seeds is not None:
+        a, b, paired = _seed_level_values(lora, full, common)
+        equivalence = equivalence_test(a, b, margin, alpha, paired=paired)
     tests = []
     if seeds is not None and predictions:
         tests = compare_example_level(task, lora, full, common, predictions, n_resamples, bootstrap_seed)
     return TaskComparison(
         task=task, primary_metric=TASKS[task].primary_metric, lora=summarize(lora["test_primary"]),
         full=summarize(full["test_primary"]), lora_seeds=_seeds(lora), full_seeds=_seeds(full),
-        common_seeds=common, seeds=seeds, example_tests=tests, n_not_ok=n_not_ok,
+        common_seeds=common, seeds=seeds, example_tests=tests, n_not_ok=n_not_ok, equivalence=equivalence,
     )
+
+
+def _seed_level_values(lora: pd.DataFrame, full: pd.DataFrame, common: list[int]) -> tuple:
+    """(LoRA values, full values, paired): aligned on the common seeds when there are 2+, else every run."""
+    if len(common) >= 2:
+        a = lora.set_index("seed").loc[common, "test_primary"].to_numpy(float)
+        b = full.set_index("seed").loc[common, "test_primary"].to_numpy(float)
+        return a, b, True
+    return lora["test_primary"].to_numpy(float), full["test_primary"].to_numpy(float), False
 
 
 def compare_seed_level(lora: pd.DataFrame, full: pd.DataFrame, common: list[int]) -> SeedComparison:
     """Paired on common seeds when there are 2+, else Welch when each arm has 2+, else estimate only."""
-    if len(common) >= 2:
-        a = lora.set_index("seed").loc[common, "test_primary"].to_numpy(float)
-        b = full.set_index("seed").loc[common, "test_primary"].to_numpy(float)
+    a, b, paired = _seed_level_values(lora, full, common)
+    if paired:
         return compare_paired_seeds(a, b)
     if len(lora) >= 2 and len(full) >= 2:
-        return compare_unpaired_seeds(lora["test_primary"], full["test_primary"])
+        return compare_unpaired_seeds(a, b)
     diff = float(lora["test_primary"].mean() - full["test_primary"].mean())
     nan = math.nan
     return SeedComparison("none", len(lora), len(full), len(common), diff, nan, nan, nan, nan, nan, nan, nan)

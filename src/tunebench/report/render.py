@@ -50,8 +50,11 @@ METHODS_TEXT = [
     "chi-square with continuity correction; b = only LoRA right, c = only full right, odds ratio b / c) and "
     "on the majority vote over seeds; SQuAD: paired bootstrap (fixed seed) of per-question F1, per seed pair "
     "and on the seed-averaged F1. Per-seed tests are reported separately, never pooled.",
-    "Non-significant means no significant difference, not equivalence. Failed, running and unreadable runs "
-    "are listed and never averaged.",
+    "Equivalence: two one-sided tests (TOST) on the same seeds and design, against a margin of +-M points "
+    "declared before looking (`tunebench report --margin`, default 1): 'LoRA matches full fine-tuning' only "
+    "when both one-sided tests reject at alpha (equivalently, the 90% interval lies inside +-M). "
+    "Non-significant alone means no significant difference, not equivalence. Failed, running and unreadable "
+    "runs are listed and never averaged.",
 ]
 
 
@@ -108,6 +111,9 @@ def headline_display(comparison: pd.DataFrame) -> pd.DataFrame:
             row |= {"LoRA - full": _ci(r["diff"], r["diff_ci_low"], r["diff_ci_high"]), "design": r["design"],
                     "pairs": r["n_pairs"], "t-test p": r["t_p"], "rank test p": r["rank_p"],
                     "effect size": r["effect_size"]}
+        if pd.notna(r.get("tost_p")):
+            row |= {f"TOST p (±{r['equivalence_margin']:g})": r["tost_p"],
+                    "equivalent": "yes" if r["equivalent"] else "not shown"}
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -2,9 +2,10 @@
 
 Two levels of evidence, kept apart on purpose:
 
-* **Across seeds** (`summarize`, `compare_paired_seeds`, `compare_unpaired_seeds`): each seed is one
-  replicate of the whole training procedure, so these tests answer "does the *method* differ", including
-  training noise. This is the level the verdict uses.
+* **Across seeds** (`summarize`, `compare_paired_seeds`, `compare_unpaired_seeds`, `equivalence_test`): each
+  seed is one replicate of the whole training procedure, so these tests answer "does the *method* differ"
+  (and "is the difference within a pre-declared margin"), including training noise. This is the level the
+  verdict uses.
 * **Across test examples** (`mcnemar`, `paired_bootstrap`): one LoRA model against one full model on the
   same test examples. These only cover test-set sampling noise, not seed-to-seed variation, so they are
   reported as supporting evidence next to the seed-level tests, never instead of them.
@@ -170,13 +171,11 @@ def compare_unpaired_seeds(lora: Sequence[float], full: Sequence[float], confide
     if na < 2 or nb < 2:
         return SeedComparison("unpaired", na, nb, 0, diff, math.nan, math.nan, math.nan, math.nan,
                               math.nan, math.nan, math.nan)
-    va, vb = np.var(a, ddof=1) / na, np.var(b, ddof=1) / nb
-    se = math.sqrt(va + vb)
+    _, se, dof = _welch(a, b)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         t = stats.ttest_ind(a, b, equal_var=False)
         u = stats.mannwhitneyu(a, b, alternative="two-sided")
-        dof = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1)) if se > 0 else math.nan
     half = float(stats.t.ppf(1 - (1 - confidence) / 2, dof)) * se if se > 0 else 0.0
     pooled = math.sqrt(((na - 1) * np.var(a, ddof=1) + (nb - 1) * np.var(b, ddof=1)) / (na + nb - 2))
     return SeedComparison(
@@ -184,6 +183,70 @@ def compare_unpaired_seeds(lora: Sequence[float], full: Sequence[float], confide
         ci_high=diff + half, t_stat=float(t.statistic), t_p=float(t.pvalue), rank_stat=float(u.statistic),
         rank_p=float(u.pvalue), effect_size=diff / pooled if pooled > 0 else math.nan,
     )
+
+
+@dataclass(frozen=True)
+class EquivalenceResult:
+    """Two one-sided tests (TOST; Schuirmann 1987) of -margin < LoRA - full < margin over seeds.
+
+    Equivalence is shown when both one-sided nulls (difference <= -margin, difference >= margin) are
+    rejected at alpha, i.e. when p = max of the two one-sided p-values is below alpha -- the same as the
+    (1 - 2 alpha) interval of the difference lying inside (-margin, margin).
+    """
+
+    design: str            # "paired" | "unpaired" (Welch) | "none" (too few seeds: nothing can be shown)
+    margin: float
+    alpha: float
+    p: float
+    ci_low: float          # (1 - 2 alpha) interval, e.g. 90% at alpha = 0.05
+    ci_high: float
+
+    @property
+    def equivalent(self) -> bool:
+        return not math.isnan(self.p) and self.p < self.alpha
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"equivalent": self.equivalent}
+
+
+def equivalence_test(lora: Sequence[float], full: Sequence[float], margin: float, alpha: float = 0.05,
+                     paired: bool = True) -> EquivalenceResult:
+    """TOST of the seed-level difference LoRA - full against +-margin (same units as the values): paired
+    t-tests on the differences when paired (values aligned by seed), else Welch t-tests."""
+    if margin <= 0:
+        raise ValueError(f"equivalence margin must be positive, got {margin}")
+    if paired:
+        a, b = np.asarray(lora, dtype=float), np.asarray(full, dtype=float)
+        if len(a) != len(b):
+            raise ValueError(f"paired values differ in length: {len(a)} vs {len(b)}")
+        d = a - b
+        if len(d) < 2:
+            return EquivalenceResult("none", margin, alpha, math.nan, math.nan, math.nan)
+        ci = summarize(d, 1 - 2 * alpha)
+        if ci.sd == 0:   # identical differences: the interval is a point
+            p = 0.0 if abs(ci.mean) < margin else 1.0
+            return EquivalenceResult("paired", margin, alpha, p, ci.mean, ci.mean)
+        p_low = stats.ttest_1samp(d, -margin, alternative="greater").pvalue
+        p_high = stats.ttest_1samp(d, margin, alternative="less").pvalue
+        return EquivalenceResult("paired", margin, alpha, float(max(p_low, p_high)), ci.ci_low, ci.ci_high)
+    a, b = _finite(lora), _finite(full)
+    if len(a) < 2 or len(b) < 2:
+        return EquivalenceResult("none", margin, alpha, math.nan, math.nan, math.nan)
+    diff, se, dof = _welch(a, b)
+    if se == 0:
+        return EquivalenceResult("unpaired", margin, alpha, 0.0 if abs(diff) < margin else 1.0, diff, diff)
+    p_low = stats.ttest_ind(a + margin, b, equal_var=False, alternative="greater").pvalue
+    p_high = stats.ttest_ind(a - margin, b, equal_var=False, alternative="less").pvalue
+    half = float(stats.t.ppf(1 - alpha, dof)) * se
+    return EquivalenceResult("unpaired", margin, alpha, float(max(p_low, p_high)), diff - half, diff + half)
+
+
+def _welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Difference of means, its Welch standard error and Welch-Satterthwaite degrees of freedom."""
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else math.nan
+    return float(np.mean(a) - np.mean(b)), se, float(dof)
 
 
 def mcnemar(b: int, c: int, n: int | None = None, exact: bool | None = None) -> McNemarResult:

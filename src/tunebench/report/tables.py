@@ -96,6 +96,10 @@ def build_comparison_table(comparisons: list[TaskComparison]) -> pd.DataFrame:
             row |= {"design": k.design, "n_pairs": k.n_pairs, "diff": k.mean_diff, "diff_ci_low": k.ci_low,
                     "diff_ci_high": k.ci_high, "t_stat": k.t_stat, "t_p": k.t_p, "rank_stat": k.rank_stat,
                     "rank_p": k.rank_p, "effect_size": k.effect_size}
+        if c.equivalence is not None:
+            e = c.equivalence
+            row |= {"equivalence_margin": e.margin, "tost_p": e.p, "tost_ci_low": e.ci_low,
+                    "tost_ci_high": e.ci_high, "equivalent": e.equivalent}
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -1,10 +1,12 @@
 """One honest sentence per task (pure: a TaskComparison and efficiency ratios in, text out).
 
 Rules: the decision is the seed-level t-test at `alpha` (paired when 2+ seeds are shared, Welch when the
-arms ran different seeds); a non-significant result is reported as "no significant difference", never
-as equality (absence of evidence is not evidence of equivalence -- an equivalence claim would need a
-TOST with a pre-declared margin); with too few seeds the sentence says no significance can be claimed.
-Example-level tests are added as a second sentence: they speak to test-set noise only.
+arms ran different seeds). Absence of evidence is not evidence of equivalence: "LoRA matches full
+fine-tuning" is said only when the equivalence test (TOST, same seeds and design) against the pre-declared
+margin succeeds at `alpha`, and it is said with the margin; otherwise a non-significant result is "no
+significant difference" with a note that equivalence was not shown. Never "equal". With too few seeds the
+sentence says no significance can be claimed. Example-level tests are added as a second sentence: they
+speak to test-set noise only.
 """
 
 from __future__ import annotations
@@ -40,13 +42,32 @@ def describe_seed_result(c: TaskComparison, alpha: float) -> str:
     tests = (f"paired t-test {_p(k.t_p)}, Wilcoxon {_p(k.rank_p)}, d_z = {_num(k.effect_size)}"
              if k.design == "paired" else
              f"no common seeds: Welch t-test {_p(k.t_p)}, Mann-Whitney {_p(k.rank_p)}, d = {_num(k.effect_size)}")
+    e = c.equivalence
+    shown = e is not None and e.equivalent
+    if k.t_p >= alpha and shown:
+        return (f"LoRA matches full fine-tuning within {_margin(e.margin)} of {c.primary_metric} at alpha = "
+                f"{e.alpha:g} with {_seed_phrase(c)} ({_tost(e)}; {diff}, {ci}; {tests})")
     if k.t_p >= alpha:
-        return (f"no significant difference at alpha = {alpha:g} with {_seed_phrase(c)} "
-                f"({diff}, {ci}; {tests})")
+        text = f"no significant difference at alpha = {alpha:g} with {_seed_phrase(c)} ({diff}, {ci}; {tests})"
+        if e is not None and not math.isnan(e.p):
+            text += f"; equivalence within {_margin(e.margin)} is not shown ({_tost(e)})"
+        return text
     better, worse = ("lora", "full") if k.mean_diff > 0 else ("full", "lora")
-    return (f"{_NAMES[better]} is significantly better than {_NAMES[worse]} at alpha = {alpha:g} with "
+    text = (f"{_NAMES[better]} is significantly better than {_NAMES[worse]} at alpha = {alpha:g} with "
             f"{_seed_phrase(c)}, by {_num(abs(k.mean_diff))} points of {c.primary_metric} "
             f"({diff}, {ci}; {tests})")
+    if shown:
+        text += f", a difference within the {_margin(e.margin)} equivalence margin ({_tost(e)})"
+    return text
+
+
+def _margin(m: float) -> str:
+    return f"±{m:g} point" + ("" if m == 1 else "s")
+
+
+def _tost(e) -> str:
+    level = f"{100 * (1 - 2 * e.alpha):g}%"
+    return f"TOST {_p(e.p)}, {level} CI [{_num(e.ci_low)}, {_num(e.ci_high)}]"
 
 
 def _seed_phrase(c: TaskComparison) -> str:
