@@ -210,6 +210,34 @@ def test_exception_marks_the_run_failed(tmp_path):
     assert rec["status"] == "failed" and "no_such_proj" in rec["reason"]
 
 
+def test_a_run_held_by_another_process_is_left_alone(tmp_path):
+    """Two processes on one run: the second gets status running back and writes nothing; once the first
+    lets go (or dies: the kernel drops an flock with its process) the run can be run."""
+    import subprocess
+    import sys
+
+    from tunebench.runner import run_lock
+
+    cfg = tiny_cfg(tmp_path)
+    rdir = run_dir(cfg)
+    rdir.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from tunebench.runner import run_lock\n"
+         "with run_lock(Path(sys.argv[1])) as busy:\n    print(busy, flush=True); time.sleep(60)", str(rdir)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "None"     # the other process holds the lock
+        rec = run_one(cfg, preflight=False)
+        assert rec["status"] == "running" and f"pid {holder.pid} on" in rec["reason"]
+        assert sorted(p.name for p in rdir.iterdir()) == [".lock"]   # no config, no metrics: left alone
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_lock(rdir) as busy:                              # released when its holder died
+        assert busy is None
+    assert run_one(cfg, preflight=False)["status"] == "ok"
+
+
 def test_wandb_offline_run_files_hold_the_metrics_and_no_api_key(tmp_path, monkeypatch):
     from tunebench.tracking import read_finished_wandb_file
 

@@ -8,6 +8,7 @@ Layout: <output_dir>/<experiment>/<run_id>/
   predictions/{validation,test}.jsonl   per-example predictions
   adapter/               PEFT adapter with the task head (LoRA); model/ for full fine-tuning when asked
   checkpoints/           Trainer checkpoints for --resume
+  .lock                  held (flock) by the process running the run (docs/results.md)
   wandb/                 offline W&B run files (`wandb sync` uploads them)
 """
 

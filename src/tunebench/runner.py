@@ -1,19 +1,24 @@
 """The runner: the one place that reads a config, writes a run's files and talks to the tracker.
 
 `run_one` never leaves a run without a verdict: metrics.json says running while it trains, then ok or failed
-with a one-line reason (exception, NaN loss, out of memory). All writes are atomic.
+with a one-line reason (exception, NaN loss, out of memory). All writes are atomic. A run folder is locked
+(`.lock`, an flock the kernel releases when the process dies, kill -9 included) while a process runs it: a
+second process asking for the same run gets status running back and touches nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import IO
 
 from tunebench.config import Config, dump_yaml
 from tunebench.data.tasks import get_task
@@ -25,12 +30,51 @@ PACKAGES = ("tunebench", "torch", "transformers", "peft", "datasets", "accelerat
 
 
 def run_one(cfg: Config, *, resume: bool = True, preflight: bool = True) -> dict:
-    """Train and evaluate one run into results.run_dir(cfg); return its metrics record."""
+    """Train and evaluate one run into results.run_dir(cfg); return its metrics record (status running, and
+    nothing written, when another process holds the run)."""
+    rdir = run_dir(cfg)
+    rdir.mkdir(parents=True, exist_ok=True)
+    with run_lock(rdir) as holder:
+        if holder is not None:
+            return {"run_id": run_id(cfg), "status": STATUS_RUNNING,
+                    "reason": f"being run by another process ({holder}); left alone"}
+        return _run_locked(cfg, rdir, resume, preflight)
+
+
+@contextlib.contextmanager
+def run_lock(rdir: Path) -> Iterator[str | None]:
+    """Hold the run folder's lock: yields None when taken, or who holds it ("pid N on HOST") when another
+    process does. Without fcntl (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield None
+        return
+    with open(rdir / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            yield f.read().strip() or "unknown process"
+            return
+        _write_holder(f)
+        try:
+            yield None
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _write_holder(f: IO[str]) -> None:
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {platform.node()}")
+    f.flush()
+
+
+def _run_locked(cfg: Config, rdir: Path, resume: bool, preflight: bool) -> dict:
     from tunebench.tracking import flatten, start_tracker
     from tunebench.train import train_and_evaluate
 
-    rdir = run_dir(cfg)
-    rdir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(rdir / "config.yaml", dump_yaml(cfg))
     record = base_record(cfg)
     atomic_write_json(rdir / METRICS_FILE, {**record, "status": STATUS_RUNNING, "pid": os.getpid(),

@@ -51,7 +51,8 @@ def _run(args: argparse.Namespace) -> int:
         with console.status("training..."):
             rec = run_one(cfg, resume=not args.no_resume, preflight=not args.skip_preflight)
         records.append(rec)
-        status = "[green]ok[/green]" if rec["status"] == "ok" else f"[red]failed[/red]: {rec['reason']}"
+        status = {"ok": "[green]ok[/green]", "running": f"[yellow]busy[/yellow]: {rec['reason']}"}.get(
+            rec["status"], f"[red]failed[/red]: {rec['reason']}")
         console.print(f"    {status}  {rec['run_id']}")
     print_results_table(records)
     return 0 if all(r["status"] == "ok" for r in records) else 1
@@ -65,7 +66,8 @@ def print_results_table(records: list[dict]) -> None:
         table.add_column(col)
     for r in records:
         if r["status"] != "ok":
-            table.add_row(r["run_id"], "failed", r.get("reason") or "", "", "", "", "")
+            table.add_row(r["run_id"], "busy" if r["status"] == "running" else "failed", r.get("reason") or "",
+                          "", "", "", "")
             continue
         metric = r["primary_metric"]
         table.add_row(

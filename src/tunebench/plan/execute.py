@@ -3,8 +3,9 @@
 Resume rule, from each run's metrics.json alone (so it holds across machines and after kill -9):
   ok               -> done, skipped
   failed           -> run again (resume=True), unless retry_failed is off
-  running          -> interrupted: the process that wrote it is gone (a plan runs each run once at a time,
-                      and shards never share a run), so run again with resume=True from its last checkpoint
+  running          -> interrupted: run again with resume=True from its last checkpoint; if another process
+                      is in fact still running it (its run folder's lock is held), the runner leaves it alone
+                      and reports it running
   no metrics.json  -> pending
 Nothing here writes into a run folder except the run function; selection.json is written atomically.
 """
