@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from scipy import stats
 
 from tunebench.bench import (
     BatchStats,
@@ -144,6 +145,9 @@ def test_eval_share_projection_by_hand():
                            eval_s_per_example=0.01, validation_examples=50, final_eval_examples=170)
     assert (f["eval_interval"], f["evaluations"]) == (38, 20)
     assert f["eval_s"] == pytest.approx(0.01 * (20 * 50 + 170))
+    m = project_eval_share(train_examples=1000, examples_per_step=4, epochs=3, eval_steps=0.05, step_time_s=0.02,
+                           eval_s_per_example=0.01, validation_examples=50, final_eval_examples=170, max_steps=100)
+    assert (m["steps"], m["eval_interval"], m["evaluations"]) == (100, 5, 20)     # max_steps replaces epochs
 
 
 # ---------------------------------------------------------------- padding, switches, checkpointing
@@ -295,16 +299,30 @@ def test_bench_accuracy_compares_original_and_tunebench(tmp_path):
     assert acc["difference_points"] == pytest.approx(acc["mean_points"]["tunebench"] - acc["mean_points"]["original"])
 
 
-def test_accuracy_verdict_compares_means_over_seeds():
+def test_accuracy_verdict_compares_means_over_seeds_with_a_paired_equivalence_test():
     v = accuracy_verdict({"original": [0.75, 0.77, 0.73], "tunebench": [0.76, 0.74, 0.745]})
     assert v["mean_points"] == {"original": pytest.approx(75.0), "tunebench": pytest.approx(74.833333)}
     assert v["sd_points"]["original"] == pytest.approx(2.0)
     assert v["difference_points"] == pytest.approx(-1 / 6)
     assert v["per_seed_difference_points"] == pytest.approx([1.0, -3.0, 1.5])
-    assert v["within_tolerance"] is True
+    assert v["mean_within_margin"] is True                  # the point estimate is inside +-1 ...
+    d = [1.0, -3.0, 1.5]                                    # ... but three noisy seeds cannot show equivalence
+    p = max(stats.ttest_1samp(d, -1, alternative="greater").pvalue, stats.ttest_1samp(d, 1, alternative="less").pvalue)
+    assert v["equivalence"]["p"] == pytest.approx(p) and v["equivalence"]["equivalent"] is False
+    tight = accuracy_verdict({"original": [0.750, 0.770, 0.730, 0.760], "tunebench": [0.751, 0.769, 0.7315, 0.7605]})
+    assert tight["equivalence"]["equivalent"] is True
     one = accuracy_verdict({"original": [0.70], "tunebench": [0.715]})
     assert one["sd_points"] == {"original": None, "tunebench": None}
-    assert one["difference_points"] == pytest.approx(1.5) and one["within_tolerance"] is False
+    assert one["difference_points"] == pytest.approx(1.5) and not one["mean_within_margin"]
+    assert one["equivalence"]["design"] == "none" and one["equivalence"]["equivalent"] is False
+    # SQuAD F1 is already in points (0-100): no second x100
+    qa = accuracy_verdict({"original": [71.2, 70.0], "tunebench": [71.0, 70.1]}, scale=1.0)
+    assert qa["difference_points"] == pytest.approx(-0.05) and qa["mean_within_margin"]
+
+
+def test_accuracy_seeds_need_accuracy(capsys):
+    assert main(["bench", "--steps", "2", *TINY, "--accuracy-seeds", "1", "2"]) == 2
+    assert "--accuracy-seeds: only with --accuracy" in capsys.readouterr().err
 
 
 def test_training_on_batches_padded_to_max_length_gives_the_same_model():
@@ -374,3 +392,47 @@ def test_sequential_eval_trainer_trains_exactly_like_the_stock_trainer(tmp_path,
     for (name, a), b in zip(ours.named_parameters(), stock.parameters(), strict=True):
         assert torch.equal(a, b), name
     assert "zero_grad" not in vars(ours) and all(p.grad is None for p in ours.parameters())
+
+
+def test_trainable_zero_grad_follows_deep_copies_and_torch_semantics(tmp_path):
+    """The zero_grad that SequentialEvalTrainer installs during train(): a deep copy of the model (an EMA
+    or snapshot callback) clears its own gradients, and set_to_none=False zeroes in place like torch."""
+    import copy
+
+    from transformers import TrainerCallback, TrainingArguments
+
+    from tunebench.train import SequentialEvalTrainer
+
+    seen = {}
+
+    class CopyDuringTraining(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if "copy" in seen:
+                return
+            twin = copy.deepcopy(model)
+            for p in twin.parameters():
+                p.grad = torch.ones_like(p)
+            for p in model.parameters():
+                p.grad = torch.full_like(p, 2.0)
+            twin.zero_grad(set_to_none=False)
+            seen["copy"] = all(p.grad is not None and not p.grad.any() for p in twin.parameters())
+            seen["original"] = all(p.grad is not None and bool((p.grad == 2).all()) for p in model.parameters())
+            model.zero_grad()
+            seen["cleared"] = all(p.grad is None for p in model.parameters())
+
+    class Regression(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(3, 2)
+
+        def forward(self, x, labels=None):
+            return {"loss": ((self.linear(x) - labels) ** 2).mean()}
+
+    torch.manual_seed(0)
+    model = Regression()
+    data = [{"x": torch.randn(3), "labels": torch.randn(2)} for _ in range(4)]
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2,
+                             save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True)
+    SequentialEvalTrainer(model=model, args=args, train_dataset=data, callbacks=[CopyDuringTraining()]).train()
+    assert seen == {"copy": True, "original": True, "cleared": True}
+    assert "zero_grad" not in vars(model)

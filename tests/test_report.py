@@ -166,6 +166,8 @@ def test_zero_ok_runs_still_reports_failures(tmp_path, capsys):
 def test_bad_alpha_is_a_user_error(tmp_path):
     write_fake_run(tmp_path, "sst2", "lora", 1, test=0.9, validation=0.9)
     assert main(["report", str(tmp_path), "--alpha", "1.5"]) == 2
+    assert main(["report", str(tmp_path), "--alpha", "0.6"]) == 2     # the equivalence test needs alpha < 0.5
+    assert main(["report", str(tmp_path), "--margin", "0"]) == 2
 
 
 def test_build_report_is_deterministic(tmp_path):

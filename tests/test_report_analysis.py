@@ -158,6 +158,29 @@ def test_significant_difference_names_the_better_method_and_the_margin(tmp_path)
                         "by 5.00 points of accuracy")
 
 
+def test_significant_but_within_the_margin_says_both(tmp_path):
+    """A small, consistent difference: significant, and inside the +-1-point margin."""
+    for seed, (a, b) in enumerate([(0.902, 0.900), (0.913, 0.910), (0.8925, 0.890), (0.9075, 0.905)]):
+        write_fake_run(tmp_path, "sst2", "lora", seed, test=a, validation=0.9)
+        write_fake_run(tmp_path, "sst2", "full", seed, test=b, validation=0.9)
+    v = report(tmp_path).verdicts["sst2"]
+    assert v.startswith("sst2: LoRA is significantly better than full fine-tuning at alpha = 0.05 with 4 seeds, "
+                        "by 0.25 points of accuracy")
+    assert ", a difference within the ±1 point equivalence margin (TOST p < 0.001, 90% CI [0.20, 0.30])" in v
+
+
+def test_the_equivalence_test_uses_the_report_alpha(tmp_path):
+    lora, full = [0.910, 0.905, 0.915, 0.900, 0.912], [0.908, 0.911, 0.909, 0.907, 0.906]
+    for seed, (a, b) in enumerate(zip(lora, full, strict=True)):
+        write_fake_run(tmp_path, "sst2", "lora", seed, test=a, validation=0.9)
+        write_fake_run(tmp_path, "sst2", "full", seed, test=b, validation=0.9)
+    d = np.multiply(lora, 100) - np.multiply(full, 100)
+    ci80 = stats.ttest_1samp(d, 0).confidence_interval(0.80)        # 1 - 2 x 0.1
+    c = row(report(tmp_path, alpha=0.1), "sst2")
+    assert (c["tost_ci_low"], c["tost_ci_high"]) == (pytest.approx(ci80.low), pytest.approx(ci80.high))
+    assert "80% CI" in report(tmp_path, alpha=0.1).verdicts["sst2"]
+
+
 def test_methods_with_different_seeds_are_compared_unpaired(tmp_path):
     for seed, acc in ((1, 0.90), (2, 0.91), (3, 0.92)):
         write_fake_run(tmp_path, "sst2", "lora", seed, test=acc, validation=0.9)
@@ -170,6 +193,10 @@ def test_methods_with_different_seeds_are_compared_unpaired(tmp_path):
     assert c["t_p"] == pytest.approx(welch.pvalue)
     assert "with 3 LoRA seeds and 4 full seeds (0 shared)" in r.verdicts["sst2"]
     assert "no common seeds: Welch t-test" in r.verdicts["sst2"]
+    a, b = np.array([90.0, 91, 92]), np.array([88, 89, 88.5, 89])      # and the TOST is Welch's too
+    tost = max(stats.ttest_ind(a + 1, b, equal_var=False, alternative="greater").pvalue,
+               stats.ttest_ind(a - 1, b, equal_var=False, alternative="less").pvalue)
+    assert c["tost_p"] == pytest.approx(tost)
 
 
 def test_only_shared_seeds_enter_the_paired_test(tmp_path):

@@ -186,3 +186,9 @@ def test_tost_edge_cases():
     assert not equivalence_test([90.0, 91.0], [88.0, 89.0], margin=1).equivalent   # constant 2 > margin
     with pytest.raises(ValueError, match="margin must be positive"):
         equivalence_test([1.0, 2.0], [1.0, 2.0], margin=0)
+    with pytest.raises(ValueError, match=r"alpha must be in \(0, 0.5\)"):
+        equivalence_test([91.05, 92.05, 90.05], [90.0, 90.0, 90.0], margin=1, alpha=0.6)
+    # undefined wherever the matching t-test is: both arms constant (Welch), a missing paired value
+    assert equivalence_test([90.0, 90.0], [90.0, 90.0, 90.0], margin=1, paired=False).design == "none"
+    missing = equivalence_test([90.2, 91.2, math.nan], [90.0, 91.0, 89.0], margin=1)
+    assert missing.design == "none" and not missing.equivalent

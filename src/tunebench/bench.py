@@ -274,11 +274,11 @@ def tokens_identical(summaries: Sequence[BaselineSummary]) -> bool:
 
 def project_eval_share(*, train_examples: int, examples_per_step: int, epochs: float, eval_steps: float,
                        step_time_s: float, eval_s_per_example: float, validation_examples: int,
-                       final_eval_examples: int) -> dict[str, float]:
+                       final_eval_examples: int, max_steps: int = -1) -> dict[str, float]:
     """Evaluation's share of a whole run: validation every eval_steps steps (and at the end), then the final
     evaluation (validation, test, train subset), from a measured step time and evaluation speed. eval_steps
-    may be a fraction of the run (training.eval_steps)."""
-    steps = math.ceil(math.ceil(train_examples / examples_per_step) * epochs)
+    may be a fraction of the run (training.eval_steps); max_steps > 0 replaces the epochs, as in training."""
+    steps = max_steps if max_steps > 0 else math.ceil(math.ceil(train_examples / examples_per_step) * epochs)
     interval = steps_interval(eval_steps, steps)
     evals = math.ceil(steps / interval)
     train_s = steps * step_time_s
@@ -287,17 +287,23 @@ def project_eval_share(*, train_examples: int, examples_per_step: int, epochs: f
             "eval_share": eval_s / (eval_s + train_s) if eval_s + train_s else 0.0}
 
 
-def accuracy_verdict(scores: dict[str, list[float]], tolerance_points: float = 1.0) -> dict[str, Any]:
-    """Test scores (fractions) of `original` and `tunebench`, one per seed in the same seed order: means and
-    sample standard deviations in points, the difference of the means, the per-seed differences, and
-    whether the means agree within the tolerance (issue 7: +-1 point)."""
-    pts = {k: [100 * v for v in vals] for k, vals in scores.items()}
+def accuracy_verdict(scores: dict[str, list[float]], scale: float = 100.0, margin_points: float = 1.0,
+                     alpha: float = 0.05) -> dict[str, Any]:
+    """Test scores of `original` and `tunebench`, one per seed in the same seed order (`scale` turns them into
+    points: 100 for fractions, 1 for SQuAD's 0-100 F1): means and sample standard deviations in points, the
+    difference of the means and per seed, and the paired equivalence test (TOST) of the difference against
+    +-margin_points (issue 7: equal test accuracy +-1 point). One seed: the test cannot be run."""
+    from tunebench.report.stats import equivalence_test
+
+    pts = {k: [scale * v for v in vals] for k, vals in scores.items()}
     mean = {k: statistics.fmean(v) for k, v in pts.items()}
     sd = {k: statistics.stdev(v) if len(v) > 1 else None for k, v in pts.items()}
     diff = mean["tunebench"] - mean["original"]
+    tost = equivalence_test(pts["tunebench"], pts["original"], margin_points, alpha, paired=True)
     return {"mean_points": mean, "sd_points": sd, "difference_points": diff,
             "per_seed_difference_points": [t - o for o, t in zip(pts["original"], pts["tunebench"], strict=True)],
-            "tolerance_points": tolerance_points, "within_tolerance": abs(diff) <= tolerance_points}
+            "margin_points": margin_points, "mean_within_margin": abs(diff) <= margin_points,
+            "equivalence": tost.as_dict()}
 
 
 def format_bytes(n: int | float | None) -> str:

@@ -20,6 +20,7 @@ import gc
 import math
 import os
 import platform
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -531,9 +532,12 @@ def measure_accuracy(cfg: Config, data: BenchData, device: str, work: Path, prog
             runs[name].append({"seed": seed, "test": metrics, "train_s": res.timing.elapsed_s,
                                "eval_s": time.perf_counter() - t0,
                                "tokens_per_s": res.timing.non_pad_tokens / res.timing.elapsed_s})
+            del res
+            shutil.rmtree(work / f"acc-{cfg.method}-{name}-{seed}", ignore_errors=True)   # its checkpoint
     return {"train_examples": len(features), "epochs": cfg.training.num_train_epochs, "steps": steps,
             "test_examples": len(test.records), "metric": metric, "seeds": seeds, "runs": runs,
-            **accuracy_verdict({k: [r["test"][metric] for r in v] for k, v in runs.items()})}
+            **accuracy_verdict({k: [r["test"][metric] for r in v] for k, v in runs.items()},
+                               scale=data.task.points_scale)}
 
 
 def _epoch_steps(cfg: Config, n_examples: int) -> int:
@@ -568,7 +572,7 @@ def measure_eval_share(cfg: Config, data: BenchData, steps: int, step_time_s: fl
             train_examples=sizes["train"], examples_per_step=examples_per_step(cfg),
             epochs=cfg.training.num_train_epochs, eval_steps=cfg.training.eval_steps, step_time_s=step_time_s,
             eval_s_per_example=1 / out["eval_examples_per_s"], validation_examples=sizes["validation"],
-            final_eval_examples=final_n)}
+            final_eval_examples=final_n, max_steps=cfg.training.max_steps)}
     return out
 
 

@@ -23,11 +23,9 @@ LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_pr
 
 
 def _fraction_or_count(v: float, unit: str) -> float:
-    """A value in (0, 1) is a fraction; one >= 1 must be a whole number (and becomes an int)."""
-    if v >= 1:
-        if v != int(v):
-            raise ValueError(f"must be a fraction in (0, 1) or a whole number of {unit}")
-        return int(v)
+    """A value in (0, 1) is a fraction; one >= 1 must be a whole number."""
+    if v >= 1 and v != int(v):
+        raise ValueError(f"must be a fraction in (0, 1) or a whole number of {unit}")
     return v
 
 
@@ -109,7 +107,8 @@ class TrainingConfig(_Strict):
     @field_validator("eval_steps")
     @classmethod
     def _steps_or_fraction(cls, v: float) -> float:
-        return _fraction_or_count(v, "steps")
+        v = _fraction_or_count(v, "steps")
+        return int(v) if v >= 1 else v   # a step count stays an int (as before fractions were allowed: same run ids)
 
 
 class QAConfig(_Strict):

@@ -11,6 +11,7 @@ import json
 import math
 import threading
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,8 @@ class SequentialEvalTrainer(Trainer):
         return 6 * inputs[main_input].numel() * self._flop_count[1] if main_input in inputs else 0
 
     def _trainable(self, model) -> list[torch.nn.Parameter]:
-        """The model's trainable parameters, listed once per model (they do not change during training)."""
+        """The model's trainable parameters, listed once per model and train() call (tunebench never changes
+        requires_grad during training; a callback that unfreezes layers mid-run would need a fresh list)."""
         if getattr(self, "_trainable_params", (None, []))[0] is not model:
             self._trainable_params = (model, [p for p in model.parameters() if p.requires_grad])
         return self._trainable_params[1]
@@ -114,18 +116,24 @@ class SequentialEvalTrainer(Trainer):
         parameter. Single process, the trainable parameters are the only ones that receive a gradient, so
         clearing theirs is the same (frozen ones stay None) without the walk."""
         model = self.model
+        self._trainable_params = (None, [])
         if self.accelerator.distributed_type != DistributedType.NO or "zero_grad" in vars(model):
             return super().train(*args, **kwargs)
+        trainable = self._trainable
 
-        def zero_grad(set_to_none: bool = True) -> None:
-            for p in self._trainable(model):
+        def zero_grad(module: torch.nn.Module, set_to_none: bool = True) -> None:
+            for p in trainable(module):
                 if p.grad is not None:
                     if set_to_none:
                         p.grad = None
-                    else:
-                        p.grad.detach_().zero_()
+                    else:                       # as torch.nn.Module.zero_grad
+                        if p.grad.grad_fn is not None:
+                            p.grad.detach_()
+                        else:
+                            p.grad.requires_grad_(False)
+                        p.grad.zero_()
 
-        model.zero_grad = zero_grad
+        model.zero_grad = types.MethodType(zero_grad, model)   # a deep copy (EMA, snapshots) binds to itself
         try:
             return super().train(*args, **kwargs)
         finally:

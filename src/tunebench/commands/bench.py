@@ -55,6 +55,8 @@ def _bench(args: argparse.Namespace) -> int:
     for flag in ("steps", "repeats"):
         if getattr(args, flag) < 1:
             raise TunebenchError(f"--{flag} must be at least 1")
+    if args.accuracy_seeds and not args.accuracy:
+        raise TunebenchError("--accuracy-seeds: only with --accuracy")
     cfg = config_from_args(args)
     updates = {k: v for k, v in (("model.name", args.model), ("task", args.task)) if v}
     cfg = with_overrides(cfg, updates) if updates else cfg
@@ -121,8 +123,13 @@ def _print_extras(console, method: str, entry: dict) -> None:
                           f"{100 * p['eval_share']:.0f}% of the time in evaluation")
     if "accuracy" in entry:
         a, m = entry["accuracy"], entry["accuracy"]["metric"]
-        mean, seeds = a["mean_points"], " ".join(str(s) for s in a["seeds"])
-        mark = "[green]within[/green]" if a["within_tolerance"] else "[red]outside[/red]"
-        console.print(f"{method}: test {m} (mean over seeds {seeds}) original {mean['original']:.1f}, tunebench "
-                      f"{mean['tunebench']:.1f}: {a['difference_points']:+.1f} points, {mark} "
-                      f"+-{a['tolerance_points']:g} ({a['steps']} steps on {a['train_examples']} examples)")
+        mean, seeds, e = a["mean_points"], " ".join(str(s) for s in a["seeds"]), a["equivalence"]
+        if e["design"] == "none":
+            verdict = "equivalence not assessed (one seed: use --accuracy-seeds)"
+        else:
+            shown = "[green]equivalent[/green]" if e["equivalent"] else "[yellow]equivalence not shown[/yellow]"
+            verdict = (f"{shown} within ±{e['margin']:g} (TOST p = {e['p']:.3f}, "
+                       f"{100 * (1 - 2 * e['alpha']):g}% CI [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}])")
+        console.print(f"{method}: test {m} (mean over seeds {seeds}) original {mean['original']:.2f}, tunebench "
+                      f"{mean['tunebench']:.2f}: {a['difference_points']:+.2f} points; {verdict} "
+                      f"({a['steps']} steps on {a['train_examples']} examples)")

@@ -28,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    if not 0 < args.alpha < 1:
-        raise TunebenchError(f"--alpha {args.alpha}: must be between 0 and 1")
+    if not 0 < args.alpha < 0.5:
+        raise TunebenchError(f"--alpha {args.alpha}: must be between 0 and 0.5 (the equivalence test uses a "
+                             f"1 - 2 alpha interval)")
     if not args.margin > 0:
         raise TunebenchError(f"--margin {args.margin}: must be positive (points of the primary metric)")
     if args.bootstrap_resamples < 1:

@@ -39,6 +39,11 @@ class TaskSpec:
     def is_qa(self) -> bool:
         return self.family == "extractive_qa"
 
+    @property
+    def points_scale(self) -> float:
+        """Factor that turns the task's metrics into points (0-100): SQuAD's official ones already are."""
+        return 1.0 if self.is_qa else 100.0
+
 
 TASKS: dict[str, TaskSpec] = {
     "sst2": TaskSpec(

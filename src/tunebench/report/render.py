@@ -52,7 +52,8 @@ METHODS_TEXT = [
     "and on the seed-averaged F1. Per-seed tests are reported separately, never pooled.",
     "Equivalence: two one-sided tests (TOST) on the same seeds and design, against a margin of +-M points "
     "declared before looking (`tunebench report --margin`, default 1): 'LoRA matches full fine-tuning' only "
-    "when both one-sided tests reject at alpha (equivalently, the 90% interval lies inside +-M). "
+    "when both one-sided tests reject at alpha (equivalently, the 1 - 2 alpha interval, 90% at alpha = 0.05, "
+    "lies inside +-M). "
     "Non-significant alone means no significant difference, not equivalence. Failed, running and unreadable "
     "runs are listed and never averaged.",
 ]

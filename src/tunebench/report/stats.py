@@ -215,13 +215,16 @@ def equivalence_test(lora: Sequence[float], full: Sequence[float], margin: float
     t-tests on the differences when paired (values aligned by seed), else Welch t-tests."""
     if margin <= 0:
         raise ValueError(f"equivalence margin must be positive, got {margin}")
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5) for an equivalence test (1 - 2 alpha interval), got {alpha}")
+    none = EquivalenceResult("none", margin, alpha, math.nan, math.nan, math.nan)
     if paired:
         a, b = np.asarray(lora, dtype=float), np.asarray(full, dtype=float)
         if len(a) != len(b):
             raise ValueError(f"paired values differ in length: {len(a)} vs {len(b)}")
         d = a - b
-        if len(d) < 2:
-            return EquivalenceResult("none", margin, alpha, math.nan, math.nan, math.nan)
+        if len(d) < 2 or not np.isfinite(d).all():   # as the paired t-test: a missing value leaves it undefined
+            return none
         ci = summarize(d, 1 - 2 * alpha)
         if ci.sd == 0:   # identical differences: the interval is a point
             p = 0.0 if abs(ci.mean) < margin else 1.0
@@ -231,10 +234,10 @@ def equivalence_test(lora: Sequence[float], full: Sequence[float], margin: float
         return EquivalenceResult("paired", margin, alpha, float(max(p_low, p_high)), ci.ci_low, ci.ci_high)
     a, b = _finite(lora), _finite(full)
     if len(a) < 2 or len(b) < 2:
-        return EquivalenceResult("none", margin, alpha, math.nan, math.nan, math.nan)
+        return none
     diff, se, dof = _welch(a, b)
-    if se == 0:
-        return EquivalenceResult("unpaired", margin, alpha, 0.0 if abs(diff) < margin else 1.0, diff, diff)
+    if se == 0:   # both arms constant: Welch's test is undefined, and so is this one
+        return none
     p_low = stats.ttest_ind(a + margin, b, equal_var=False, alternative="greater").pvalue
     p_high = stats.ttest_ind(a - margin, b, equal_var=False, alternative="less").pvalue
     half = float(stats.t.ppf(1 - alpha, dof)) * se

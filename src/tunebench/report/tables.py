@@ -27,7 +27,7 @@ GENERALIZATION_COLUMNS = ["task", "method", "n", "train_mean", "test_mean", "gap
 
 def points_scale(task: str) -> float:
     """Factor that turns a task's metric into points (0-100)."""
-    return 1.0 if TASKS[task].is_qa else 100.0
+    return TASKS[task].points_scale
 
 
 def add_primary_columns(runs: pd.DataFrame) -> pd.DataFrame:
