@@ -28,6 +28,13 @@ def row(r, task):
     return r.comparison.set_index("task").loc[task]
 
 
+def write_seed_pairs(root, task, lora, full, validation=0.9):
+    """LoRA and full runs of one task with seeds 0, 1, ... and these test scores."""
+    for seed, (a, b) in enumerate(zip(lora, full, strict=True)):
+        write_fake_run(root, task, "lora", seed, test=a, validation=validation)
+        write_fake_run(root, task, "full", seed, test=b, validation=validation)
+
+
 # ---------------------------------------------------------------- headline selection
 
 
@@ -111,9 +118,7 @@ def test_single_seed_says_no_significance_can_be_claimed(tmp_path):
 def test_non_significant_difference_is_not_called_equal(tmp_path):
     """Not significant, and too noisy for the equivalence test: never "equal", never "matches"."""
     lora, full = [0.91, 0.88, 0.93, 0.89, 0.92], [0.90, 0.92, 0.88, 0.91, 0.90]
-    for seed, (a, b) in enumerate(zip(lora, full, strict=True)):
-        write_fake_run(tmp_path, "sst2", "lora", seed, test=a, validation=0.9)
-        write_fake_run(tmp_path, "sst2", "full", seed, test=b, validation=0.9)
+    write_seed_pairs(tmp_path, "sst2", lora, full)
     r = report(tmp_path)
     v = r.verdicts["sst2"]
     a, b = np.multiply(lora, 100), np.multiply(full, 100)
@@ -132,9 +137,7 @@ def test_non_significant_difference_is_not_called_equal(tmp_path):
 
 def test_equivalence_within_the_declared_margin_is_stated_with_it(tmp_path):
     lora, full = [0.910, 0.905, 0.915, 0.900, 0.912], [0.908, 0.911, 0.909, 0.907, 0.906]
-    for seed, (a, b) in enumerate(zip(lora, full, strict=True)):
-        write_fake_run(tmp_path, "sst2", "lora", seed, test=a, validation=0.9)
-        write_fake_run(tmp_path, "sst2", "full", seed, test=b, validation=0.9)
+    write_seed_pairs(tmp_path, "sst2", lora, full)
     d = np.multiply(lora, 100) - np.multiply(full, 100)
     p_tost = max(stats.ttest_1samp(d, -1, alternative="greater").pvalue,
                  stats.ttest_1samp(d, 1, alternative="less").pvalue)
@@ -150,9 +153,7 @@ def test_equivalence_within_the_declared_margin_is_stated_with_it(tmp_path):
 
 
 def test_significant_difference_names_the_better_method_and_the_margin(tmp_path):
-    for seed, (a, b) in enumerate([(0.80, 0.85), (0.81, 0.855), (0.79, 0.845), (0.80, 0.86), (0.82, 0.86)]):
-        write_fake_run(tmp_path, "rte", "lora", seed, test=a, validation=0.8)
-        write_fake_run(tmp_path, "rte", "full", seed, test=b, validation=0.8)
+    write_seed_pairs(tmp_path, "rte", [0.80, 0.81, 0.79, 0.80, 0.82], [0.85, 0.855, 0.845, 0.86, 0.86], validation=0.8)
     v = report(tmp_path).verdicts["rte"]
     assert v.startswith("rte: full fine-tuning is significantly better than LoRA at alpha = 0.05 with 5 seeds, "
                         "by 5.00 points of accuracy")
@@ -160,9 +161,7 @@ def test_significant_difference_names_the_better_method_and_the_margin(tmp_path)
 
 def test_significant_but_within_the_margin_says_both(tmp_path):
     """A small, consistent difference: significant, and inside the +-1-point margin."""
-    for seed, (a, b) in enumerate([(0.902, 0.900), (0.913, 0.910), (0.8925, 0.890), (0.9075, 0.905)]):
-        write_fake_run(tmp_path, "sst2", "lora", seed, test=a, validation=0.9)
-        write_fake_run(tmp_path, "sst2", "full", seed, test=b, validation=0.9)
+    write_seed_pairs(tmp_path, "sst2", [0.902, 0.913, 0.8925, 0.9075], [0.900, 0.910, 0.890, 0.905])
     v = report(tmp_path).verdicts["sst2"]
     assert v.startswith("sst2: LoRA is significantly better than full fine-tuning at alpha = 0.05 with 4 seeds, "
                         "by 0.25 points of accuracy")
@@ -171,9 +170,7 @@ def test_significant_but_within_the_margin_says_both(tmp_path):
 
 def test_the_equivalence_test_uses_the_report_alpha(tmp_path):
     lora, full = [0.910, 0.905, 0.915, 0.900, 0.912], [0.908, 0.911, 0.909, 0.907, 0.906]
-    for seed, (a, b) in enumerate(zip(lora, full, strict=True)):
-        write_fake_run(tmp_path, "sst2", "lora", seed, test=a, validation=0.9)
-        write_fake_run(tmp_path, "sst2", "full", seed, test=b, validation=0.9)
+    write_seed_pairs(tmp_path, "sst2", lora, full)
     d = np.multiply(lora, 100) - np.multiply(full, 100)
     ci80 = stats.ttest_1samp(d, 0).confidence_interval(0.80)        # 1 - 2 x 0.1
     c = row(report(tmp_path, alpha=0.1), "sst2")
