@@ -81,11 +81,9 @@ def compare_task(
     runs = headline[headline["task"] == task]
     lora, full = runs[runs["method"] == "lora"], runs[runs["method"] == "full"]
     common = sorted(set(_seeds(lora)) & set(_seeds(full)))
-    seeds = compare_seed_level(lora, full, common) if len(lora) and len(full) else None
-    equivalence = None
-    if seeds is not None:
-        a, b, paired = _seed_level_values(lora, full, common)
-        equivalence = equivalence_test(a, b, margin, alpha, paired=paired)
+    seeds = equivalence = None
+    if len(lora) and len(full):
+        seeds, equivalence = compare_seed_level(lora, full, common, margin, alpha)
     tests = []
     if seeds is not None and predictions:
         tests = compare_example_level(task, lora, full, common, predictions, n_resamples, bootstrap_seed)
@@ -96,25 +94,22 @@ def compare_task(
     )
 
 
-def _seed_level_values(lora: pd.DataFrame, full: pd.DataFrame, common: list[int]) -> tuple:
-    """(LoRA values, full values, paired): aligned on the common seeds when there are 2+, else every run."""
+def compare_seed_level(lora: pd.DataFrame, full: pd.DataFrame, common: list[int], margin: float = 1.0,
+                       alpha: float = 0.05) -> tuple[SeedComparison, EquivalenceResult]:
+    """The t-test and the equivalence test (TOST) on the same values and design: paired on the common seeds
+    when there are 2+, else Welch when each arm has 2+, else estimate only."""
     if len(common) >= 2:
         a = lora.set_index("seed").loc[common, "test_primary"].to_numpy(float)
         b = full.set_index("seed").loc[common, "test_primary"].to_numpy(float)
-        return a, b, True
-    return lora["test_primary"].to_numpy(float), full["test_primary"].to_numpy(float), False
-
-
-def compare_seed_level(lora: pd.DataFrame, full: pd.DataFrame, common: list[int]) -> SeedComparison:
-    """Paired on common seeds when there are 2+, else Welch when each arm has 2+, else estimate only."""
-    a, b, paired = _seed_level_values(lora, full, common)
-    if paired:
-        return compare_paired_seeds(a, b)
+        return compare_paired_seeds(a, b), equivalence_test(a, b, margin, alpha, paired=True)
+    a, b = lora["test_primary"].to_numpy(float), full["test_primary"].to_numpy(float)
+    equivalence = equivalence_test(a, b, margin, alpha, paired=False)
     if len(lora) >= 2 and len(full) >= 2:
-        return compare_unpaired_seeds(a, b)
+        return compare_unpaired_seeds(a, b), equivalence
     diff = float(lora["test_primary"].mean() - full["test_primary"].mean())
     nan = math.nan
-    return SeedComparison("none", len(lora), len(full), len(common), diff, nan, nan, nan, nan, nan, nan, nan)
+    return (SeedComparison("none", len(lora), len(full), len(common), diff, nan, nan, nan, nan, nan, nan, nan),
+            equivalence)
 
 
 def compare_example_level(
