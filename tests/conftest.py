@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from shared_assets import SHARED
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 @pytest.fixture(scope="session")

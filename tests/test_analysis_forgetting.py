@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from shared_assets import STORIES
 from tunebench.analysis.forgetting import (
     TextSet,
     forgetting_record,
@@ -20,8 +20,6 @@ from tunebench.analysis.forgetting import (
 )
 from tunebench.analysis.texts import BUILTIN_PARAGRAPHS, BUILTIN_TEXT
 from tunebench.errors import TunebenchError
-
-STORIES = Path(__file__).resolve().parents[2] / "shared" / "models" / "stories260K"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

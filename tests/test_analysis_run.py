@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from shared_assets import STORIES
 from tunebench.analysis.run import ANALYSIS_FILE, analyze_run, build_causal_lm, load_base_task_model
 from tunebench.cli import main
 from tunebench.config import Config, dump_yaml, with_overrides
@@ -19,7 +20,6 @@ from tunebench.model import load_tokenizer
 from tunebench.results import run_id
 from tunebench.train import build_model
 
-STORIES = Path(__file__).resolve().parents[2] / "shared" / "models" / "stories260K"
 REPO = Path(__file__).resolve().parents[1]
 R = 4
 PROJECTIONS = 7

@@ -4,12 +4,12 @@ checkpointing with LoRA, padding invariance, and an end-to-end run on the tiny m
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from scipy import stats
 
+from shared_assets import STORIES
 from tunebench.bench import (
     BatchStats,
     FlopParams,
@@ -31,7 +31,6 @@ from tunebench.cli import main
 from tunebench.config import load_config, with_overrides
 from tunebench.data.tasks import get_task
 
-STORIES = Path(__file__).resolve().parents[2] / "shared" / "models" / "stories260K"
 TINY = ["model.name=tiny", "tracking.backend=none", "data.builtin_train_size=96", "data.builtin_test_size=32",
         "data.validation_size=16", "model.max_length=64", "training.per_device_train_batch_size=4",
         "training.eval_train_examples=8", "training.per_device_eval_batch_size=16"]

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from shared_assets import STORIES
 from tunebench import cli
 from tunebench.config import load_config
 from tunebench.data.summary import label_distribution, length_percentiles, summarize_split, token_lengths
 from tunebench.data.tasks import get_task
-
-STORIES260K = Path(__file__).resolve().parents[2] / "shared" / "models" / "stories260K"
 
 SST2, MRPC, SQUAD = get_task("sst2"), get_task("mrpc"), get_task("squad_v2")
 
@@ -59,7 +56,7 @@ def test_summary_command_builtin(capsys):
 
 
 def test_summary_with_a_real_tokenizer(capsys):
-    model_dir = STORIES260K
+    model_dir = STORIES
     if not model_dir.is_dir():
         pytest.skip(f"{model_dir} not available")
     tiny_tokenizer()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 
+from shared_assets import SHARED
 from tunebench.metrics.squad import (
     compute_exact,
     compute_f1,
@@ -19,7 +19,7 @@ from tunebench.metrics.squad import (
     squad_v2_scores,
 )
 
-DEV_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad_v2" / "dev-v2.0.json"
+DEV_FILE = SHARED / "data" / "squad_v2" / "dev-v2.0.json"
 
 
 def qa(qid: str, answers: list[str], context: str = "The big black cat sat on the mat in Paris.") -> dict:

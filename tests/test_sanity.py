@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from shared_assets import SHARED, STORIES
 from tunebench.cli import main
 from tunebench.config import load_config, with_overrides
 from tunebench.data.tasks import get_task
@@ -27,7 +28,6 @@ from tunebench.sanity import (
     run_checks,
 )
 
-STORIES = Path(__file__).resolve().parents[2] / "shared" / "models" / "stories260K"
 TINY = ["model.name=tiny", "tracking.backend=none", "data.builtin_train_size=200", "data.builtin_test_size=40",
         "data.validation_size=40", "model.max_length=128", "training.per_device_train_batch_size=8"]
 
@@ -171,7 +171,7 @@ def test_lora_setup_fails_when_output_differs_at_init(cfg, sst2):
 
 def test_data_loading_passes_on_builtin_and_real_data(cfg, tmp_path):
     assert check_data_loading(cfg, ["sst2", "squad_v2"]).passed
-    glue = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+    glue = SHARED / "data" / "glue"
     real = with_overrides(cfg, {"data.source": "local", "data.glue_dir": str(glue), "data.dir": str(tmp_path / "d")})
     r = check_data_loading(real, ["rte"])
     assert r.passed, r.detail
