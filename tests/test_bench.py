@@ -188,7 +188,8 @@ def test_cpu_switches_are_accepted():
     from tunebench.train import check_switches
 
     for extra in (["training.gradient_checkpointing=true"], ["training.optim=adamw_torch_fused"],
-                  ["training.torch_compile=true", "training.pad_to_multiple_of=8"], ["model.dtype=bfloat16"]):
+                  ["training.torch_compile=true", "training.pad_to_multiple_of=8"],
+                  ["training.precision=bf16-mixed", "model.dtype=bfloat16"]):   # bf16 where the CPU has it
         check_switches(load_config([], [*TINY, *extra]), "cpu")   # no exception
 
 
@@ -204,6 +205,7 @@ def test_switches_name_what_is_missing(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: object() if name in ("liger_kernel", "bitsandbytes") else
                         (None if name == "triton" else real_find_spec(name, *a)))
+    monkeypatch.setattr("tunebench.precision.bf16_supported", lambda device: True)   # the simulated GPU has bf16
     for switch, needs in (("training.liger_kernels=true", "CUDA GPU"), ("training.optim=adamw_8bit", "CUDA GPU")):
         with pytest.raises(TunebenchError, match=needs):
             check_switches(load_config([], [*TINY, switch]), "cpu")

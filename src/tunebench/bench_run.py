@@ -32,7 +32,6 @@ import numpy as np
 import torch
 from transformers import (
     DataCollatorWithPadding,
-    EarlyStoppingCallback,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -60,17 +59,17 @@ from tunebench.config import Config, with_overrides
 from tunebench.data.tasks import TaskSpec, get_task
 from tunebench.features import model_columns
 from tunebench.model import load_tokenizer, resolve_device
+from tunebench.precision import dtype_name, resolve_policy
 from tunebench.tracking import NullTracker
 from tunebench.train import (
     JsonlLogCallback,
     PeakMemory,
-    SequentialEvalTrainer,
     Split,
     build_model,
+    build_trainer,
     build_training_args,
     check_switches,
     evaluate_split,
-    make_compute_metrics,
     prepare_splits,
     set_cpu_threads,
     train_and_evaluate,
@@ -268,7 +267,8 @@ def _common_args(cfg: Config, device: str, out_dir: Path, steps: int) -> dict:
 
 
 def _bf16(cfg: Config, device: str) -> bool:
-    return device == "cuda" and cfg.model.dtype in ("auto", "bfloat16")
+    """bf16 autocast as the precision policy has it (every baseline trains under tunebench's policy)."""
+    return resolve_policy(cfg, device).autocast
 
 
 def _timed_train(trainer: Trainer, clock: StepClock, rec: RecordingCollator, baseline: str, cfg: Config,
@@ -315,18 +315,11 @@ def tunebench_config(cfg: Config, steps: int) -> Config:
 
 def build_tunebench_trainer(cfg: Config, data: BenchData, features: list[dict], out_dir: Path, device: str,
                             model: torch.nn.Module, collator: Callable, extra: list[TrainerCallback]) -> Trainer:
-    """The Trainer exactly as train.train_and_evaluate builds it (args, collator, callbacks, eval sampler)."""
+    """The Trainer train.train_and_evaluate runs (train.build_trainer: args, optimizer, callbacks, eval sampler)."""
     args = build_training_args(cfg, data.task, out_dir, device)
     callbacks: list[TrainerCallback] = [JsonlLogCallback(out_dir / "log.jsonl", NullTracker(), time.perf_counter())]
-    if cfg.training.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(cfg.training.early_stopping_patience))
-    trainer = SequentialEvalTrainer(
-        model=model, args=args, data_collator=collator, train_dataset=to_dataset(features),
-        eval_dataset=data.eval_split.dataset(), compute_metrics=make_compute_metrics(data.task, data.eval_split, cfg),
-        callbacks=callbacks + extra,
-    )
-    trainer.remove_callback(PrinterCallback)
-    return trainer
+    return build_trainer(cfg, data.task, model, args, collator, to_dataset(features), data.eval_split,
+                         callbacks + extra, resolve_policy(cfg, device))
 
 
 def run_tunebench(cfg: Config, data: BenchData, features: list[dict], out_dir: Path, device: str,
@@ -603,10 +596,9 @@ def environment(device: str) -> dict:
 
 def switches(cfg: Config, device: str) -> dict:
     """The speed settings of tunebench's path, as they take effect on this device."""
-    from tunebench.model import resolve_dtype
-
     t = cfg.training
-    return {"dtype": str(resolve_dtype(cfg, device)).removeprefix("torch."), "bf16_autocast": _bf16(cfg, device),
+    policy = resolve_policy(cfg, device)
+    return {"precision": policy.name, "dtype": dtype_name(policy.trainable_dtype), "bf16_autocast": policy.autocast,
             "attn_implementation": cfg.model.attn_implementation, "optim": t.optim,
             "gradient_checkpointing": t.gradient_checkpointing, "torch_compile": t.torch_compile,
             "liger_kernels": t.liger_kernels, "pad_to_multiple_of": t.pad_to_multiple_of,

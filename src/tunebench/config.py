@@ -35,6 +35,21 @@ def steps_interval(steps: float, total_steps: int) -> int:
     return int(steps) if steps >= 1 else max(1, math.ceil(total_steps * steps))
 
 
+def precision_conflict(precision: str, model_dtype: str, device: str | None = None) -> str | None:
+    """Why model.dtype (the frozen weights' dtype) cannot go with training.precision, or None. `auto` precision
+    is judged once it is resolved on a device (tunebench.precision.build_policy passes the resolved name)."""
+    if model_dtype == "float16":
+        return ("model.dtype = 'float16': fp16 training needs loss scaling, which tunebench does not use; "
+                "use training.precision=bf16-mixed (the default on a GPU)")
+    if precision == "32-true" and model_dtype == "bfloat16":
+        where = f" (training.precision=auto resolves to 32-true on {device})" if device else ""
+        return f"model.dtype = 'bfloat16' needs bf16 compute: set training.precision=bf16-mixed{where}"
+    if precision == "bf16-true" and model_dtype == "float32":
+        return ("model.dtype = 'float32' with training.precision=bf16-true: every weight is bf16 there; "
+                "use bf16-mixed for fp32 weights")
+    return None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -47,6 +62,7 @@ class TinyModelConfig(_Strict):
     num_attention_heads: int = Field(4, gt=0)
     num_key_value_heads: int = Field(2, gt=0)
     intermediate_size: int = Field(128, gt=0)
+    vocab_size: int | None = Field(None, ge=1)   # null = the tiny tokenizer's; larger for a real model's shape
 
     @model_validator(mode="after")
     def _heads_divide(self) -> TinyModelConfig:
@@ -61,7 +77,7 @@ class ModelConfig(_Strict):
     name: str = "princeton-nlp/Sheared-LLaMA-1.3B"
     gguf_file: str | None = None
     max_length: int = Field(512, ge=16)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"   # frozen weights only (tunebench.precision)
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     tiny: TinyModelConfig = TinyModelConfig()
 
@@ -103,6 +119,8 @@ class TrainingConfig(_Strict):
     torch_compile: bool = False
     liger_kernels: bool = False
     optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit"] = "adamw_torch_fused"
+    # One policy for both arms (tunebench.precision): auto = bf16-mixed on CUDA, 32-true on CPU.
+    precision: Literal["auto", "bf16-mixed", "32-true", "bf16-true"] = "auto"
 
     @field_validator("eval_steps")
     @classmethod
@@ -155,6 +173,14 @@ class Config(_Strict):
     qa: QAConfig = QAConfig()
     tracking: TrackingConfig = TrackingConfig()
     data: DataConfig = DataConfig()
+
+    @model_validator(mode="after")
+    def _precision_and_dtype_agree(self) -> Config:
+        """model.dtype (the frozen weights' dtype) must suit training.precision (tunebench.precision)."""
+        problem = precision_conflict(self.training.precision, self.model.dtype)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @property
     def learning_rate(self) -> float:
@@ -260,6 +286,8 @@ def format_validation_error(e: ValidationError, source: str, tree: dict) -> str:
         return f"{source}: unknown key {key!r}"
     if err["type"] == "literal_error":
         msg = f"allowed: {err['ctx']['expected']}"
+    if not key:                       # a rule across keys: its message names them
+        return f"{source}: {msg}"
     try:
         value = get_dotted(tree, key) if key else tree
         return f"{source}: {key} = {value!r}: {msg}"

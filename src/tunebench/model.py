@@ -10,6 +10,7 @@ Traps handled here (each verified on transformers 5.x):
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,11 +72,12 @@ def resolve_device() -> str:
 
 
 def resolve_dtype(cfg: Config, device: str | None = None) -> torch.dtype:
-    """auto: bf16 on GPU, fp32 on CPU (bf16 matmuls are 20-40x slower on these CPUs)."""
-    name = cfg.model.dtype
-    if name == "auto":
-        return torch.bfloat16 if (device or resolve_device()) == "cuda" else torch.float32
-    return getattr(torch, name)
+    """The dtype the weights are loaded in: the precision policy's frozen-weight dtype (tunebench.precision;
+    fp32 under 32-true and bf16-mixed unless model.dtype=bfloat16, bf16 under bf16-true). Trainable weights
+    are cast to the policy's trainable dtype after the method transform (train.build_model)."""
+    from tunebench.precision import resolve_policy
+
+    return resolve_policy(cfg, device or resolve_device()).frozen_dtype
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -120,13 +122,14 @@ def ensure_pad_token(tokenizer) -> None:
 # ---------------------------------------------------------------- model
 
 
-def load_model(cfg: Config, task: TaskSpec, tokenizer, device: str | None = None):
-    """The task model (classification or span-QA head) and a report of which weights are new.
+def load_model(cfg: Config, task: TaskSpec, tokenizer, device: str | None = None, dtype: torch.dtype | None = None):
+    """The task model (classification or span-QA head) on `device`, every weight in `dtype` (default: the
+    precision policy's frozen-weight dtype for that device, resolve_dtype).
 
     Raises TunebenchError when any base weight is missing from the checkpoint.
     """
     device = device or resolve_device()
-    dtype = resolve_dtype(cfg, device)
+    dtype = dtype or resolve_dtype(cfg, device)
     head_kwargs = _head_kwargs(task)
     cls = CausalLlamaForQuestionAnswering if task.is_qa else AutoModelForSequenceClassification
     if cfg.model.name == TINY:
@@ -161,7 +164,8 @@ def _head_kwargs(task: TaskSpec) -> dict:
 def _build_tiny(cfg: Config, task: TaskSpec, tokenizer):
     t = cfg.model.tiny
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
+        vocab_size=max(t.vocab_size or 0, len(tokenizer)), hidden_size=t.hidden_size,
+        intermediate_size=t.intermediate_size,
         num_hidden_layers=t.num_hidden_layers, num_attention_heads=t.num_attention_heads,
         num_key_value_heads=t.num_key_value_heads, max_position_embeddings=cfg.model.max_length,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -180,6 +184,42 @@ def check_loading_info(info: dict, source: str) -> LoadReport:
     return LoadReport(source=source, new_keys=new, missing_base_keys=base)
 
 
+@functools.cache
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the Hugging Face hub can be reached, asked once per process: False under HF_HUB_OFFLINE=1, else a
+    TCP connection to the hub's host within `timeout_s`. Offline, huggingface_hub would retry every request
+    with back-off (54 s for one tokenizer, measured); unreachable, models load from the local cache only."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                      timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def hub_offline(offline: bool = True):
+    """huggingface_hub in offline mode for the duration (as HF_HUB_OFFLINE=1 would set it at import): not even
+    its user-agent lookup goes to the network."""
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = before or offline
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
 def _from_pretrained(cls, cfg: Config, kwargs: dict):
     name = cfg.model.name
     if cfg.model.gguf_file:
@@ -192,8 +232,11 @@ def _from_pretrained(cls, cfg: Config, kwargs: dict):
         name = str(local)
         if cfg.model.gguf_file and not (local / cfg.model.gguf_file).is_file():
             raise TunebenchError(f"model.gguf_file {cfg.model.gguf_file!r}: not found in {local}")
+    offline = not local.exists() and not hub_reachable()
+    if offline:
+        kwargs = dict(kwargs, local_files_only=True)   # the local HF cache only: no retries against a dead network
     try:
-        with quiet_transformers():
+        with quiet_transformers(), hub_offline(offline):
             return cls.from_pretrained(name, **kwargs)
     except Exception as e:  # noqa: BLE001 -- a corrupt file raises anything from OSError to SafetensorError
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

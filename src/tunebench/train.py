@@ -47,6 +47,15 @@ from tunebench.metrics.qa_postprocess import (
 )
 from tunebench.metrics.squad import squad_v2_scores
 from tunebench.model import load_model, load_tokenizer, resolve_device
+from tunebench.precision import (
+    ComputeDtypeProbe,
+    PrecisionPolicy,
+    apply_policy,
+    check_supported,
+    measured_precision,
+    optimizer_cls_and_kwargs,
+    resolve_policy,
+)
 
 
 class TrainingDiverged(RuntimeError):
@@ -174,12 +183,17 @@ def prepare_splits(cfg: Config, task: TaskSpec, tokenizer) -> dict[str, Split]:
 # ---------------------------------------------------------------- model
 
 
-def build_model(cfg: Config, task: TaskSpec, tokenizer, device: str | None = None) -> torch.nn.Module:
-    """Seed, load, then apply the method. Seeding first makes the head and LoRA A reproducible."""
+def build_model(cfg: Config, task: TaskSpec, tokenizer, device: str | None = None,
+                policy: PrecisionPolicy | None = None) -> torch.nn.Module:
+    """Seed, load, apply the method, then the precision policy (every trainable tensor in its trainable dtype:
+    LoRA's adapters and head, or every weight for full fine-tuning). Seeding first makes the head and LoRA A
+    reproducible. `policy` defaults to the config's on `device`; a CUDA policy can be built on a CPU (tests)."""
+    device = device or resolve_device()
+    policy = policy or resolve_policy(cfg, device)
     set_seed(cfg.training.seed)
-    model = load_model(cfg, task, tokenizer, device)
+    model = load_model(cfg, task, tokenizer, device, dtype=policy.frozen_dtype)
     set_seed(cfg.training.seed)
-    return apply_method(model, cfg, task)
+    return apply_policy(apply_method(model, cfg, task), policy)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -313,10 +327,12 @@ def set_cpu_threads(cfg: Config, n_params: int, device: str) -> int | None:
 
 
 def check_switches(cfg: Config, device: str) -> None:
-    """Each speed switch is accepted only where its package and device exist (one clear line otherwise)."""
+    """The precision policy and each speed switch are accepted only where their package and device exist (one
+    clear line otherwise)."""
     import importlib.util
 
     t = cfg.training
+    check_supported(resolve_policy(cfg, device), device, t.optim)
     if t.liger_kernels and importlib.util.find_spec("liger_kernel") is None:
         raise TunebenchError("training.liger_kernels=true needs the liger-kernel package (pip install liger-kernel)")
     if t.liger_kernels and device != "cuda":
@@ -341,8 +357,7 @@ def _has_cxx() -> bool:
 
 def build_training_args(cfg: Config, task: TaskSpec, output_dir: Path, device: str) -> TrainingArguments:
     t = cfg.training
-    dtype = cfg.model.dtype
-    bf16 = device == "cuda" and dtype in ("auto", "bfloat16")
+    bf16 = resolve_policy(cfg, device).autocast      # bf16-mixed: autocast over fp32 weights
     primary = "f1" if task.is_qa else task.primary_metric
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -390,6 +405,26 @@ def build_training_args(cfg: Config, task: TaskSpec, output_dir: Path, device: s
 # ---------------------------------------------------------------- the engine
 
 
+def build_trainer(cfg: Config, task: TaskSpec, model: torch.nn.Module, args: TrainingArguments, collator,
+                  train_dataset: Dataset, eval_split: Split, callbacks: list[TrainerCallback],
+                  policy: PrecisionPolicy) -> SequentialEvalTrainer:
+    """The Trainer of every tunebench run (and of the benchmark's tunebench path): the optimizer the precision
+    policy asks for (bf16-true: AdamW with Kahan summation or stochastic rounding; otherwise training.optim),
+    validation on `eval_split` for model selection, early stopping when configured, no stdout log dicts."""
+    callbacks = list(callbacks)
+    if cfg.training.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(cfg.training.early_stopping_patience))
+    optimizer = optimizer_cls_and_kwargs(policy, args.learning_rate, (args.adam_beta1, args.adam_beta2),
+                                         args.adam_epsilon, args.weight_decay)
+    trainer = SequentialEvalTrainer(
+        model=model, args=args, data_collator=collator, train_dataset=train_dataset,
+        eval_dataset=eval_split.dataset(), compute_metrics=make_compute_metrics(task, eval_split, cfg),
+        callbacks=callbacks, optimizer_cls_and_kwargs=optimizer,
+    )
+    trainer.remove_callback(PrinterCallback)                 # our JSON-lines log replaces stdout dicts
+    return trainer
+
+
 @dataclass
 class EngineResult:
     fields: dict[str, Any] = field(default_factory=dict)
@@ -400,34 +435,32 @@ def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True)
     task = get_task(cfg.task)
     device = resolve_device()
     check_switches(cfg, device)
+    policy = resolve_policy(cfg, device)
     t_wall = time.perf_counter()
     tokenizer = load_tokenizer(cfg)
     splits = prepare_splits(cfg, task, tokenizer)
-    model = build_model(cfg, task, tokenizer, device)
+    model = build_model(cfg, task, tokenizer, device, policy)
     params = count_parameters(model)
     threads = set_cpu_threads(cfg, params["total"], device)
 
     ckpt_dir = run_dir / "checkpoints"
     args = build_training_args(cfg, task, ckpt_dir, device)
-    callbacks: list[TrainerCallback] = [JsonlLogCallback(run_dir / "log.jsonl", tracker, t_wall)]
-    if cfg.training.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(cfg.training.early_stopping_patience))
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=cfg.training.pad_to_multiple_of)
-    trainer = SequentialEvalTrainer(
-        model=model, args=args, data_collator=collator,
-        train_dataset=splits["train"].dataset(), eval_dataset=splits["validation"].dataset(),
-        compute_metrics=make_compute_metrics(task, splits["validation"], cfg), callbacks=callbacks,
-    )
-    trainer.remove_callback(PrinterCallback)                 # our JSON-lines log replaces stdout dicts
+    trainer = build_trainer(cfg, task, model, args, collator, splits["train"].dataset(), splits["validation"],
+                            [JsonlLogCallback(run_dir / "log.jsonl", tracker, t_wall)], policy)
     last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
     _trim_log(run_dir / "log.jsonl", int(Path(last).name.split("-")[-1]) if last else 0)
 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()      # checkpoint writes; our log.jsonl is the progress record
+    probe = ComputeDtypeProbe(model)
     with PeakMemory(device) as mem:
         t_train = time.perf_counter()
-        out = trainer.train(resume_from_checkpoint=last)
+        try:
+            out = trainer.train(resume_from_checkpoint=last)
+        finally:
+            probe.remove()
         train_s = time.perf_counter() - t_train
         t_eval = time.perf_counter()
         val_metrics, val_rows, threshold = evaluate_split(trainer, task, splits["validation"], cfg)
@@ -460,6 +493,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True)
                    "tokens_per_s": tokens / max(train_s - in_loop_eval_s, 1e-9)},
         "device": device,
         "cpu_threads": threads,
+        "precision": measured_precision(policy, trainer.model, trainer.optimizer, probe.dtype),
     }
     if task.is_qa:
         fields["qa"] = {"null_threshold": threshold}
