@@ -47,7 +47,7 @@ def test_every_check_passes_on_a_healthy_setup(cfg, tmp_path, capsys):
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "ok" / "sanity.json").read_text())
     assert code == 0, out
-    assert report["passed"] and {c["check"] for c in report["checks"]} == set(CHECKS)
+    assert report["passed"] and {c["check"] for c in report["checks"]} == {*CHECKS, "precision_parity"}
     per_method = [c for c in report["checks"] if c["check"] in ("gradient_flow", "overfitting", "reproducibility")]
     assert sorted((c["check"], c["method"]) for c in per_method) == sorted(
         (c, m) for c in ("gradient_flow", "overfitting", "reproducibility") for m in ("lora", "full"))
@@ -311,3 +311,113 @@ def test_failed_check_gives_nonzero_exit(tmp_path, capsys):
     report = json.loads((tmp_path / "bad" / "sanity.json").read_text())
     assert not report["passed"] and "nope_proj" in report["checks"][0]["detail"]
     assert run_checks(load_config([], TINY), ["sst2"], ["lora"], ("lora_setup",))[0].passed
+
+
+# ---------------------------------------------------------------- no hidden second model; offline once
+
+
+def test_no_preflight_model_outlives_the_run(tmp_path, monkeypatch):
+    """The pre-flight checks of `run_one` load the checkpoint and copy it; once the run is done none of those
+    models is still alive (a 1.3B model left on the GPU beside the run's own would halve what fits)."""
+    import gc
+    import weakref
+
+    import tunebench.model
+    from tunebench import sanity
+    from tunebench.runner import run_one
+
+    if not STORIES.is_dir():
+        pytest.skip("../shared/models/stories260K not available")
+    refs: list[weakref.ref] = []
+    load, copy_model = tunebench.model.load_model, sanity.ModelSource.model_copy
+
+    def tracked_load(*a, **k):
+        model = load(*a, **k)
+        refs.append(weakref.ref(model))
+        return model
+
+    def tracked_copy(model):
+        out = copy_model(model)
+        refs.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(tunebench.model, "load_model", tracked_load)   # the checks import it at call time
+    monkeypatch.setattr(sanity.ModelSource, "model_copy", staticmethod(tracked_copy))
+    cfg = load_config([], [f"model.name={STORIES}", "task=rte", "method=lora", "tracking.backend=none",
+                           f"output_dir={tmp_path}", "data.builtin_train_size=40", "data.builtin_test_size=20",
+                           "data.validation_size=20", "model.max_length=64", "training.max_steps=2",
+                           "training.eval_steps=2", "training.eval_train_examples=0"])
+    rec = run_one(cfg)          # with the pre-flight checks
+    assert rec["status"] == "ok", rec["reason"]
+    assert len(refs) >= 3       # the checkpoint and the copies the three pre-flight checks used
+    gc.collect()
+    assert [r for r in refs if r() is not None] == []
+
+
+def test_offline_hub_model_fails_fast_once(tmp_path, monkeypatch):
+    """An unreachable hub is detected once (one probe), the load fails in one line without retries, and the
+    sanity checks report it once and skip the checks that need the model."""
+    import socket
+    import time
+
+    import tunebench.model
+    from tunebench.model import hub_reachable
+
+    probes = []
+
+    def refuse(*a, **k):
+        probes.append(a)
+        raise OSError("network unreachable")
+
+    hub_reachable.cache_clear()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    loads = []
+    real = tunebench.model._from_pretrained
+    monkeypatch.setattr(tunebench.model, "_from_pretrained", lambda *a, **k: loads.append(1) or real(*a, **k))
+    cfg = load_config([], [*TINY, "model.name=no-such-org/no-such-model", f"output_dir={tmp_path}"])
+    t0 = time.perf_counter()
+    try:
+        results = run_checks(cfg, ["rte"])
+    finally:
+        hub_reachable.cache_clear()
+    elapsed = time.perf_counter() - t0
+    by = {(r.check, r.method): r for r in results}
+    assert len(probes) == 1 and len(loads) == 1         # one probe, one attempt (the tokenizer), no retries
+    assert not by[("model_loading", "-")].passed and "could not be fetched" in by[("model_loading", "-")].detail
+    needs_model = [k for k in by if k[0] in ("lora_setup", "gradient_flow", "overfitting", "reproducibility")]
+    assert len(needs_model) == 7 and all(by[k].skipped and not by[k].passed for k in needs_model)
+    assert by[("data_loading", "-")].passed
+    assert elapsed < 5, elapsed
+
+
+def test_wandb_check_is_skipped_without_wandb(cfg, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    r = check_wandb_logging(cfg)
+    assert r.skipped and not r.passed and r.figure == "skipped: wandb not installed"
+
+
+def test_precision_parity_fails_when_the_arms_differ():
+    from tunebench.sanity import CheckResult, inspect_precision_parity
+
+    def arm(method, trainable):
+        return CheckResult("gradient_flow", method, True, "", precision={
+            "name": "bf16-mixed", "trainable_dtype": trainable, "optimizer_state_dtype": trainable,
+            "compute_dtype": "bfloat16"})
+
+    ok = inspect_precision_parity([arm("lora", "float32"), arm("full", "float32")])
+    assert ok.passed and "float32" in ok.figure
+    bad = inspect_precision_parity([arm("lora", "float32"), arm("full", "bfloat16")])
+    assert not bad.passed and "trainable_dtype" in bad.detail and "optimizer_state_dtype" in bad.detail
+
+
+def test_sanity_measures_the_arms_precision(cfg):
+    results = run_checks(cfg, ["sst2"], checks=("gradient_flow",))
+    parity = [r for r in results if r.check == "precision_parity"]
+    assert len(parity) == 1 and parity[0].passed, parity
+    for r in results[:2]:
+        assert r.precision == {"name": "32-true", "trainable_dtype": "float32", "optimizer_state_dtype": "float32",
+                               "compute_dtype": "float32"}

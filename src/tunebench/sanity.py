@@ -9,6 +9,7 @@ From Python: `ModelSanityChecker(cfg).check_lora_setup()` (the original plan's A
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import tempfile
 import time
@@ -21,6 +22,16 @@ from tunebench.config import Config, with_overrides
 from tunebench.data.tasks import TaskSpec, get_task
 from tunebench.errors import TunebenchError
 from tunebench.methods import apply_method, expected_lora_trainable, head_name, wrapped_linears
+from tunebench.precision import (
+    ComputeDtypeProbe,
+    PrecisionPolicy,
+    apply_policy,
+    dtype_name,
+    optimizer_state_dtypes,
+    resolve_policy,
+    single,
+    trainable_dtypes,
+)
 
 CHECKS = ("model_loading", "lora_setup", "data_loading", "gradient_flow", "overfitting", "wandb_logging",
           "reproducibility")
@@ -34,6 +45,8 @@ class CheckResult:
     passed: bool
     figure: str          # the number behind the verdict
     detail: str = ""     # what is wrong, naming the fault
+    skipped: bool = False   # not run (its prerequisite failed, or its package is absent): neither pass nor fail
+    precision: dict | None = None   # gradient_flow: the dtypes this arm trains with (precision_parity compares)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -43,33 +56,76 @@ def _fail(check: str, method: str, figure: str, detail: str) -> CheckResult:
     return CheckResult(check, method, False, figure, detail)
 
 
+def _skip(check: str, method: str, why: str) -> CheckResult:
+    return CheckResult(check, method, False, f"skipped: {why}", skipped=True)
+
+
 # ---------------------------------------------------------------- helpers
 
 
-_LAST_LOADED: dict[tuple, tuple] = {}   # one checkpoint kept: the checks reuse it instead of reloading
+class ModelSource:
+    """The checkpoint the checks of one `run_checks` call share: read from disk once, each check gets its own
+    deep copy, and `close()` drops it (a 1.3B model must not stay on the GPU beside the run's own). A model that
+    cannot be loaded is tried once: the error is kept and every later request raises it again at once."""
 
+    def __init__(self, copies: bool = True):
+        self.copies = copies      # False: hand out the loaded model itself (one check on its own)
+        self._key: tuple | None = None
+        self._loaded: tuple | None = None
+        self._error: TunebenchError | None = None
 
-def _load(cfg: Config, task: TaskSpec):
-    """Tokenizer and a fresh copy of the task model (a checkpoint is read from disk once per check run)."""
-    from transformers import set_seed
+    def load(self, cfg: Config, task: TaskSpec):
+        """(tokenizer, a fresh copy of the task model) on this machine's device, in the policy's dtype."""
+        from transformers import set_seed
 
-    from tunebench.model import TINY, load_model, load_tokenizer
-    from tunebench.train import set_cpu_threads
+        from tunebench.model import load_model, load_tokenizer, resolve_device
+        from tunebench.train import set_cpu_threads
 
-    m = cfg.model
-    key = (m.name, m.gguf_file, m.dtype, m.attn_implementation, m.max_length, task.name, cfg.training.seed)
-    if key not in _LAST_LOADED:
-        tokenizer = load_tokenizer(cfg)
-        set_seed(cfg.training.seed)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = load_model(cfg, task, tokenizer, device=device)
-        set_cpu_threads(cfg, sum(p.numel() for p in model.parameters()), device)
-        if m.name == TINY:
+        m = cfg.model
+        key = (m.name, m.gguf_file, m.dtype, m.attn_implementation, m.max_length, m.tiny, cfg.training.precision,
+               task.name, cfg.training.seed)
+        if key != self._key:
+            self.close()
+            self._key = key
+            try:
+                tokenizer = load_tokenizer(cfg)
+                set_seed(cfg.training.seed)
+                device = resolve_device()
+                model = load_model(cfg, task, tokenizer, device=device)
+            except (TunebenchError, OSError, ValueError, RuntimeError) as e:
+                self._error = TunebenchError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+                raise self._error from None
+            set_cpu_threads(cfg, sum(p.numel() for p in model.parameters()), device)
+            self._loaded = (tokenizer, model)
+        if self._error is not None:
+            raise self._error
+        tokenizer, model = self._loaded
+        if not self.copies:
+            self.close()
             return tokenizer, model
-        _LAST_LOADED.clear()
-        _LAST_LOADED[key] = (tokenizer, model)
-    tokenizer, model = _LAST_LOADED[key]
-    return tokenizer, copy.deepcopy(model)
+        return tokenizer, self.model_copy(model)
+
+    @property
+    def failed(self) -> TunebenchError | None:
+        return self._error
+
+    @staticmethod
+    def model_copy(model: torch.nn.Module) -> torch.nn.Module:
+        return copy.deepcopy(model)
+
+    def close(self) -> None:
+        self._key = self._loaded = self._error = None
+        import gc
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _load(cfg: Config, task: TaskSpec, source: ModelSource | None = None):
+    """Tokenizer and a fresh copy of the task model, from `source` (shared by one run of the checks) or, for a
+    single check called on its own, from a source that lives as long as this call."""
+    return (source or ModelSource(copies=False)).load(cfg, task)
 
 
 def _batch(cfg: Config, task: TaskSpec, tokenizer, n: int, split: str = "train") -> dict:
@@ -90,9 +146,17 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _forward(model, batch: dict):
+def _forward(model, batch: dict, policy: PrecisionPolicy | None = None):
+    """The model on the batch, under the precision policy's autocast when given (as the Trainer runs it)."""
     dev = _device_of(model)
-    return model(**{k: v.to(dev) for k, v in batch.items()})
+    with policy.autocast_context(dev.type) if policy is not None else contextlib.nullcontext():
+        return model(**{k: v.to(dev) for k, v in batch.items()})
+
+
+def _policy(cfg: Config) -> PrecisionPolicy:
+    from tunebench.model import resolve_device
+
+    return resolve_policy(cfg, resolve_device())
 
 
 def _logits(out) -> torch.Tensor:
@@ -103,7 +167,8 @@ def _logits(out) -> torch.Tensor:
 # ---------------------------------------------------------------- 1 model loading
 
 
-def inspect_model_loading(model, tokenizer, task: TaskSpec, batch: dict) -> CheckResult:
+def inspect_model_loading(model, tokenizer, task: TaskSpec, batch: dict,
+                          policy: PrecisionPolicy | None = None) -> CheckResult:
     name = "model_loading"
     if tokenizer.pad_token_id is None:
         return _fail(name, "-", "pad token: none", "tokenizer has no pad token")
@@ -111,7 +176,7 @@ def inspect_model_loading(model, tokenizer, task: TaskSpec, batch: dict) -> Chec
         return _fail(name, "-", f"pad id {model.config.pad_token_id}",
                      f"model config pad_token_id {model.config.pad_token_id} != tokenizer's {tokenizer.pad_token_id}")
     with torch.no_grad():
-        logits = _logits(_forward(model, batch))
+        logits = _logits(_forward(model, batch, policy))
     bsz, seq = batch["input_ids"].shape
     want = (bsz, task.num_labels) if not task.is_qa else (bsz, seq, 2)
     if tuple(logits.shape) != want:
@@ -121,19 +186,20 @@ def inspect_model_loading(model, tokenizer, task: TaskSpec, batch: dict) -> Chec
     return CheckResult(name, "-", True, f"logits {tuple(logits.shape)} finite; pad id {tokenizer.pad_token_id}")
 
 
-def check_model_loading(cfg: Config, task: TaskSpec) -> CheckResult:
+def check_model_loading(cfg: Config, task: TaskSpec, source: ModelSource | None = None) -> CheckResult:
     try:
-        tokenizer, model = _load(cfg, task)
+        tokenizer, model = _load(cfg, task, source)
     except (TunebenchError, OSError, ValueError, RuntimeError) as e:
         return _fail("model_loading", "-", "load failed", str(e).splitlines()[0])
-    return inspect_model_loading(model, tokenizer, task, _batch(cfg, task, tokenizer, 4))
+    return inspect_model_loading(model, tokenizer, task, _batch(cfg, task, tokenizer, 4), _policy(cfg))
 
 
 # ---------------------------------------------------------------- 2 LoRA setup
 
 
 def inspect_lora_setup(model, cfg: Config, task: TaskSpec, batch: dict, base_logits: torch.Tensor,
-                       expected: int, want: set[str], n_layers: int) -> CheckResult:
+                       expected: int, want: set[str], n_layers: int,
+                       policy: PrecisionPolicy | None = None) -> CheckResult:
     """`want`: the base model's linears that the target modules name, listed before PEFT wrapped them."""
     from peft.tuners.lora import LoraLayer
 
@@ -164,7 +230,8 @@ def inspect_lora_setup(model, cfg: Config, task: TaskSpec, batch: dict, base_log
                      "trainable parameter count differs from sum r*(d_in+d_out) + head")
     with torch.no_grad():
         model.eval()
-        diff = (_logits(_forward(model, batch)) - base_logits.to(_device_of(model))).abs().max().item()
+        diff = (_logits(_forward(model, batch, policy)).float() - base_logits.float().to(_device_of(model))
+                ).abs().max().item()
     if diff > 1e-5:
         return _fail(name, "lora", f"max |diff| {diff:.2e}",
                      "LoRA output differs from the base model at init (B != 0?)")
@@ -187,21 +254,22 @@ def _layers_per_module(wrapped: dict) -> dict[str, int]:
     return {k: len(v) for k, v in sorted(out.items())}
 
 
-def check_lora_setup(cfg: Config, task: TaskSpec) -> CheckResult:
+def check_lora_setup(cfg: Config, task: TaskSpec, source: ModelSource | None = None) -> CheckResult:
     cfg = with_overrides(cfg, {"method": "lora"})
-    tokenizer, base = _load(cfg, task)
+    tokenizer, base = _load(cfg, task, source)
     batch = _batch(cfg, task, tokenizer, 4)
+    policy = _policy(cfg)
     base.eval()
     with torch.no_grad():
-        base_logits = _logits(_forward(base, batch))
+        base_logits = _logits(_forward(base, batch, policy))
     expected = expected_lora_trainable(base, cfg, task)
     want = set(wrapped_linears(base, cfg.lora.target_modules))
     n_layers = base.config.num_hidden_layers
     try:
-        model = apply_method(base, cfg, task)
+        model = apply_policy(apply_method(base, cfg, task), policy)
     except (TunebenchError, ValueError) as e:  # target modules that match no layer
         return _fail("lora_setup", "lora", "modules not found", str(e).splitlines()[0])
-    return inspect_lora_setup(model, cfg, task, batch, base_logits, expected, want, n_layers)
+    return inspect_lora_setup(model, cfg, task, batch, base_logits, expected, want, n_layers, policy)
 
 
 # ---------------------------------------------------------------- 3 data loading
@@ -229,14 +297,22 @@ def check_data_loading(cfg: Config, tasks: list[str]) -> CheckResult:
 # ---------------------------------------------------------------- 4 gradient flow
 
 
-def inspect_gradient_flow(model, batch: dict, method: str, head: str) -> CheckResult:
+def inspect_gradient_flow(model, batch: dict, method: str, head: str, policy: PrecisionPolicy | None = None,
+                          optimizer_factory=None) -> CheckResult:
+    """Every trainable tensor gets a finite non-zero gradient, no frozen one gets any. With a policy, the
+    forward runs under it and the result records the arm's precision (trainable dtype, the dtype the matmuls
+    ran in, and, when `optimizer_factory(params)` is given, the state dtype after one optimizer step)."""
     name = "gradient_flow"
     frozen_head = _frozen_head(model, head)
     if frozen_head:
         return _fail(name, method, "head frozen", f"task head {head!r} is frozen: {', '.join(frozen_head)}")
     model.train()
     model.zero_grad(set_to_none=True)
-    _forward(model, batch).loss.backward()
+    probe = ComputeDtypeProbe(model)
+    try:
+        _forward(model, batch, policy).loss.backward()
+    finally:
+        probe.remove()
     bad, frozen_with_grad, n_ok = [], [], 0
     for n, p in model.named_parameters():
         if not p.requires_grad:
@@ -247,7 +323,23 @@ def inspect_gradient_flow(model, batch: dict, method: str, head: str) -> CheckRe
             bad.append(n)
         else:
             n_ok += 1
+    precision = None
+    if policy is not None:
+        state = None
+        if optimizer_factory is not None and n_ok:
+            optimizer = optimizer_factory([p for p in model.parameters() if p.requires_grad])
+            optimizer.step()
+            state = single(optimizer_state_dtypes(optimizer), "state")
+            del optimizer
+        precision = {"name": policy.name, "trainable_dtype": single(trainable_dtypes(model), "trainable"),
+                     "optimizer_state_dtype": state, "compute_dtype": dtype_name(probe.dtype)}
     model.zero_grad(set_to_none=True)
+    result = _gradient_verdict(name, method, n_ok, bad, frozen_with_grad)
+    result.precision = precision
+    return result
+
+
+def _gradient_verdict(name: str, method: str, n_ok: int, bad: list[str], frozen_with_grad: list[str]) -> CheckResult:
     if not n_ok and not bad:
         return _fail(name, method, "0 trainable", "no trainable parameter")
     if bad:
@@ -258,13 +350,53 @@ def inspect_gradient_flow(model, batch: dict, method: str, head: str) -> CheckRe
     return CheckResult(name, method, True, f"{n_ok} trainable tensors with finite non-zero gradients")
 
 
-def check_gradient_flow(cfg: Config, task: TaskSpec) -> CheckResult:
-    tokenizer, model = _load(cfg, task)
+def check_gradient_flow(cfg: Config, task: TaskSpec, source: ModelSource | None = None) -> CheckResult:
+    tokenizer, model = _load(cfg, task, source)
     batch = _batch(cfg, task, tokenizer, 8)
+    policy = _policy(cfg)
     torch.manual_seed(cfg.training.seed)
-    model = apply_method(model, cfg, task)
+    model = apply_policy(apply_method(model, cfg, task), policy)
     _nonzero_lora_b(model)
-    return inspect_gradient_flow(model, batch, cfg.method, head_name(task))
+    return inspect_gradient_flow(model, batch, cfg.method, head_name(task), policy, run_optimizer(cfg, task))
+
+
+def run_optimizer(cfg: Config, task: TaskSpec):
+    """A factory of the optimizer a run of this config trains with (the Trainer's own choice from the training
+    arguments, or the precision policy's compensating AdamW), for reading its state dtype."""
+    from transformers import Trainer
+
+    from tunebench.model import resolve_device
+    from tunebench.precision import optimizer_cls_and_kwargs
+    from tunebench.train import build_training_args
+
+    device = resolve_device()
+    with tempfile.TemporaryDirectory(prefix="tunebench-optim-") as tmp:
+        args = build_training_args(cfg, task, Path(tmp), device)
+    chosen = optimizer_cls_and_kwargs(_policy(cfg), args.learning_rate, (args.adam_beta1, args.adam_beta2),
+                                      args.adam_epsilon, args.weight_decay)
+    cls, kwargs = chosen or Trainer.get_optimizer_cls_and_kwargs(args)
+    return lambda params: cls(params, **kwargs)
+
+
+def inspect_precision_parity(results: list[CheckResult]) -> CheckResult:
+    """Both arms train under the same policy: the same trainable-parameter, optimizer-state and compute dtypes
+    (from the gradient-flow checks, which build each arm as a run does)."""
+    name = "precision_parity"
+    arms = {r.method: r.precision for r in results if r.check == "gradient_flow" and r.precision}
+    if len(arms) < 2:
+        return _skip(name, "-", "needs both methods' gradient-flow checks")
+    keys = ("trainable_dtype", "optimizer_state_dtype", "compute_dtype")
+    differ = [k for k in keys if len({a.get(k) for a in arms.values()}) > 1]
+    shown = "; ".join(f"{m}: " + "/".join(str(a.get(k)) for k in keys) for m, a in sorted(arms.items()))
+    if differ:
+        return _fail(name, "-", shown, f"the arms train under different precision ({', '.join(differ)} differ): "
+                     "the comparison would be biased")
+    mixed = [k for a in arms.values() for k in keys if str(a.get(k)).startswith("mixed")]
+    if mixed:
+        return _fail(name, "-", shown, f"mixed dtypes within an arm ({', '.join(sorted(set(mixed)))})")
+    a = next(iter(arms.values()))
+    return CheckResult(name, "-", True, f"{a['name']}: trainable {a['trainable_dtype']}, optimizer state "
+                       f"{a['optimizer_state_dtype']}, compute {a['compute_dtype']} in both arms")
 
 
 def _nonzero_lora_b(model) -> None:
@@ -280,16 +412,18 @@ def _nonzero_lora_b(model) -> None:
 
 
 def check_overfitting(cfg: Config, task: TaskSpec, n_examples: int = 32, max_steps: int = 300,
-                      loss_target: float = 0.05, lr_multipliers: tuple[float, ...] = (10.0, 3.0, 1.0)) -> CheckResult:
+                      loss_target: float = 0.05, lr_multipliers: tuple[float, ...] = (10.0, 3.0, 1.0),
+                      source: ModelSource | None = None) -> CheckResult:
     """Drive the loss on one fixed batch close to zero (Karpathy's "overfit one batch") at the method's learning
     rate times 10, 3 or 1 (the first that works; a rate already tuned high can overshoot at 10x). A hand-written
     loop over one batch: this probes the model, it is not training, and the Trainer adds nothing here."""
-    tokenizer, base = _load(cfg, task)
+    tokenizer, base = _load(cfg, task, source)
     batch = _batch(cfg, task, tokenizer, n_examples)
+    policy = _policy(cfg)
     tried = []
     for mult in lr_multipliers:
-        steps, loss, acc = _overfit(copy.deepcopy(base), cfg, task, batch, cfg.learning_rate * mult, max_steps,
-                                    loss_target)
+        steps, loss, acc = overfit_batch(copy.deepcopy(base), cfg, task, batch, cfg.learning_rate * mult, max_steps,
+                                         loss_target, policy)
         if steps is not None:
             return CheckResult("overfitting", cfg.method, True,
                                f"loss {loss:.4f}, accuracy 100% after {steps} steps at lr {cfg.learning_rate * mult:g}")
@@ -298,17 +432,21 @@ def check_overfitting(cfg: Config, task: TaskSpec, n_examples: int = 32, max_ste
                  f"cannot overfit {n_examples} examples: training is broken (frozen head? lr? data?)")
 
 
-def _overfit(model, cfg: Config, task: TaskSpec, batch: dict, lr: float, max_steps: int,
-             loss_target: float) -> tuple[int | None, float, float]:
-    """(steps to reach the target or None, last loss, last batch accuracy)."""
+def overfit_batch(model, cfg: Config, task: TaskSpec, batch: dict, lr: float, max_steps: int,
+                  loss_target: float, policy: PrecisionPolicy | None = None) -> tuple[int | None, float, float]:
+    """Train `model` (before the method transform: the method and the precision policy are applied here) on one
+    batch: (steps to reach the target loss with 100% batch accuracy, or None; last loss; last accuracy)."""
     torch.manual_seed(cfg.training.seed)
     model = apply_method(model, cfg, task)
+    if policy is not None:
+        apply_policy(model, policy)
     _disable_dropout(model)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = _overfit_optimizer(params, lr, policy)
     model.train()
     loss, acc = float("nan"), 0.0
     for step in range(1, max_steps + 1):
-        out = _forward(model, batch)
+        out = _forward(model, batch, policy)
         loss, acc = out.loss.item(), _batch_accuracy(out, batch)
         if loss < loss_target and acc == 1.0:
             return step, loss, acc
@@ -316,6 +454,18 @@ def _overfit(model, cfg: Config, task: TaskSpec, batch: dict, lr: float, max_ste
         out.loss.backward()
         opt.step()
     return None, loss, acc
+
+
+def _overfit_optimizer(params: list, lr: float, policy: PrecisionPolicy | None) -> torch.optim.Optimizer:
+    """AdamW, or under bf16-true the compensating AdamW the run would use (plain AdamW on bf16 weights loses
+    small updates to rounding)."""
+    from tunebench.precision import optimizer_cls_and_kwargs
+
+    chosen = optimizer_cls_and_kwargs(policy, lr, (0.9, 0.999), 1e-8, 0.0) if policy is not None else None
+    if chosen:
+        cls, kwargs = chosen
+        return cls(params, **kwargs)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
 
 
 def _disable_dropout(model) -> None:
@@ -337,9 +487,13 @@ def _batch_accuracy(out, batch: dict) -> float:
 
 def check_wandb_logging(cfg: Config, folder: str | Path | None = None) -> CheckResult:
     """Create an offline run in a temporary folder, log known values, read them back from its run files."""
-    from tunebench.tracking import WandbTracker, read_finished_wandb_file
+    import importlib.util
 
     name = "wandb_logging"
+    if importlib.util.find_spec("wandb") is None:
+        return _skip(name, "-", "wandb not installed")
+    from tunebench.tracking import WandbTracker, read_finished_wandb_file
+
     logged = {1: 0.75, 2: 0.5, 3: 0.25}
     with tempfile.TemporaryDirectory(prefix="tunebench-wandb-") as tmp:
         where = Path(folder) if folder is not None else Path(tmp)
@@ -403,26 +557,46 @@ def _short_run(cfg: Config) -> dict:
 
 def run_checks(cfg: Config, tasks: list[str] | None = None, methods: list[str] | None = None,
                checks: tuple[str, ...] = CHECKS) -> list[CheckResult]:
+    """The checks in order, for each method where they depend on it. The checkpoint is read once and freed at
+    the end; when it cannot be loaded, model_loading fails once and the checks that need it are skipped. With
+    both methods' gradient-flow checks, a `precision_parity` row compares the arms' precision."""
     tasks = tasks or [cfg.task]
     methods = methods or ["lora", "full"]
     task = get_task(tasks[0])
     base = with_overrides(cfg, {"task": task.name})
-    per_method = {"gradient_flow": check_gradient_flow, "overfitting": check_overfitting,
-                  "reproducibility": lambda c, _t: check_reproducibility(c)}
+    source = ModelSource()
+    per_method = {"gradient_flow": check_gradient_flow,
+                  "overfitting": lambda c, t, s: check_overfitting(c, t, source=s),
+                  "reproducibility": lambda c, _t, _s: check_reproducibility(c)}
     results: list[CheckResult] = []
-    for check in checks:
-        if check == "model_loading":
-            results.append(_guard(check, "-", check_model_loading, base, task))
-        elif check == "lora_setup" and "lora" in methods:
-            results.append(_guard(check, "lora", check_lora_setup, base, task))
-        elif check == "data_loading":
-            results.append(_guard(check, "-", check_data_loading, base, tasks))
-        elif check == "wandb_logging":
-            results.append(_guard(check, "-", check_wandb_logging, base))
-        elif check in per_method:
-            for m in methods:
-                results.append(_guard(check, m, per_method[check], with_overrides(base, {"method": m}), task))
+    try:
+        for check in checks:
+            if check == "data_loading":
+                results.append(_guard(check, "-", check_data_loading, base, tasks))
+            elif check == "wandb_logging":
+                results.append(_guard(check, "-", check_wandb_logging, base))
+            elif check == "model_loading":
+                results.append(_guard(check, "-", check_model_loading, base, task, source)
+                               if source.failed is None else _unloadable(check, "-", source))
+            elif check == "lora_setup" and "lora" in methods:
+                results.append(_guard(check, "lora", check_lora_setup, base, task, source)
+                               if source.failed is None else _unloadable(check, "lora", source))
+            elif check in per_method:
+                for m in methods:
+                    results.append(_guard(check, m, per_method[check], with_overrides(base, {"method": m}), task,
+                                          source) if source.failed is None else _unloadable(check, m, source))
+                if check == "gradient_flow" and len(set(methods)) > 1:
+                    results.append(inspect_precision_parity(results))
+    finally:
+        source.close()
     return results
+
+
+def _unloadable(check: str, method: str, source: ModelSource) -> CheckResult:
+    """A check that needs the model, which could not be loaded (model_loading names why, once)."""
+    if check == "model_loading":
+        return _fail(check, method, "load failed", str(source.failed))
+    return _skip(check, method, "the model could not be loaded (see model_loading)")
 
 
 def _guard(check: str, method: str, fn, *args) -> CheckResult:
@@ -436,7 +610,7 @@ def _guard(check: str, method: str, fn, *args) -> CheckResult:
 def preflight(cfg: Config) -> None:
     """The fast subset `tunebench run` performs before training; raises when any check fails."""
     results = run_checks(cfg, [cfg.task], [cfg.method], PREFLIGHT)
-    failed = [r for r in results if not r.passed]
+    failed = [r for r in results if not (r.passed or r.skipped)]
     if failed:
         r = failed[0]
         raise TunebenchError(f"pre-flight check {r.check} ({r.method}) failed: {r.figure}: {r.detail}")
@@ -466,4 +640,6 @@ class ModelSanityChecker:
 
 
 def all_passed(results: list[CheckResult]) -> bool:
-    return all(r.passed for r in results)
+    """Every check passed or was skipped for an absent optional package; a check skipped because the model
+    could not be loaded comes with a failed model_loading row."""
+    return all(r.passed or r.skipped for r in results)

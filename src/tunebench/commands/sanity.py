@@ -56,6 +56,6 @@ def print_table(results, elapsed: float) -> None:
     for col in ("check", "method", "result", "figure", "detail"):
         table.add_column(col, overflow="fold")
     for r in results:
-        verdict = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
+        verdict = "[green]pass[/green]" if r.passed else "[yellow]skip[/yellow]" if r.skipped else "[red]FAIL[/red]"
         table.add_row(r.check, r.method, verdict, r.figure, r.detail)
     table_console().print(table)
