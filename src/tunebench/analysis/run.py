@@ -4,8 +4,8 @@ The side-effect edge of tunebench.analysis: reads a run folder (docs/results.md)
 pure functions of `spectrum` and `forgetting`, and writes analysis.json atomically. Nothing here trains.
 
 Which weights are compared:
-  before  the base model exactly as the run loaded it: the checkpoint in the run's training dtype (bf16 on a
-          GPU with model.dtype=auto), or for `tiny` the random model rebuilt from the run's seed (the engine
+  before  the base model exactly as the run loaded it: the checkpoint in the dtype the run loaded it in (the
+          precision policy's frozen-weight dtype: fp32 unless model.dtype=bfloat16 or bf16-true), or for `tiny` the random model rebuilt from the run's seed (the engine
           seeds before building it, so the rebuild is bit-identical). Everything is then upcast to float32,
           so a bf16-trained update is not drowned in fp32->bf16 rounding noise.
   after   LoRA: adapter/ (PEFT) loaded onto `before`; per wrapped linear dW = the LoRA layer's
@@ -155,7 +155,7 @@ def tuned_weights_dir(run_dir: Path, cfg: Config) -> Path:
 
 
 def training_dtype(cfg: Config, metrics: dict) -> torch.dtype:
-    """The dtype the run held its weights in (model.dtype=auto: bf16 on a GPU, fp32 on a CPU)."""
+    """The dtype the run loaded its weights in (tunebench.precision: the policy's frozen-weight dtype)."""
     from tunebench.model import resolve_dtype
 
     device = metrics.get("device")
