@@ -129,6 +129,16 @@ def test_bf16_true_without_a_compensating_optimizer_refuses(monkeypatch):
         check_supported(build_policy("bf16-true", "auto", "cpu"), "cpu", "adamw_torch_fused")
 
 
+def test_run_refuses_bf16_true_without_its_optimizer_before_writing(tmp_path, capsys, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("optimi", "torchao") else real(name, *a))
+    code = main(["run", *TINY, f"output_dir={tmp_path}", "training.precision=bf16-true"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "torch-optimi" in err, err
+    assert not list(tmp_path.iterdir())
+
+
 def test_bf16_on_a_machine_without_bf16_refuses(monkeypatch):
     import tunebench.precision as precision
 

@@ -40,10 +40,15 @@ def expand_runs(cfg: Config, tasks, methods, seeds) -> list[Config]:
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from tunebench.model import resolve_device
     from tunebench.runner import run_one
+    from tunebench.train import check_switches
 
     console = Console(stderr=True)
     configs = expand_runs(config_from_args(args), args.tasks, args.methods, args.seeds)
+    device = resolve_device()
+    for cfg in configs:       # precision and speed switches this machine cannot run: one line, exit 2, nothing written
+        check_switches(cfg, device)
     records = []
     for i, cfg in enumerate(configs, 1):
         console.print(f"[bold][{i}/{len(configs)}][/bold] {cfg.task} {cfg.method} seed {cfg.training.seed} "
