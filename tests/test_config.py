@@ -132,3 +132,14 @@ def test_eval_steps_is_a_count_or_a_fraction_of_the_run(value, total, interval):
     steps = with_overrides(Config(), {"training.eval_steps": value}).training.eval_steps
     assert steps_interval(steps, total) == interval
     assert isinstance(steps, int) == (value >= 1)
+
+
+def test_building_the_cli_imports_no_torch():
+    """`tunebench --help` and every one-line config error stay fast: torch is imported only by the verbs that
+    need it (the plan's memory estimator and the precision policy are imported lazily)."""
+    import subprocess
+    import sys
+
+    code = "import sys, tunebench.cli; tunebench.cli.build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -16,6 +16,8 @@ FLOPs convention (PaLM, Chowdhery et al. 2022, appendix B), per *non-pad* token 
   so a batch's FLOPs are sum over its non-pad tokens of (6N + 12*L*d*T_batch); no causal halving (PaLM).
 - The causal-LM head does not exist in a classifier; the classification head (d x labels) is in N.
 MFU = model FLOPs per second / the device's dense bf16 peak; n/a on a CPU (no meaningful peak table).
+The plan's estimates (tunebench.plan.cost) use these same functions and PEAK_BF16_FLOPS: one convention for
+planned and measured FLOPs, MFU and GPU-hours.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """`tunebench plan show|run|status PLAN`: experiment plans (grids, two-stage sweeps, shards, Ray).
 
-    tunebench plan show configs/plans/phase2a.yaml                 # grid, runs per stage, cost estimate
+    tunebench plan show configs/plans/phase2a.yaml                 # grid, runs per stage, cost, GPU memory
+    tunebench plan show phase2a.yaml --measured gpu_check.json      # GPU-hours at the MFU the GPU check measured
     tunebench plan run configs/plans/demo.yaml                      # every stage, here, resuming what exists
     tunebench plan run phase2a.yaml --stage sweep --shard 2/3       # machine 2 of 3, shared results folder
     tunebench plan run phase2a.yaml --stage final --shard 2/3       # once every shard finished the sweep
@@ -25,13 +26,22 @@ ones from their last checkpoint.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tunebench.commands._common import add_config_args
+from tunebench.config import Config
+from tunebench.errors import TunebenchError
 from tunebench.plan.cost import (
+    ASSUMED,
+    ModelSize,
     RunCost,
+    Utilization,
     format_count,
     format_flops,
+    load_measured,
     lookup_model_size,
     lora_params,
     total_cost,
@@ -59,10 +69,23 @@ from tunebench.plan.spec import Plan, load_plan
 
 CONVENTIONS = (
     "tokens = train examples x epochs x mean tokens/example (table for official data, measured for "
-    "builtin; max_steps x batch x accumulation when set); FLOPs = 6N/token for full fine-tuning, 4N + 6A "
-    "for LoRA (A = adapter parameters), +2N with gradient checkpointing; N = non-embedding parameters; "
-    "evaluation not counted; H100-h at 40% of 989 TFLOP/s (a lower bound on time: small batches reach less)"
+    "builtin; max_steps x batch x accumulation when set); FLOPs/token (the benchmark's convention, "
+    "tunebench.bench) = 6N + 12LdT for full fine-tuning, 4N + 6A + 12LdT for LoRA (N = non-embedding "
+    "weights + head, A = adapters + head, L layers, d hidden, T = mean tokens/example: batches are "
+    "length-grouped with dynamic padding), + 2N + 4LdT with gradient checkpointing; evaluation not counted"
 )
+MEMORY_CONVENTIONS = (
+    "per-device batch x max_length (the longest batch); weights, gradients and optimizer state "
+    "exact under the precision policy (tunebench.precision; auto = bf16-mixed on a GPU); copies = autocast's "
+    "bf16 copies of fp32 weights; activations estimated; peak = weights + optimizer + the larger of the "
+    "forward's (copies + activations) and the backward's (gradients) holdings, all of them with gradient "
+    "accumulation (tunebench.plan.memory); fits = peak + 1 GiB reserve within a 24 GB (22.5 GiB usable), "
+    "40 GB or 80 GB GPU"
+)
+
+
+if TYPE_CHECKING:        # the memory estimator needs torch; building the CLI parser imports none
+    from tunebench.plan.memory import MemoryEstimate
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,8 +93,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = p.add_subparsers(dest="plan_verb", metavar="ACTION", required=True)
 
-    show = verbs.add_parser("show", help="print the grid, the runs per stage and their estimated cost")
+    show = verbs.add_parser("show", help="print the grid, the runs per stage, their estimated cost and GPU memory")
     _add_plan_args(show)
+    show.add_argument("--measured", metavar="FILE",
+                      help="GPU-hours at the MFU measured per method by `tunebench bench --gpu-check` (its JSON: "
+                      "summary: {method: {mfu, tokens_per_s, device_name}}) instead of an assumed 40%% on an "
+                      "H100; measure with the plan's gradient_checkpointing setting")
     show.set_defaults(func=_show)
 
     run = verbs.add_parser("run", help="run a plan's stages, skipping finished runs and resuming interrupted ones")
@@ -110,11 +137,14 @@ def _load(args: argparse.Namespace) -> Plan:
 
 def _show(args: argparse.Namespace) -> int:
     plan = _load(args)
-    print("\n".join(describe_plan(plan)))
+    utilization = load_measured(args.measured) if args.measured else ASSUMED
+    for method in plan.methods if utilization.measured else ():
+        utilization.for_method(method)            # every planned method measured, or one line now
+    print("\n".join(describe_plan(plan, utilization)))
     return 0
 
 
-def describe_plan(plan: Plan) -> list[str]:
+def describe_plan(plan: Plan, utilization: Utilization = ASSUMED) -> list[str]:
     lines = [f"plan {plan.name} ({plan.path})" + (f": {plan.description}" if plan.description else ""),
              f"results: {plan.output_dir}" + (f" (sweep runs: {plan.output_dir}-sweep)" if plan.two_stage else ""),
              f"tasks: {', '.join(plan.tasks)}; methods: {', '.join(plan.methods)}",
@@ -124,8 +154,9 @@ def describe_plan(plan: Plan) -> list[str]:
         points = len(grid_points(axes))
         text = "; ".join(f"{k}: {v}" for k, v in axes.items()) or "(base setting only)"
         lines.append(f"  {method}: {text}  -> {points} setting{'s' if points > 1 else ''}")
-    lines += _stage_lines(plan)
-    lines.append(f"conventions: {CONVENTIONS}")
+    lines += _stage_lines(plan, utilization)
+    lines.append(f"conventions: {CONVENTIONS}; {utilization.describe()}")
+    lines += _memory_lines(plan)
     if plan.two_stage:
         lines.append("order: every shard runs --stage sweep; then --stage final once they all finished; "
                      f"then `tunebench report {plan.output_dir}` (phase 2b: the analysis)")
@@ -143,27 +174,35 @@ def _model_lines(plan: Plan) -> list[str]:
     if "lora" in plan.methods:
         adapters = lora_params(size, plan.base.lora)
         lines.append(f"  LoRA r={plan.base.lora.r} on {len(plan.base.lora.target_modules)} projections: "
-                     f"{adapters:,} adapter parameters (A) at the base setting")
+                     f"{adapters:,} adapter parameters at the base setting")
     return lines
 
 
-def _stage_lines(plan: Plan) -> list[str]:
+def _stage_lines(plan: Plan, utilization: Utilization) -> list[str]:
     lines = ["stages:"]
     if plan.two_stage:
         sweep = expand_sweep(plan)
+        sweep_costs = [run_cost(r.cfg) for r in sweep]
         lines += _cost_block(f"sweep (seeds {list(plan.sweep_seeds or ())}, validation picks the setting)",
-                             sweep, [run_cost(r.cfg) for r in sweep])
-        final_slots = _costliest_per_slot(expand_grid_final(plan))
+                             sweep, sweep_costs, utilization)
+        final_runs, final_costs = _costliest_per_slot(expand_grid_final(plan))
         lines += _cost_block(f"final (seeds {list(plan.seeds)}, the selected setting; cost of the costliest "
-                             "candidate)", *final_slots)
-        total = total_cost([run_cost(r.cfg) for r in sweep] + final_slots[1])
-        lines.append(f"  total: {len(sweep) + len(final_slots[0])} runs, {format_count(total.train_tokens)} "
-                     f"tokens, {format_flops(total.flops)}")
+                             "candidate)", final_runs, final_costs, utilization)
+        runs, costs = sweep + final_runs, sweep_costs + final_costs
+        total = total_cost(costs)
+        lines.append(f"  total: {len(runs)} runs, {format_count(total.train_tokens)} tokens, "
+                     f"{format_flops(total.flops, _hours(runs, costs, utilization), utilization.unit())}")
     else:
         final = expand_grid_final(plan)
         lines += _cost_block(f"final (seeds {list(plan.seeds)}, every setting)", final,
-                             [run_cost(r.cfg) for r in final])
+                             [run_cost(r.cfg) for r in final], utilization)
     return lines
+
+
+def _hours(runs: list[PlannedRun], costs: list[RunCost], utilization: Utilization) -> float | None:
+    """GPU-hours of runs: each at its method's MFU (None when any run's FLOPs are unknown)."""
+    hours = [utilization.hours(c, r.method) for r, c in zip(runs, costs, strict=True)]
+    return None if any(h is None for h in hours) else sum(hours)
 
 
 def _costliest_per_slot(runs: list[PlannedRun]) -> tuple[list[PlannedRun], list[RunCost]]:
@@ -177,19 +216,87 @@ def _costliest_per_slot(runs: list[PlannedRun]) -> tuple[list[PlannedRun], list[
     return [v[0] for v in best.values()], [v[1] for v in best.values()]
 
 
-def _cost_block(title: str, runs: list[PlannedRun], costs: list[RunCost]) -> list[str]:
+def _cost_block(title: str, runs: list[PlannedRun], costs: list[RunCost],
+                utilization: Utilization = ASSUMED) -> list[str]:
     total = total_cost(costs)
-    lines = [f"  {title}: {len(runs)} runs, {format_count(total.train_tokens)} tokens, {format_flops(total.flops)}"]
-    groups: dict[tuple[str, str], list[RunCost]] = defaultdict(list)
+    unit = utilization.unit()
+    lines = [f"  {title}: {len(runs)} runs, {format_count(total.train_tokens)} tokens, "
+             f"{format_flops(total.flops, _hours(runs, costs, utilization), unit)}"]
+    groups: dict[tuple[str, str], list[tuple[PlannedRun, RunCost]]] = defaultdict(list)
     for r, c in zip(runs, costs, strict=True):
-        groups[(r.task, r.method)].append(c)
+        groups[(r.task, r.method)].append((r, c))
     for (task, method), group in groups.items():
-        t = total_cost(group)
-        per_run = group[0]
+        g_runs, g_costs = [r for r, _ in group], [c for _, c in group]
+        t = total_cost(g_costs)
         lines.append(f"    {task:<9} {method:<5} {len(group):>3} run{'s' if len(group) > 1 else ' '} x "
-                     f"{per_run.train_examples:,} examples: "
-                     f"{format_count(t.train_tokens)} tokens, {format_flops(t.flops)}")
+                     f"{g_costs[0].train_examples:,} examples: {format_count(t.train_tokens)} tokens, "
+                     f"{format_flops(t.flops, _hours(g_runs, g_costs, utilization), unit)}")
     return lines
+
+
+# ---------------------------------------------------------------- memory
+
+
+def _memory_lines(plan: Plan) -> list[str]:
+    """Peak GPU memory per distinct run shape of the plan, at each precision (the plan's marked *)."""
+    from tunebench.plan.memory import fits_text, format_gib
+
+    size = lookup_model_size(plan.base.model)
+    if size is None or size.vocab is None:
+        return ["memory: not estimated (model size or vocabulary unknown)"]
+    runs = expand_sweep(plan) + expand_grid_final(plan) if plan.two_stage else expand_grid_final(plan)
+    rows = memory_rows([r.cfg for r in runs], size)
+    header = (f"  {'tasks':<16} {'method':<9} {'precision':<12} {'b x len':>8}  {'weights':>7} {'grads':>6} "
+              f"{'optim':>6} | no checkpointing: {'copies':>6} {'activ.':>6} {'peak':>6} {'24/40/80 GB':<11} "
+              f"| checkpointing: {'copies':>6} {'activ.':>6} {'peak':>6} 24/40/80 GB")
+    lines = ["memory per GPU, GiB (each run shape at each precision; * = the plan's; conventions below):", header]
+    for row in rows:
+        e = row.estimate
+        lines.append(
+            f"  {' '.join(row.tasks):<16} {row.method:<9} {row.precision + ('*' if row.planned else ''):<12} "
+            f"{f'{row.batch} x {row.max_length}':>8}  {format_gib(e.weights):>7} {format_gib(e.gradients):>6} "
+            f"{format_gib(e.optimizer):>6} | {'':17} {format_gib(e.weight_copies):>6} "
+            f"{format_gib(e.activations):>6} {format_gib(e.peak(False)):>6} {fits_text(e, False):<11} "
+            f"| {'':14} {format_gib(e.weight_copies_checkpointed):>6} {format_gib(e.activations_checkpointed):>6} "
+            f"{format_gib(e.peak(True)):>6} {fits_text(e, True)}")
+    return [*lines, f"memory conventions: {MEMORY_CONVENTIONS}"]
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    tasks: tuple[str, ...]
+    method: str               # "lora r16" for LoRA
+    precision: str
+    planned: bool             # the plan's own precision (resolved on a GPU)
+    batch: int
+    max_length: int
+    estimate: MemoryEstimate
+
+
+def memory_rows(cfgs: list[Config], size: ModelSize) -> list[MemoryRow]:
+    """One row per distinct run shape (method, LoRA setting, batch, max_length, optimizer) x precision, tasks
+    whose estimates are equal merged into one row; every precision the config's model.dtype allows."""
+    from tunebench.plan.memory import estimate_memory
+    from tunebench.precision import PRECISIONS, build_policy, resolve_precision
+
+    found: dict[tuple, tuple[list[str], MemoryRow]] = {}
+    for cfg in cfgs:
+        t, lora = cfg.training, cfg.lora
+        planned = resolve_precision(t.precision, "cuda")
+        for precision in PRECISIONS:
+            try:
+                policy = build_policy(precision, cfg.model.dtype, "cuda")
+            except TunebenchError:
+                continue                       # not allowed with this model.dtype
+            est = estimate_memory(size, cfg.method, lora, cfg.task, policy, t.optim, t.per_device_train_batch_size,
+                                  cfg.model.max_length, t.gradient_accumulation_steps)
+            method = f"lora r{lora.r}" if cfg.method == "lora" else cfg.method
+            row = MemoryRow((), method, precision, precision == planned, t.per_device_train_batch_size,
+                            cfg.model.max_length, est)
+            tasks, _ = found.setdefault(dataclasses.astuple(row)[1:], ([], row))
+            if cfg.task not in tasks:
+                tasks.append(cfg.task)
+    return [dataclasses.replace(row, tasks=tuple(tasks)) for tasks, row in found.values()]
 
 
 # ---------------------------------------------------------------- run

@@ -1,7 +1,7 @@
-"""What a run costs before it runs: training examples, tokens and FLOPs.
+"""What a run costs before it runs: training examples, tokens, FLOPs and GPU-hours.
 
-Pure, except the two lookups at the bottom (`lookup_model_size` reads a local config.json,
-`tokens_per_example` samples the builtin generator).
+Pure, except the lookups at the bottom (`lookup_model_size` reads a local config.json, `tokens_per_example`
+samples the builtin generator, `load_measured` reads a `tunebench bench --gpu-check` result).
 
 Conventions (stated in `tunebench plan show` too):
 - Tokens = training examples x epochs x mean tokens per example (or max_steps x batch x accumulation x mean
@@ -10,15 +10,25 @@ Conventions (stated in `tunebench plan show` too):
   tokenizer maps one to one; x 1.35 for a real tokenizer) plus special tokens. Capped at model.max_length.
   Non-padding tokens: length-grouped batches waste little, and the waste is not counted. Evaluation is not
   counted.
-- N = non-embedding parameters: the weights every token multiplies (Kaplan et al. 2020, section 2.1). The
-  embedding table is a lookup, and the LM head is replaced by a task head of hidden x labels.
-- Full fine-tuning: 6 N FLOPs per token (forward 2N, activation gradients 2N, weight gradients 2N).
-- LoRA: 4 N + 6 A per token, A = adapter parameters: frozen weights need no weight gradients, but activation
-  gradients still flow through every layer to reach the adapters below; the adapters cost what any trained
-  weight does.
-- Gradient checkpointing recomputes the forward: + 2 N (+ 2 A).
-- Attention-score FLOPs (about 2 x layers x context x hidden per token) are left out: under 10% at these
-  lengths.
+- FLOPs per token: the benchmark's convention (tunebench.bench, PaLM appendix B), one convention for the
+  plan and for measured MFU:
+      full fine-tuning  6 N + 12 L d T
+      LoRA              4 N_frozen + 6 N_trainable + 12 L d T
+  N = the parameters every token multiplies: the non-embedding weights (Kaplan et al. 2020, section 2.1:
+  the embedding table is a lookup) plus the task head (hidden x labels; hidden x 2 + 2 for SQuAD). For
+  LoRA, N_frozen = the base model's non-embedding weights, N_trainable = the adapters + the trained head.
+  12 L d T is attention (QK^T and AV over T positions, forward + backward; L layers, d hidden).
+- T: the benchmark uses each batch's padded length. A plan knows no batches, so T = the task's mean tokens
+  per example (capped at model.max_length): batches are length-grouped and dynamically padded, so a batch's
+  padded length is close to its examples' length. (Tokens in long batches weigh more, so the token-weighted
+  T is somewhat higher when lengths vary; attention is 0.1-4% of the total for Sheared-LLaMA-1.3B at 15-512
+  tokens.)
+- Gradient checkpointing recomputes the forward: + 2 N (frozen and trainable) + 4 L d T (attention's
+  forward third). These are executed FLOPs, not model FLOPs: MFU never counts them (PaLM's convention).
+- GPU-hours: executed FLOPs / (peak x ASSUMED_MFU) on the planning GPU (PLANNING_GPU's dense bf16 peak, from
+  tunebench.bench.PEAK_BF16_FLOPS), or, with a measured MFU per method (`plan show --measured FILE`), model
+  FLOPs / (the measured device's peak x that MFU): a measured MFU already pays for any recompute, when it
+  was measured with the plan's gradient_checkpointing setting.
 """
 
 from __future__ import annotations
@@ -31,8 +41,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tunebench.bench import FlopParams, attention_flops_per_token, peak_flops, train_flops_per_token
 from tunebench.config import Config, DataConfig, LoraConfig, ModelConfig
 from tunebench.data.tasks import get_task
+from tunebench.errors import TunebenchError
 
 # Mean tokens per training example under the LLaMA tokenizer, including the 2-3 special tokens: mean words
 # per example in the official train files (SQuAD: the dev file, context + question) x 1.35 tokens per word
@@ -61,8 +73,9 @@ KNOWN_MODELS: dict[str, dict] = {
 }
 KNOWN_MODELS["HuggingFaceTB/SmolLM2-135M-Instruct"] = KNOWN_MODELS["HuggingFaceTB/SmolLM2-135M"]
 
-# Rough wall-clock conversion for planning: H100 SXM dense bf16 peak at an assumed 40% utilization.
-H100_PEAK_FLOPS = 989e12
+# Rough wall-clock conversion for planning: the H100 SXM's dense bf16 peak (tunebench.bench.PEAK_BF16_FLOPS,
+# the one table of peaks) at an assumed 40% utilization; `plan show --measured FILE` replaces both.
+PLANNING_GPU = "H100"
 ASSUMED_MFU = 0.4
 
 
@@ -119,6 +132,13 @@ def tiny_size(model: ModelConfig, vocab: int | None = None) -> ModelSize:
                      intermediate=t.intermediate_size, vocab=vocab, tied=False, source="model.tiny")
 
 
+def head_params(size: ModelSize, task: str) -> int:
+    """The task head: `score` (hidden x labels, no bias) for classification, `qa_outputs` (hidden x 2 + a bias
+    of 2) for extractive QA (transformers' LlamaForSequenceClassification / GenericForQuestionAnswering)."""
+    spec = get_task(task)
+    return size.hidden * 2 + 2 if spec.is_qa else size.hidden * spec.num_labels
+
+
 def lora_params(size: ModelSize, lora: LoraConfig) -> int:
     """A and B of every targeted projection: r x (in + out) each, plus DoRA's magnitude vector (out)."""
     per_layer = 0
@@ -135,12 +155,18 @@ def lora_params(size: ModelSize, lora: LoraConfig) -> int:
 class RunCost:
     train_examples: int
     train_tokens: int
-    flops: float | None        # None when the model's size is unknown
+    flops: float | None        # executed FLOPs (recompute included); None when the model's size is unknown
+    recompute_flops: float | None = 0.0   # gradient checkpointing's recomputed forward, part of `flops`
 
     @property
     def weight(self) -> float:
         """What progress estimates weigh runs by: FLOPs when known, else tokens."""
         return self.flops if self.flops is not None else float(self.train_tokens)
+
+    @property
+    def model_flops(self) -> float | None:
+        """FLOPs without the recompute: what MFU counts."""
+        return None if self.flops is None else self.flops - (self.recompute_flops or 0.0)
 
 
 def train_examples(task: str, data: DataConfig) -> int:
@@ -151,43 +177,129 @@ def train_examples(task: str, data: DataConfig) -> int:
     return min(n, data.max_train_examples) if data.max_train_examples else n
 
 
+def mean_tokens(cfg: Config, per_example: float | None = None) -> float:
+    """Mean tokens per training example (`per_example`, default the official-data table), capped at
+    model.max_length: the tokens of a run per example, and the T of the attention FLOPs."""
+    return min(per_example if per_example is not None else MEAN_TOKENS_PER_EXAMPLE[cfg.task], cfg.model.max_length)
+
+
 def train_tokens(cfg: Config, per_example: float | None = None) -> int:
     """Training tokens of a run; `per_example` defaults to the official-data table."""
     t = cfg.training
-    mean = min(per_example if per_example is not None else MEAN_TOKENS_PER_EXAMPLE[cfg.task], cfg.model.max_length)
+    mean = mean_tokens(cfg, per_example)
     if t.max_steps > 0:
         return round(t.max_steps * t.per_device_train_batch_size * t.gradient_accumulation_steps * mean)
     return round(round(train_examples(cfg.task, cfg.data) * t.num_train_epochs) * mean)
 
 
-def flops_per_token(cfg: Config, size: ModelSize) -> float:
-    n = size.non_embedding
+def flop_params(cfg: Config, size: ModelSize) -> FlopParams:
+    """The benchmark's parameter split (tunebench.bench.count_flop_params) from the shapes: full fine-tuning
+    trains every non-embedding weight and the head; LoRA trains the adapters and the head over a frozen base."""
+    head = head_params(size, cfg.task)
     if cfg.method == "full":
-        per_token = 6 * n
-        recompute = 2 * n
-    else:
-        a = lora_params(size, cfg.lora)
-        per_token = 4 * n + 6 * a
-        recompute = 2 * n + 2 * a
-    return float(per_token + (recompute if cfg.training.gradient_checkpointing else 0))
+        return FlopParams(frozen=0, trainable=size.non_embedding + head, n_layers=size.layers, d_model=size.hidden)
+    return FlopParams(frozen=size.non_embedding, trainable=lora_params(size, cfg.lora) + head,
+                      n_layers=size.layers, d_model=size.hidden)
+
+
+def recompute_flops_per_token(p: FlopParams, seq_len: float) -> float:
+    """Gradient checkpointing's second forward: 2 N (every weight used) + attention's forward, 4 L d T (a
+    third of bench.attention_flops_per_token)."""
+    return 2.0 * p.total + attention_flops_per_token(p.n_layers, p.d_model, seq_len) / 3
+
+
+def flops_per_token(cfg: Config, size: ModelSize, per_example: float | None = None) -> float:
+    """Executed FLOPs per training token: bench.train_flops_per_token at T = mean tokens per example, plus the
+    recompute when gradient checkpointing is on."""
+    p, seq_len = flop_params(cfg, size), mean_tokens(cfg, per_example)
+    recompute = recompute_flops_per_token(p, seq_len) if cfg.training.gradient_checkpointing else 0.0
+    return train_flops_per_token(p, seq_len) + recompute
 
 
 def estimate_run_cost(cfg: Config, size: ModelSize | None, per_example: float | None = None) -> RunCost:
     """Examples, tokens and FLOPs of one run; FLOPs None when the model size is unknown."""
     tokens = train_tokens(cfg, per_example)
-    flops = tokens * flops_per_token(cfg, size) if size is not None else None
-    return RunCost(train_examples(cfg.task, cfg.data), tokens, flops)
+    if size is None:
+        return RunCost(train_examples(cfg.task, cfg.data), tokens, None, None)
+    flops = tokens * flops_per_token(cfg, size, per_example)
+    recompute = (tokens * recompute_flops_per_token(flop_params(cfg, size), mean_tokens(cfg, per_example))
+                 if cfg.training.gradient_checkpointing else 0.0)
+    return RunCost(train_examples(cfg.task, cfg.data), tokens, flops, recompute)
 
 
 def total_cost(costs: Iterable[RunCost]) -> RunCost:
     costs = list(costs)
-    flops = [c.flops for c in costs]
+    unknown = any(c.flops is None for c in costs)
     return RunCost(sum(c.train_examples for c in costs), sum(c.train_tokens for c in costs),
-                   None if any(f is None for f in flops) else math.fsum(f for f in flops if f is not None))
+                   None if unknown else math.fsum(c.flops for c in costs),
+                   None if unknown else math.fsum(c.recompute_flops or 0.0 for c in costs))
+
+
+# ---------------------------------------------------------------- GPU-hours
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One method's measured throughput (`tunebench bench --gpu-check`): MFU on a device with a known peak."""
+
+    mfu: float
+    device_name: str
+    peak: float
+    tokens_per_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Utilization:
+    """How FLOPs become GPU-hours: the assumed MFU on the planning GPU, or a measured MFU per method."""
+
+    measured: dict[str, Measured]      # method -> its measurement; empty: assumed
+    source: str | None = None          # the measurement file
+
+    def hours(self, cost: RunCost, method: str) -> float | None:
+        """Assumed: executed FLOPs / (peak x ASSUMED_MFU). Measured: model FLOPs / (peak x MFU), the MFU's own
+        convention (it already pays for any recompute of the measured setting)."""
+        if cost.flops is None:
+            return None
+        if not self.measured:
+            return gpu_hours(cost.flops)
+        m = self.for_method(method)
+        return cost.model_flops / (m.peak * m.mfu) / 3600
+
+    def for_method(self, method: str) -> Measured:
+        if method not in self.measured:
+            raise TunebenchError(f"--measured {self.source}: no measurement for method {method!r} "
+                                 f"(measured: {', '.join(sorted(self.measured))})")
+        return self.measured[method]
+
+    def unit(self) -> str:
+        """The hours' unit: 'H100-h' (assumed), or the measured device's name, e.g. 'NVIDIA H200-h'."""
+        if not self.measured:
+            return f"{PLANNING_GPU}-h"
+        names = sorted({m.device_name for m in self.measured.values()})
+        return f"{' / '.join(names)}-h"
+
+    def describe(self) -> str:
+        if not self.measured:
+            return (f"{PLANNING_GPU}-h at an assumed {ASSUMED_MFU:.0%} of {planning_peak() / 1e12:.1f} TFLOP/s "
+                    "(a lower bound on time: small batches reach less)")
+        parts = ", ".join(f"{method} {m.mfu:.1%} of {m.peak / 1e12:.1f} TFLOP/s ({m.device_name})"
+                          for method, m in sorted(self.measured.items()))
+        return f"GPU-h at the MFU measured in {self.source}: {parts}"
+
+
+ASSUMED = Utilization({})
+
+
+def planning_peak() -> float:
+    """The planning GPU's dense bf16 peak, from tunebench.bench's table."""
+    peak = peak_flops(PLANNING_GPU)
+    assert peak is not None, PLANNING_GPU
+    return peak
 
 
 def gpu_hours(flops: float) -> float:
-    return flops / (H100_PEAK_FLOPS * ASSUMED_MFU) / 3600
+    """Hours on the planning GPU at the assumed MFU."""
+    return flops / (planning_peak() * ASSUMED_MFU) / 3600
 
 
 # ---------------------------------------------------------------- formatting
@@ -201,10 +313,11 @@ def format_count(n: float) -> str:
     return f"{n:.3g}" if isinstance(n, float) else str(n)
 
 
-def format_flops(flops: float | None) -> str:
+def format_flops(flops: float | None, hours: float | None = None, unit: str = f"{PLANNING_GPU}-h") -> str:
+    """'1.23e+18 FLOPs (~0.86 H100-h)'; `hours` defaults to the assumed MFU on the planning GPU."""
     if flops is None:
         return "unknown (model size unknown)"
-    return f"{flops:.2e} FLOPs (~{gpu_hours(flops):.3g} H100-h)"
+    return f"{flops:.2e} FLOPs (~{gpu_hours(flops) if hours is None else hours:.3g} {unit})"
 
 
 # ---------------------------------------------------------------- lookups (side effects)
@@ -212,8 +325,8 @@ def format_flops(flops: float | None) -> str:
 
 def lookup_model_size(model: ModelConfig) -> ModelSize | None:
     """`tiny` from model.tiny; a local folder from its config.json; a hub id from KNOWN_MODELS; else None."""
-    if model.name == "tiny":
-        return tiny_size(model, _tiny_vocab())
+    if model.name == "tiny":   # tunebench.model builds it with max(tiny.vocab_size, the tokenizer's) rows
+        return tiny_size(model, max(model.tiny.vocab_size or 0, _tiny_vocab() or 0) or None)
     folder = Path(model.name)
     if (folder / "config.json").is_file():
         try:
@@ -251,3 +364,44 @@ def builtin_mean_words(task: str) -> tuple[float, int]:
         return statistics.fmean(len(r["question"].split()) + len(r["context"].split()) for r in records), 2
     words = statistics.fmean(len(r["text_a"].split()) + len((r.get("text_b") or "").split()) for r in records)
     return words, 2 if records[0].get("text_b") is not None else 1
+
+
+def load_measured(path: str | Path) -> Utilization:
+    """The measured MFU per method from a `tunebench bench --gpu-check` result: a JSON object whose `summary`
+    maps method -> {"mfu": float, "tokens_per_s": float, "device_name": str}. The device must be in
+    tunebench.bench.PEAK_BF16_FLOPS (an MFU means nothing without its peak)."""
+    where = f"--measured {path}"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TunebenchError(f"{where}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TunebenchError(f"{where}: cannot read ({type(e).__name__})") from None
+    except json.JSONDecodeError as e:
+        raise TunebenchError(f"{where}: invalid JSON ({e.msg}, line {e.lineno})") from None
+    summary = data.get("summary") if isinstance(data, dict) else None
+    if not isinstance(summary, dict) or not summary:
+        raise TunebenchError(f"{where}: expected a `summary` mapping method -> {{mfu, tokens_per_s, device_name}} "
+                             "(written by `tunebench bench --gpu-check`)")
+    return Utilization({method: _measured_entry(where, method, entry) for method, entry in summary.items()},
+                       str(path))
+
+
+def _measured_entry(where: str, method: str, entry: object) -> Measured:
+    if not isinstance(entry, dict):
+        raise TunebenchError(f"{where}: summary.{method}: expected a mapping with mfu, tokens_per_s, device_name")
+    mfu, device, tps = entry.get("mfu"), entry.get("device_name"), entry.get("tokens_per_s")
+    if mfu is None:
+        raise TunebenchError(f"{where}: summary.{method}.mfu = None: the check measured no MFU (no GPU, or a GPU "
+                             "without a known peak)")
+    if isinstance(mfu, bool) or not isinstance(mfu, (int, float)) or not 0 < mfu <= 1:
+        raise TunebenchError(f"{where}: summary.{method}.mfu = {mfu!r}: expected a fraction in (0, 1]")
+    if not isinstance(device, str) or not device:
+        raise TunebenchError(f"{where}: summary.{method}.device_name = {device!r}: expected the GPU's name")
+    peak = peak_flops(device)
+    if peak is None:
+        raise TunebenchError(f"{where}: summary.{method}.device_name = {device!r}: no known bf16 peak "
+                             "(tunebench.bench.PEAK_BF16_FLOPS)")
+    if tps is not None and (isinstance(tps, bool) or not isinstance(tps, (int, float)) or tps <= 0):
+        raise TunebenchError(f"{where}: summary.{method}.tokens_per_s = {tps!r}: expected a positive number")
+    return Measured(float(mfu), device, peak, None if tps is None else float(tps))
