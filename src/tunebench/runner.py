@@ -4,11 +4,23 @@
 with a one-line reason (exception, NaN loss, out of memory). All writes are atomic. A run folder is locked
 (`.lock`, an flock the kernel releases when the process dies, kill -9 included) while a process runs it: a
 second process asking for the same run gets status running back and touches nothing.
+
+Out of memory. A run that runs out of (GPU) memory in training is retried from scratch with half the
+per-device batch and the gradient accumulation multiplied to match, so the effective batch, the examples of
+every optimizer step (the length-grouped sampler groups per effective batch) and the science stay the same,
+down to a per-device batch of 1; an out-of-memory error in evaluation (validation or the final evaluation)
+halves the per-device evaluation batch instead (it changes no result beyond rounding). The run keeps the
+requested config's id, folder and config.yaml; the partial attempt's checkpoints and log are removed first;
+metrics.json's `batch` says what was requested and what was used. Each attempt is its own tracker run: the
+first has the run id, retry k the id `<run_id>-retry<k>` (a W&B run cannot log its steps again from 1), and an
+attempt that ran out of memory is finished as failed. When the batch to halve is already 1 the run fails with
+"out of memory: ..." as before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import platform
 import subprocess
@@ -16,14 +28,23 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import IO
 
-from tunebench.config import Config, dump_yaml
+from tunebench.config import Config, dump_yaml, with_overrides
 from tunebench.data.tasks import get_task
 from tunebench.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
-from tunebench.results import METRICS_FILE, STATUS_FAILED, STATUS_OK, STATUS_RUNNING, run_dir, run_id
+from tunebench.results import (
+    METRICS_FILE,
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_RUNNING,
+    read_metrics,
+    run_dir,
+    run_id,
+)
 
 PACKAGES = ("tunebench", "torch", "transformers", "peft", "datasets", "accelerate", "wandb", "scikit-learn",
             "scipy", "numpy")
@@ -75,32 +96,183 @@ def _run_locked(cfg: Config, rdir: Path, resume: bool, preflight: bool) -> dict:
     from tunebench.tracking import flatten, start_tracker
     from tunebench.train import train_and_evaluate
 
+    has_checkpoints = (rdir / "checkpoints").is_dir()
+    batch = starting_batch(cfg, read_metrics(rdir) if resume and has_checkpoints else None)
     atomic_write_text(rdir / "config.yaml", dump_yaml(cfg))
     record = base_record(cfg)
-    atomic_write_json(rdir / METRICS_FILE, {**record, "status": STATUS_RUNNING, "pid": os.getpid(),
-                                            "started_at": time.time()})
+    started = {"pid": os.getpid(), "started_at": time.time()}
+    atomic_write_json(rdir / METRICS_FILE, {**record, "status": STATUS_RUNNING, **started, "batch": batch.record()})
     tracker = None
     try:
         if preflight:
             from tunebench.sanity import preflight as run_preflight
 
             run_preflight(cfg)
-        tracker = start_tracker(cfg, rdir, record["run_id"])
-        result = train_and_evaluate(cfg, rdir, tracker, resume=resume)
+        while True:
+            attempt = batch.apply(cfg)
+            tracker = start_tracker(attempt, rdir, tracker_run_id(record["run_id"], batch.oom_retries))
+            try:
+                result = train_and_evaluate(attempt, rdir, tracker, resume=resume and batch.resumable)
+                break
+            except Exception as e:  # noqa: BLE001 -- only out-of-memory is retried; the rest is re-raised
+                retry = batch.after_oom(e) if is_out_of_memory(e) else None
+                if retry is None:
+                    raise
+            # out of the except clause: the exception, its traceback and the attempt's frames are released
+            tracker.finish(ok=False)
+            tracker = None
+            batch = retry
+            free_memory()
+            clear_partial_run(rdir)
+            atomic_write_json(rdir / METRICS_FILE, {**record, "status": STATUS_RUNNING, **started,
+                                                    "batch": batch.record()})
         for split, rows in result.predictions.items():
             atomic_write_jsonl(rdir / "predictions" / f"{split}.jsonl", rows)
         record.update(result.fields, status=STATUS_OK)
+        record["batch"] = batch.record()
         tracker.summary(flatten({k: record[k] for k in ("test", "validation", "best_validation", "params",
-                                                         "timing", "memory", "tokens")}))
+                                                         "timing", "memory", "tokens", "batch")}))
         _remove_checkpoints(rdir)
     except Exception as e:  # noqa: BLE001 -- every failure becomes a recorded verdict
-        record.update(status=STATUS_FAILED, reason=failure_reason(e))
+        record.update(status=STATUS_FAILED, reason=failure_reason(e), batch=batch.record())
         atomic_write_text(rdir / "error.log", traceback.format_exc())
     finally:
         if tracker is not None:
             tracker.finish(ok=record["status"] == STATUS_OK)
     atomic_write_json(rdir / METRICS_FILE, record)
     return record
+
+
+# ---------------------------------------------------------------- out-of-memory retry
+
+
+@dataclass(frozen=True)
+class BatchSetting:
+    """The per-device batches and gradient accumulation a run trains and evaluates with."""
+
+    per_device_train_batch_size: int
+    gradient_accumulation_steps: int
+    per_device_eval_batch_size: int
+
+    @classmethod
+    def of(cls, cfg: Config) -> BatchSetting:
+        t = cfg.training
+        return cls(t.per_device_train_batch_size, t.gradient_accumulation_steps, t.per_device_eval_batch_size)
+
+    @property
+    def effective(self) -> int:
+        """Examples per optimizer step (one device)."""
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """A run's requested batch, the batch it trains with now, and the out-of-memory events that led there."""
+
+    requested: BatchSetting
+    used: BatchSetting
+    oom: tuple[dict, ...] = ()       # per retry: {"during": "training" | "evaluation", "reason": "..."}
+    resumable: bool = True           # False once an attempt was cleared: the retry starts from scratch
+
+    @property
+    def oom_retries(self) -> int:
+        return len(self.oom)
+
+    def apply(self, cfg: Config) -> Config:
+        """The config an attempt trains with (the requested one when nothing was halved)."""
+        if self.used == self.requested:
+            return cfg
+        return with_overrides(cfg, {f"training.{k}": v for k, v in asdict(self.used).items()})
+
+    def after_oom(self, e: BaseException) -> BatchState | None:
+        """The next attempt's batch after an out-of-memory error, or None when the batch to halve is 1."""
+        during = "evaluation" if raised_in_evaluation(e) else "training"
+        used = halve_eval_batch(self.used) if during == "evaluation" else halve_train_batch(self.used)
+        if used is None:
+            return None
+        event = {"during": during, "reason": failure_reason(e), "batch": asdict(self.used)}
+        return replace(self, used=used, oom=(*self.oom, event), resumable=False)
+
+    def record(self) -> dict:
+        """metrics.json's `batch` (docs/results.md)."""
+        return {"requested": asdict(self.requested), "used": asdict(self.used), "oom_retries": self.oom_retries,
+                "oom": list(self.oom)}
+
+
+def starting_batch(cfg: Config, previous: dict | None) -> BatchState:
+    """The requested batch; or, when resuming an interrupted run from its checkpoints, the batch its last
+    attempt used (a checkpoint continues with the batch that wrote it)."""
+    requested = BatchSetting.of(cfg)
+    state = BatchState(requested, requested)
+    saved = (previous or {}).get("batch") or {}
+    try:
+        if saved and BatchSetting(**saved["requested"]) == requested:
+            used = BatchSetting(**saved["used"])
+            if used.effective == requested.effective:
+                return BatchState(requested, used, tuple(saved.get("oom") or ()))
+    except (KeyError, TypeError):
+        pass                                  # an older or foreign record: start from the requested batch
+    return state
+
+
+def halve_train_batch(b: BatchSetting) -> BatchSetting | None:
+    """Half the per-device batch (its largest divisor not above half, so an odd batch keeps the effective batch
+    exactly), the accumulation multiplied to match; None at 1."""
+    n = b.per_device_train_batch_size
+    if n <= 1:
+        return None
+    smaller = max(d for d in range(1, n // 2 + 1) if n % d == 0)
+    return replace(b, per_device_train_batch_size=smaller, gradient_accumulation_steps=b.gradient_accumulation_steps
+                   * (n // smaller))
+
+
+def halve_eval_batch(b: BatchSetting) -> BatchSetting | None:
+    if b.per_device_eval_batch_size <= 1:
+        return None
+    return replace(b, per_device_eval_batch_size=b.per_device_eval_batch_size // 2)
+
+
+EVAL_FRAMES = ("evaluation_loop", "prediction_step")   # transformers.Trainer's evaluation path
+
+
+def raised_in_evaluation(e: BaseException) -> bool:
+    """Whether the error came out of the Trainer's evaluation (in-loop validation or predict)."""
+    return any(frame.name in EVAL_FRAMES for frame in traceback.extract_tb(e.__traceback__))
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """torch.OutOfMemoryError, or any error (or its cause) whose message says out of memory (CUDA, MPS, a CPU
+    allocator)."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = str(e).lower()
+        if type(e).__name__ == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def tracker_run_id(rid: str, retries: int) -> str:
+    """The tracker's id of an attempt: the run id, then `<run_id>-retry<k>`."""
+    return rid if retries == 0 else f"{rid}-retry{retries}"
+
+
+def free_memory() -> None:
+    """Collect the failed attempt's model, optimizer and activations, and hand CUDA's cached blocks back."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def clear_partial_run(rdir: Path) -> None:
+    """The failed attempt's checkpoints and log (the retry starts clean; train's fresh start trims the log too)."""
+    import shutil
+
+    shutil.rmtree(rdir / "checkpoints", ignore_errors=True)
+    (rdir / "log.jsonl").unlink(missing_ok=True)
 
 
 def base_record(cfg: Config) -> dict:
@@ -125,7 +297,7 @@ def base_record(cfg: Config) -> dict:
 def failure_reason(e: BaseException) -> str:
     """One line: out-of-memory and divergence named plainly, otherwise the exception's first line."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    if "out of memory" in str(e).lower() or type(e).__name__ == "OutOfMemoryError":
+    if is_out_of_memory(e):
         return f"out of memory: {text}"
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
