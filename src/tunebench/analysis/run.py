@@ -5,8 +5,9 @@ pure functions of `spectrum` and `forgetting`, and writes analysis.json atomical
 
 Which weights are compared:
   before  the base model exactly as the run loaded it: the checkpoint in the dtype the run loaded it in (the
-          precision policy's frozen-weight dtype: fp32 unless model.dtype=bfloat16 or bf16-true), or for `tiny` the random model rebuilt from the run's seed (the engine
-          seeds before building it, so the rebuild is bit-identical). Everything is then upcast to float32,
+          precision policy's frozen-weight dtype: fp32 unless model.dtype=bfloat16 or bf16-true), or for
+          `tiny` the random model rebuilt from the run's seed (the engine seeds before building it, so the
+          rebuild is bit-identical). Everything is then upcast to float32,
           so a bf16-trained update is not drowned in fp32->bf16 rounding noise.
   after   LoRA: adapter/ (PEFT) loaded onto `before`; per wrapped linear dW = the LoRA layer's
           get_delta_weight (B @ A * scale, exact rank <= r) and W_after = the merged weight (W_before + dW;
