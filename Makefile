@@ -12,7 +12,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,ray,gguf]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,ray,gguf,wandb,bf16]"
 	touch $@
 
 demo: setup

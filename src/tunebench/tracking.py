@@ -3,15 +3,31 @@ written by the runner, whatever the tracker.
 
 Offline runs keep their files under `<run_dir>/wandb/` so `wandb sync <run_dir>/wandb/offline-run-*` uploads
 them later. Nothing here ever writes an API key: only the resolved config and metrics are logged.
+
+wandb is an optional extra (`pip install 'tunebench[wandb]'`): it is imported only when a W&B run starts or an
+offline run file is read back, so `tracking.backend=none` runs without it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
 
 from tunebench.config import Config
+from tunebench.errors import TunebenchError
+
+WANDB_MISSING = ("tracking.backend=wandb needs the wandb package (pip install 'tunebench[wandb]'), "
+                 "or set tracking.backend=none")
+
+
+def wandb_available() -> bool:
+    """Whether the wandb package is installed (nothing imported: importing wandb is slow)."""
+    try:
+        return importlib.util.find_spec("wandb") is not None
+    except (ImportError, ValueError):   # a stand-in module without __spec__ in sys.modules
+        return False
 
 
 class NullTracker:
@@ -69,7 +85,16 @@ class WandbTracker(NullTracker):
         return str(Path(self._run.dir).parent)
 
 
+def check_backend(cfg: Config) -> None:
+    """TunebenchError (one line) when cfg's tracking backend cannot start on this machine; for a verb to call
+    before its first run, so that a missing wandb is exit 2 up front rather than every run failing."""
+    if cfg.tracking.backend == "wandb" and not wandb_available():
+        raise TunebenchError(WANDB_MISSING)
+
+
 def start_tracker(cfg: Config, run_dir: Path, run_id: str) -> NullTracker:
+    """The run's tracker; TunebenchError (see check_backend) when tracking.backend=wandb without wandb."""
+    check_backend(cfg)
     if cfg.tracking.backend == "none":
         return NullTracker()
     return WandbTracker(cfg, run_dir, run_id)
