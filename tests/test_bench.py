@@ -221,13 +221,14 @@ def test_switches_name_what_is_missing(monkeypatch):
 def test_gradient_checkpointing_keeps_lora_gradients(tmp_path):
     """Non-reentrant checkpointing (as build_training_args asks for it): same loss, same non-zero LoRA grads."""
     from tunebench.model import load_tokenizer
-    from tunebench.train import build_model, build_training_args
+    from tunebench.train import CHECKPOINTING, build_model, build_training_args
 
     cfg = load_config([], [*TINY, "method=lora", "lora.dropout=0", "training.gradient_checkpointing=true"])
     task = get_task("sst2")
     tok = load_tokenizer(cfg)
     args = build_training_args(cfg, task, tmp_path, "cpu")
-    assert args.activation_checkpointing and args.activation_checkpointing_kwargs == {"use_reentrant": False}
+    kwargs = {f"{CHECKPOINTING}_kwargs": getattr(args, f"{CHECKPOINTING}_kwargs")}
+    assert getattr(args, CHECKPOINTING) and kwargs == {f"{CHECKPOINTING}_kwargs": {"use_reentrant": False}}
     batch = dict(tok(["the movie was great .", "a dull plot ."], padding=True, return_tensors="pt"))
     batch["labels"] = torch.tensor([1, 0])
 
@@ -238,7 +239,7 @@ def test_gradient_checkpointing_keeps_lora_gradients(tmp_path):
                 if "lora_B" in name:
                     p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(len(name))) * 0.1)
         if checkpointing:
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs=args.activation_checkpointing_kwargs)
+            getattr(model, f"{CHECKPOINTING}_enable")(**kwargs)
         model.train()
         loss = model(**batch).loss
         loss.backward()

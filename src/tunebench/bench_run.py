@@ -62,6 +62,7 @@ from tunebench.model import load_tokenizer, resolve_device
 from tunebench.precision import dtype_name, resolve_policy
 from tunebench.tracking import NullTracker
 from tunebench.train import (
+    CHECKPOINTING,
     JsonlLogCallback,
     PeakMemory,
     Split,
@@ -362,8 +363,9 @@ def prepare_raw_model(model: torch.nn.Module, args: TrainingArguments) -> torch.
         from transformers.integrations.liger import apply_liger_kernel
 
         apply_liger_kernel(model, args.liger_kernel_config)
-    if args.activation_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=args.activation_checkpointing_kwargs)
+    if getattr(args, CHECKPOINTING):
+        enable = getattr(model, f"{CHECKPOINTING}_enable")
+        enable(**{f"{CHECKPOINTING}_kwargs": getattr(args, f"{CHECKPOINTING}_kwargs")})
     model.train()
     return torch.compile(model) if args.torch_compile else model
 

@@ -355,6 +355,12 @@ def _has_cxx() -> bool:
     return any(shutil.which(c) for c in (os.environ.get("CXX"), "g++", "clang++") if c)
 
 
+# transformers 5.23 renamed TrainingArguments.gradient_checkpointing (and the model's *_enable) to
+# activation_checkpointing, keeping the old name as a deprecated alias; 5.17-5.22 know only the old name.
+CHECKPOINTING = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+                 else "gradient_checkpointing")
+
+
 def build_training_args(cfg: Config, task: TaskSpec, output_dir: Path, device: str) -> TrainingArguments:
     t = cfg.training
     bf16 = resolve_policy(cfg, device).autocast      # bf16-mixed: autocast over fp32 weights
@@ -390,8 +396,8 @@ def build_training_args(cfg: Config, task: TaskSpec, output_dir: Path, device: s
         include_num_input_tokens_seen="non_padding",
         bf16=bf16,
         optim=t.optim,
-        activation_checkpointing=t.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        **{CHECKPOINTING: t.gradient_checkpointing,
+           f"{CHECKPOINTING}_kwargs": {"use_reentrant": False} if t.gradient_checkpointing else None},
         torch_compile=t.torch_compile,
         use_liger_kernel=t.liger_kernels,
         report_to="none",                      # tracking is ours (tunebench.tracking), one run per training run

@@ -39,16 +39,19 @@ def expand_runs(cfg: Config, tasks, methods, seeds) -> list[Config]:
 
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from tunebench.model import resolve_device
     from tunebench.runner import run_one
+    from tunebench.tracking import check_backend
     from tunebench.train import check_switches
 
     console = Console(stderr=True)
     configs = expand_runs(config_from_args(args), args.tasks, args.methods, args.seeds)
     device = resolve_device()
-    for cfg in configs:       # precision and speed switches this machine cannot run: one line, exit 2, nothing written
+    for cfg in configs:       # what this machine cannot run (precision, switches, tracker): one line, exit 2
         check_switches(cfg, device)
+        check_backend(cfg)
     records = []
     for i, cfg in enumerate(configs, 1):
         console.print(f"[bold][{i}/{len(configs)}][/bold] {cfg.task} {cfg.method} seed {cfg.training.seed} "
@@ -56,14 +59,16 @@ def _run(args: argparse.Namespace) -> int:
         with console.status("training..."):
             rec = run_one(cfg, resume=not args.no_resume, preflight=not args.skip_preflight)
         records.append(rec)
-        status = {"ok": "[green]ok[/green]", "running": f"[yellow]busy[/yellow]: {rec['reason']}"}.get(
-            rec["status"], f"[red]failed[/red]: {rec['reason']}")
+        reason = escape(rec.get("reason") or "")      # a reason may hold brackets (pip extras, shapes)
+        status = {"ok": "[green]ok[/green]", "running": f"[yellow]busy[/yellow]: {reason}"}.get(
+            rec["status"], f"[red]failed[/red]: {reason}")
         console.print(f"    {status}  {rec['run_id']}")
     print_results_table(records)
     return 0 if all(r["status"] == "ok" for r in records) else 1
 
 
 def print_results_table(records: list[dict]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="results (test = official dev split)")
@@ -71,7 +76,7 @@ def print_results_table(records: list[dict]) -> None:
         table.add_column(col)
     for r in records:
         if r["status"] != "ok":
-            table.add_row(r["run_id"], "busy" if r["status"] == "running" else "failed", r.get("reason") or "",
+            table.add_row(r["run_id"], "busy" if r["status"] == "running" else "failed", escape(r.get("reason") or ""),
                           "", "", "", "")
             continue
         metric = r["primary_metric"]
