@@ -135,3 +135,12 @@ def test_a_run_with_tracking_wandb_without_wandb_fails_with_that_reason(tmp_path
 
     rec = run_one(tiny_cfg(tmp_path, "tracking.backend=wandb"), preflight=False)
     assert rec["status"] == "failed" and "tracking.backend=wandb needs the wandb package" in rec["reason"]
+
+
+def test_run_command_refuses_a_missing_tracker_before_writing(tmp_path, no_wandb, capsys):
+    from tunebench.cli import main
+
+    code = main(["run", *TINY, f"output_dir={tmp_path}", "tracking.backend=wandb"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "tunebench[wandb]" in err, err
+    assert not list(tmp_path.iterdir())
