@@ -144,3 +144,19 @@ def test_run_command_refuses_a_missing_tracker_before_writing(tmp_path, no_wandb
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "tunebench[wandb]" in err, err
     assert not list(tmp_path.iterdir())
+
+
+def test_plan_and_demo_refuse_a_missing_tracker_before_any_run(tmp_path, no_wandb, capsys):
+    from tunebench.cli import main
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("name: p\noverrides: {model.name: tiny, tracking.backend: wandb, training.max_steps: 1}\n"
+                    "tasks: [sst2]\nmethods: [lora]\nseeds: [42]\n")
+    out = tmp_path / "results"
+    code = main(["plan", "run", str(plan), f"output_dir={out}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "tunebench[wandb]" in err, err
+    code = main(["demo", "--plan", str(plan), "--output-dir", str(out), "--skip-sanity"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "tunebench[wandb]" in err, err
+    assert not out.exists()

@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from tunebench.commands.plan import check_machine
     from tunebench.plan import Options, load_plan, run_plan
     from tunebench.report.build import build_report
     from tunebench.report.render import write_report
@@ -35,6 +36,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise TunebenchError(f"{args.plan}: demo plan not found (run from the repository root, or pass --plan)")
     t0 = time.perf_counter()
     plan = load_plan(args.plan, overrides=[f"output_dir={args.output_dir}"])
+    check_machine(plan)
     if not args.skip_sanity and not _sanity(plan):
         return 1
     _step(f"study: {args.plan} ({plan.name})")

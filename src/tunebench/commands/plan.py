@@ -309,6 +309,8 @@ def _run(args: argparse.Namespace) -> int:
         return _dry_run(plan, args.stage, shard)
     options = Options(backend=args.backend, address=args.address, retry_failed=args.retry_failed,
                       run_fn=args.runner, shard=shard)
+    if args.backend == "local" and args.runner is None:
+        check_machine(plan)
     results = run_plan(plan, args.stage, options)
     failed = 0
     for stage in results:
@@ -321,6 +323,19 @@ def _run(args: argparse.Namespace) -> int:
     if any(s.stage == STAGE_FINAL for s in results) and not failed:
         print(f"next: tunebench report {plan.output_dir}")
     return 1 if failed else 0
+
+
+def check_machine(plan: Plan) -> None:
+    """What this machine cannot run (precision, speed switches, the tracker), refused in one line before any
+    run starts, for every configuration the plan may run here (a Ray cluster's workers are checked by theirs)."""
+    from tunebench.model import resolve_device
+    from tunebench.tracking import check_backend
+    from tunebench.train import check_switches
+
+    device = resolve_device()
+    for run in expand_grid_final(plan) + (expand_sweep(plan) if plan.two_stage else []):
+        check_switches(run.cfg, device)
+        check_backend(run.cfg)
 
 
 def _dry_run(plan: Plan, stage: str, shard: tuple[int, int] | None) -> int:
