@@ -164,6 +164,9 @@ class StepClock(TrainerCallback):
             self.cpu_s = time.process_time() - self.cpu0
             if self.memory is not None:
                 self.memory.mark_window_end()
+            # the Trainer evaluates and saves after the last step whatever eval_steps says: a timed run needs
+            # neither (a 1.3B model's checkpoint with its optimizer state is about 16 GB)
+            control.should_save = control.should_evaluate = False
         self.ends.append(time.perf_counter() - self.t0)
 
 

@@ -313,11 +313,11 @@ def environment() -> dict:
         "platform": platform.platform(),
         "git_revision": git_revision(),
         "argv": sys.argv[1:],
-        "packages": {p: _version(p) for p in PACKAGES},
+        "packages": {p: package_version(p) for p in PACKAGES},
     }
 
 
-def _version(package: str) -> str | None:
+def package_version(package: str) -> str | None:
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:

@@ -356,7 +356,7 @@ def check_gradient_flow(cfg: Config, task: TaskSpec, source: ModelSource | None 
     policy = _policy(cfg)
     torch.manual_seed(cfg.training.seed)
     model = apply_policy(apply_method(model, cfg, task), policy)
-    _nonzero_lora_b(model)
+    nonzero_lora_b(model)
     return inspect_gradient_flow(model, batch, cfg.method, head_name(task), policy, run_optimizer(cfg, task))
 
 
@@ -399,7 +399,7 @@ def inspect_precision_parity(results: list[CheckResult]) -> CheckResult:
                        f"{a['optimizer_state_dtype']}, compute {a['compute_dtype']} in both arms")
 
 
-def _nonzero_lora_b(model) -> None:
+def nonzero_lora_b(model) -> None:
     """At init LoRA B = 0, so A gets zero gradient; one tiny step on B (as after the first optimizer step)
     lets the check see gradients reach both A and B."""
     with torch.no_grad():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tunebench.commands._common import add_config_args, add_list_option, config_from_args
+from tunebench.commands._common import add_config_args, add_list_option, config_from_args, table_console
 from tunebench.config import METHODS, TASK_NAMES, with_overrides
 
 # tunebench.bench.BASELINES, spelled here so that building the CLI parser imports no torch.
@@ -41,6 +41,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare-threads", action="store_true",
                    help="CPU: also time tunebench's path at torch's default thread count vs the one it chose")
     p.add_argument("--out", type=Path, help="JSON report (default: <output_dir>/<experiment>/bench-<task>.json)")
+    g = p.add_argument_group(
+        "GPU check", "one prepared check of the GPU path in under 5 minutes on one H100/H200-class GPU, no network "
+        "(tunebench.gpu_check, docs/bench.md): the study's model shape at random init (sanity checks, tokens/s, "
+        "memory, MFU, SDPA backend, largest batch, determinism, checkpointing, torch.compile) and a real run with "
+        "the report; writes OUT_DIR/gpu_check.json and gpu_check.log. The options above do not apply to it")
+    g.add_argument("--gpu-check", type=Path, metavar="OUT_DIR", help="run the GPU check into OUT_DIR")
+    g.add_argument("--gpu-check-model", type=Path, metavar="DIR",
+                   help="a real checkpoint folder for the real run (e.g. stories260K; default: the tiny model)")
+    g.add_argument("--gpu-check-glue", type=Path, metavar="DIR",
+                   help="GLUE folder holding RTE/ for the real run (default: the builtin RTE)")
+    g.add_argument("--gpu-check-budget", type=float, metavar="SECONDS",
+                   help="total time budget (default 255 s on a GPU, 240 s with --smoke); parts that no longer fit "
+                   "are skipped and recorded as skipped")
+    g.add_argument("--smoke", action="store_true",
+                   help="the same check on the CPU in seconds, with a tiny shape (what CI runs)")
     add_config_args(p)
     p.set_defaults(func=_bench)
 
@@ -48,8 +63,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _bench(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from tunebench.bench_run import run_bench
     from tunebench.errors import TunebenchError
+
+    if args.gpu_check is not None:
+        return _gpu_check(args)
+    extra = [f for f, v in (("--gpu-check-model", args.gpu_check_model), ("--gpu-check-glue", args.gpu_check_glue),
+                            ("--gpu-check-budget", args.gpu_check_budget), ("--smoke", args.smoke))
+             if v is not None and v is not False]
+    if extra:
+        raise TunebenchError(f"{extra[0]}: only with --gpu-check OUT_DIR")
+
+    from tunebench.bench_run import run_bench
     from tunebench.io import atomic_write_json
 
     for flag in ("steps", "repeats"):
@@ -71,6 +95,43 @@ def _bench(args: argparse.Namespace) -> int:
     atomic_write_json(out, report)
     print(f"report: {out}")
     return 0
+
+
+def _gpu_check(args: argparse.Namespace) -> int:
+    """Exit 0 when every part that ran passed (targets are measured, never asserted), 1 otherwise."""
+    from tunebench.config import parse_override
+    from tunebench.gpu_check import JSON_FILE, LOG_FILE, run_gpu_check
+
+    cfg = config_from_args(args)            # validates the config files and overrides first (one-line errors)
+    overrides = dict(parse_override(o) for o in args.overrides)
+    report = run_gpu_check(args.gpu_check, cfg, smoke=args.smoke, model_dir=args.gpu_check_model,
+                           glue_dir=args.gpu_check_glue, overrides=overrides, budget_s=args.gpu_check_budget)
+    print_gpu_check(report)
+    print(f"gpu check: {args.gpu_check / JSON_FILE} (log: {args.gpu_check / LOG_FILE})")
+    return 0 if report["ok"] else 1
+
+
+def print_gpu_check(report: dict) -> None:
+    from rich.table import Table
+
+    from tunebench.bench import format_bytes
+
+    table = Table(title=f"gpu check ({report['mode']}): {report['env']['device_name']}, {report['wall_s']:.0f} s")
+    for col in ("method", "tokens/s", "peak mem", "MFU", "largest batch", "real run"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for method, s in report["summary"].items():
+        search = report["batch_search"].get(method, {})
+        run = report["real_run"].get("runs", {}).get(method, {})
+        table.add_row(method, f"{s['tokens_per_s']:,.0f}", format_bytes(s["peak_memory_bytes"]),
+                      "n/a" if s["mfu"] is None else f"{100 * s['mfu']:.1f}%",
+                      str(search.get("largest_fitting", "")), str(run.get("status", "")))
+    console = table_console()
+    console.print(table)
+    console.print("parts: " + ", ".join(f"{k} {v['status']}" for k, v in report["parts"].items()))
+    for key, t in report["targets"].items():
+        met = "n/a" if t["met"] is None else "[green]met[/green]" if t["met"] else "[red]missed[/red]"
+        value = "n/a" if t["value"] is None else f"{t['value']:.3f}"
+        console.print(f"target {key} {t['op']} {t['threshold']:g}: {value} {met}")
 
 
 def print_report(report: dict) -> None:

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Run HERE (the development machine, which reaches PyPI), once before lending a GPU machine: prepares what
+# benchmarks/gpu_check.sh needs there, where nothing can be downloaded.
+#
+#   .gpu_assets/stories260K   the real checkpoint          (from $SHARED/models/stories260K)
+#   .gpu_assets/glue/RTE      the official RTE files       (from $SHARED/data/glue/RTE)
+#   .whl/*.whl                the Python packages the GPU image lacks, or holds in another version than the
+#                             study pins, at the versions of constraints.txt (x86-64, CPython 3.12)
+#
+# Both folders are ignored by git: the device tool's `carry` must name them: [".whl", ".gpu_assets"].
+# Usage: bash benchmarks/prepare_gpu_assets.sh        (SHARED=DIR for another shared folder, PYTHON=python3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARED=${SHARED:-../shared}
+PYTHON=${PYTHON:-python3}
+
+# The GPU image (/work/.library/device/KINDS.md, nvidia-h200) has torch 2.11, transformers 5.17, accelerate
+# 1.15, huggingface_hub 1.33, tokenizers 0.23, safetensors 0.8, numpy, pyarrow, scipy, scikit-learn,
+# matplotlib, rich, psutil and PyYAML, but no pydantic or datasets (nor wandb: the check runs with
+# tracking.backend=none). Carried: what is missing, with the dependencies the image lacks, and the packages
+# whose version there is older than the pins or unknown (transformers 5.17 < 5.24; peft; pandas, which the
+# report needs at >= 3.1; regex, which transformers checks at import; typing_extensions, which pydantic-core
+# needs at >= 4.16). Not carried: torch (the image's CUDA build) and pyarrow (40 MB; the image's is used).
+PACKAGES=(pydantic pydantic_core annotated-types typing-inspection typing_extensions
+          datasets dill multiprocess transformers peft pandas regex)
+
+mkdir -p .gpu_assets/glue .whl
+rm -rf .gpu_assets/stories260K .gpu_assets/glue/RTE
+cp -r "$SHARED/models/stories260K" .gpu_assets/stories260K
+cp -r "$SHARED/data/glue/RTE" .gpu_assets/glue/RTE
+
+specs=()
+wheels=()
+for name in "${PACKAGES[@]}"; do
+    pattern=$(printf '%s' "$name" | sed 's/[-_.]/[-_.]/g')
+    version=$(grep -i -E "^${pattern}==" constraints.txt | head -1 | sed 's/.*==//')
+    if [ -z "$version" ]; then
+        echo "prepare_gpu_assets: $name is not pinned in constraints.txt" >&2
+        exit 2
+    fi
+    specs+=("$name==$version")
+    file=$(printf '%s' "$name" | tr '[:upper:]-.' '[:lower:]__')       # a wheel's file-name spelling
+    for old in .whl/"$file"-*.whl; do                                   # keep one version of each
+        [ -e "$old" ] || continue
+        case "$old" in .whl/"$file"-"$version"-*) ;; *) rm -f "$old" ;; esac
+    done
+    wheels+=(".whl/$file-$version-*.whl")
+done
+
+"$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
+    -d .whl "${specs[@]}"
+
+echo "wheels for the GPU machine:"
+# shellcheck disable=SC2086  # the patterns are globs
+ls -l ${wheels[*]} | awk '{printf "  %8.1f MiB  %s\n", $5 / 1048576, $NF}'
+# shellcheck disable=SC2086
+du -ch ${wheels[*]} | tail -1 | sed 's/^/  /'
+echo "carried in all (.whl and .gpu_assets; the device tool allows 64 MiB with the working tree):"
+du -sch .whl .gpu_assets | sed 's/^/  /'
