@@ -168,14 +168,38 @@ def test_runs_record_the_same_precision_for_both_arms(tmp_path, precision):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("optimi") is None, reason="torch-optimi not installed")
-def test_bf16_true_run_trains_bf16_with_kahan_summation(tmp_path):
-    cfg = load_config([], [*TINY, f"output_dir={tmp_path}", "method=full", "training.max_steps=2",
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_bf16_true_run_trains_bf16_with_kahan_summation(tmp_path, method):
+    """Both arms stay bf16 to the end: the best checkpoint restored after training (PEFT's load_adapter upcasts
+    adapters to fp32 unless the policy is re-applied) included."""
+    cfg = load_config([], [*TINY, f"output_dir={tmp_path}", f"method={method}", "training.max_steps=4",
                            "training.eval_steps=2", "training.precision=bf16-true"])
     rec = run_one(cfg, preflight=False)
     assert rec["status"] == "ok", rec["reason"]
     assert rec["precision"] == {"name": "bf16-true", "trainable_dtype": "bfloat16",
                                 "optimizer_state_dtype": "bfloat16", "compute_dtype": "bfloat16",
-                                "frozen_dtype": None}
+                                "frozen_dtype": None if method == "full" else "bfloat16"}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("optimi") is None, reason="torch-optimi not installed")
+def test_resumed_lora_run_keeps_the_policy(tmp_path):
+    """A LoRA run resumed from its checkpoint trains on in the policy's dtypes (parameters, optimizer state and
+    the adapters' compute), not in the fp32 PEFT restores adapters in."""
+    from tunebench.tracking import NullTracker
+    from tunebench.train import train_and_evaluate
+
+    common = [*TINY, f"output_dir={tmp_path}", "method=lora", "training.eval_steps=2",
+              "training.precision=bf16-true", "training.save_total_limit=5"]
+    rdir = tmp_path / "run"
+    first = train_and_evaluate(load_config([], [*common, "training.max_steps=2"]), rdir, NullTracker(),
+                               resume=False)
+    assert (rdir / "checkpoints" / "checkpoint-2").is_dir() and first.fields["steps"] == 2
+    resumed = train_and_evaluate(load_config([], [*common, "training.max_steps=4"]), rdir, NullTracker(),
+                                 resume=True)
+    assert resumed.fields["steps"] == 4
+    assert resumed.fields["precision"] == {"name": "bf16-true", "trainable_dtype": "bfloat16",
+                                           "optimizer_state_dtype": "bfloat16", "compute_dtype": "bfloat16",
+                                           "frozen_dtype": "bfloat16"}
 
 
 @pytest.mark.skipif(importlib.util.find_spec("optimi") is None, reason="torch-optimi not installed")
@@ -200,3 +224,22 @@ def test_kahan_summation_keeps_the_update_bf16_adam_loses():
     moved_plain = (start - plain.weight.detach().float()).mean().item()
     assert moved == pytest.approx(20 * 1e-5, rel=0.15)     # Kahan: the 20 updates add up
     assert moved_plain < 0.5 * 20 * 1e-5                   # plain bf16 Adam loses most of them
+
+
+def test_analysis_loads_the_base_in_the_recorded_dtype():
+    """analysis/run.py compares against the weights as the run loaded them: the recorded frozen dtype (the
+    trainable one for full fine-tuning); runs from before the record: bf16 on a GPU under model.dtype auto."""
+    from tunebench.analysis.run import load_base_task_model, training_dtype
+
+    cfg = load_config([], [*TINY, "method=lora", "model.dtype=bfloat16", "training.precision=bf16-mixed"])
+    lora = {"device": "cuda", "precision": {"frozen_dtype": "bfloat16", "trainable_dtype": "float32"}}
+    full = {"device": "cuda", "precision": {"frozen_dtype": None, "trainable_dtype": "float32"}}
+    assert training_dtype(cfg, lora) == torch.bfloat16
+    assert training_dtype(cfg, full) == torch.float32
+    old = load_config([], TINY)
+    assert training_dtype(old, {"device": "cuda"}) == torch.bfloat16
+    assert training_dtype(old, {"device": "cpu"}) == torch.float32
+    # a GPU run with bf16 frozen weights (precision auto) analysed on this CPU: loads, no policy conflict
+    gpu_cfg = load_config([], [*TINY, "model.dtype=bfloat16"])
+    base = load_base_task_model(gpu_cfg, get_task("sst2"), load_tokenizer(gpu_cfg), torch.bfloat16, "cpu")
+    assert {p.dtype for p in base.parameters()} == {torch.float32}      # upcast after loading in bf16

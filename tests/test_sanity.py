@@ -421,3 +421,53 @@ def test_sanity_measures_the_arms_precision(cfg):
     for r in results[:2]:
         assert r.precision == {"name": "32-true", "trainable_dtype": "float32", "optimizer_state_dtype": "float32",
                                "compute_dtype": "float32"}
+
+
+def test_offline_mode_and_proxy_are_honoured(monkeypatch):
+    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE: offline without a probe; an HTTPS proxy that answers: reachable
+    (GPU clusters reach the hub through one)."""
+    import socket
+
+    from tunebench.model import hub_reachable
+
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    try:
+        monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+        monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("probed while offline"))
+        hub_reachable.cache_clear()
+        assert hub_reachable() is False
+        monkeypatch.undo()
+        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            monkeypatch.delenv(var, raising=False)
+        with socket.socket() as proxy:
+            proxy.bind(("127.0.0.1", 0))
+            proxy.listen(1)
+            monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+            hub_reachable.cache_clear()
+            assert hub_reachable() is True
+    finally:
+        hub_reachable.cache_clear()
+
+
+def test_wandb_check_fails_without_wandb_when_runs_would_need_it(cfg, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    r = check_wandb_logging(with_overrides(cfg, {"tracking.backend": "wandb"}))
+    assert not r.passed and not r.skipped and "tunebench[wandb]" in r.detail
+
+
+def test_a_model_that_raises_anything_fails_once_and_the_rest_skip(cfg, monkeypatch):
+    import tunebench.model
+
+    def broken(*a, **k):
+        raise KeyError("llama4_unknown")
+
+    monkeypatch.setattr(tunebench.model, "load_model", broken)
+    results = run_checks(cfg, ["sst2"], checks=("model_loading", "lora_setup", "gradient_flow"))
+    assert [(r.check, r.passed, r.skipped) for r in results] == [
+        ("model_loading", False, False), ("lora_setup", False, True), ("gradient_flow", False, True),
+        ("gradient_flow", False, True), ("precision_parity", False, True)]
+    assert "KeyError" in results[0].detail

@@ -59,7 +59,7 @@ from tunebench.config import Config, with_overrides
 from tunebench.data.tasks import TaskSpec, get_task
 from tunebench.features import model_columns
 from tunebench.model import load_tokenizer, resolve_device
-from tunebench.precision import dtype_name, resolve_policy
+from tunebench.precision import dtype_name, optimizer_cls_and_kwargs, resolve_policy
 from tunebench.tracking import NullTracker
 from tunebench.train import (
     CHECKPOINTING,
@@ -275,6 +275,13 @@ def _bf16(cfg: Config, device: str) -> bool:
     return resolve_policy(cfg, device).autocast
 
 
+def _policy_optimizer(cfg: Config, device: str, args: TrainingArguments) -> tuple[type, dict] | None:
+    """The optimizer the precision policy asks for (bf16-true: a compensating AdamW), for the stock baselines
+    too, so every baseline trains under tunebench's policy; None = the Trainer's own from the arguments."""
+    return optimizer_cls_and_kwargs(resolve_policy(cfg, device), args.learning_rate,
+                                    (args.adam_beta1, args.adam_beta2), args.adam_epsilon, args.weight_decay)
+
+
 def _timed_train(trainer: Trainer, clock: StepClock, rec: RecordingCollator, baseline: str, cfg: Config,
                  repeat: int) -> RunTiming:
     trainer.remove_callback(PrinterCallback)     # with tqdm off the Trainer prints log dicts; display only
@@ -292,7 +299,8 @@ def run_original(cfg: Config, data: BenchData, features: list[dict], out_dir: Pa
         args = TrainingArguments(**_common_args(cfg, device, out_dir, steps))
         rec, clock = RecordingCollator(default_data_collator, n_batches(cfg, features)), StepClock(device, mem)
         trainer = Trainer(model=model, args=args, data_collator=rec, train_dataset=to_dataset(padded),
-                          processing_class=data.tokenizer, callbacks=[clock])
+                          processing_class=data.tokenizer, callbacks=[clock],
+                          optimizer_cls_and_kwargs=_policy_optimizer(cfg, device, args))
         timing = _timed_train(trainer, clock, rec, "original", cfg, repeat)
     return RunOutput(replace(timing, peak_mem_bytes=mem.peak_bytes), trainer, [])
 
@@ -307,7 +315,8 @@ def run_trainer(cfg: Config, data: BenchData, features: list[dict], out_dir: Pat
         rec = RecordingCollator(DataCollatorWithPadding(data.tokenizer), n_batches(cfg, features))
         clock = StepClock(device, mem)
         trainer = Trainer(model=model, args=args, data_collator=rec, train_dataset=to_dataset(features),
-                          processing_class=data.tokenizer, callbacks=[clock])
+                          processing_class=data.tokenizer, callbacks=[clock],
+                          optimizer_cls_and_kwargs=_policy_optimizer(cfg, device, args))
         timing = _timed_train(trainer, clock, rec, "trainer", cfg, repeat)
     return RunOutput(replace(timing, peak_mem_bytes=mem.peak_bytes), trainer, [])
 
@@ -496,7 +505,7 @@ def padding_invariance(cfg: Config, data: BenchData, device: str, n: int = 16) -
              for f in data.splits["test"].features[-n:]]          # the shortest: the most padding
     dynamic = DataCollatorWithPadding(data.tokenizer)(feats)
     padded = default_data_collator(pad_to_max_length(feats, data.tokenizer.pad_token_id, cfg.model.max_length))
-    with torch.no_grad():
+    with torch.no_grad(), resolve_policy(cfg, device).autocast_context(device):   # as the runs compute
         a = model(**{k: v.to(device) for k, v in dynamic.items()}).logits.float()
         b = model(**{k: v.to(device) for k, v in padded.items()}).logits.float()
     diff = float((a - b).abs().max())

@@ -40,7 +40,7 @@ def precision_conflict(precision: str, model_dtype: str, device: str | None = No
     is judged once it is resolved on a device (tunebench.precision.build_policy passes the resolved name)."""
     if model_dtype == "float16":
         return ("model.dtype = 'float16': fp16 training needs loss scaling, which tunebench does not use; "
-                "use training.precision=bf16-mixed (the default on a GPU)")
+                "use model.dtype=auto (or bfloat16) with training.precision=bf16-mixed (the default on a GPU)")
     if precision == "32-true" and model_dtype == "bfloat16":
         where = f" (training.precision=auto resolves to 32-true on {device})" if device else ""
         return f"model.dtype = 'bfloat16' needs bf16 compute: set training.precision=bf16-mixed{where}"

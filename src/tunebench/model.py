@@ -186,24 +186,17 @@ def check_loading_info(info: dict, source: str) -> LoadReport:
 
 @functools.cache
 def hub_reachable(timeout_s: float = 3.0) -> bool:
-    """Whether the Hugging Face hub can be reached, asked once per process: False under HF_HUB_OFFLINE=1, else a
-    TCP connection to the hub's host within `timeout_s`. Offline, huggingface_hub would retry every request
-    with back-off (54 s for one tokenizer, measured); unreachable, models load from the local cache only."""
+    """Whether the Hugging Face hub can be reached, asked once per process: False in offline mode (HF_HUB_OFFLINE,
+    TRANSFORMERS_OFFLINE), else a TCP connection to the hub or the HTTPS proxy within `timeout_s`
+    (tunebench.data.hub.probe_hub). Offline, huggingface_hub would retry every request with back-off (54 s for
+    one tokenizer, measured); unreachable, models load from the local cache only."""
     import os
-    import socket
-    from urllib.parse import urlparse
 
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return False
-    from huggingface_hub import constants
+    from tunebench.data.hub import offline_mode, probe_hub
 
-    url = urlparse(constants.ENDPOINT)
-    try:
-        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
-                                      timeout=timeout_s):
-            return True
-    except OSError:
+    if offline_mode() or os.environ.get("TRANSFORMERS_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return False
+    return probe_hub(timeout=timeout_s) is None
 
 
 @contextlib.contextmanager

@@ -194,12 +194,15 @@ def single(dtypes: Iterable[torch.dtype], what: str) -> str:
 
 
 class ComputeDtypeProbe:
-    """Records the dtype of the first linear layer's output in training mode: the dtype the matmuls run in
-    (bf16 under autocast or with bf16 weights, fp32 otherwise). Removes its hook after the first call."""
+    """Records the dtype of a linear layer's output in training mode: the dtype the matmuls run in (bf16 under
+    autocast or with bf16 weights, fp32 otherwise). The first linear whose weight trains (LoRA: an adapter;
+    full: q_proj), so a trained tensor left in another dtype shows. Removes its hook after the first call;
+    None when no training step ran (a run resumed at its last step)."""
 
     def __init__(self, model: torch.nn.Module):
         self.dtype: torch.dtype | None = None
-        linear = next((m for m in model.modules() if isinstance(m, torch.nn.Linear)), None)
+        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        linear = next((m for m in linears if m.weight.requires_grad), linears[0] if linears else None)
         self._handle = linear.register_forward_hook(self._hook) if linear is not None else None
 
     def _hook(self, module, inputs, output) -> None:

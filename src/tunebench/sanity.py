@@ -92,8 +92,10 @@ class ModelSource:
                 set_seed(cfg.training.seed)
                 device = resolve_device()
                 model = load_model(cfg, task, tokenizer, device=device)
-            except (TunebenchError, OSError, ValueError, RuntimeError) as e:
-                self._error = TunebenchError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+            except Exception as e:  # noqa: BLE001 -- any load failure is the finding, remembered for later checks
+                text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                self._error = TunebenchError(text if isinstance(e, TunebenchError) else
+                                             f"{type(e).__name__}: {text}" if text else type(e).__name__)
                 raise self._error from None
             set_cpu_threads(cfg, sum(p.numel() for p in model.parameters()), device)
             self._loaded = (tokenizer, model)
@@ -491,6 +493,9 @@ def check_wandb_logging(cfg: Config, folder: str | Path | None = None) -> CheckR
 
     name = "wandb_logging"
     if importlib.util.find_spec("wandb") is None:
+        if cfg.tracking.backend == "wandb":    # the runs would be refused: that is a failure, not a skip
+            return _fail(name, "-", "wandb not installed", "tracking.backend=wandb needs the wandb package "
+                         "(pip install 'tunebench[wandb]'), or set tracking.backend=none")
         return _skip(name, "-", "wandb not installed")
     from tunebench.tracking import WandbTracker, read_finished_wandb_file
 

@@ -94,8 +94,25 @@ class SequentialEvalTrainer(Trainer):
     with cProfile, docs/bench.md). Values and behaviour are unchanged.
     """
 
+    precision_policy: PrecisionPolicy | None = None   # set by build_trainer
+
     def _get_eval_sampler(self, eval_dataset):
         return SequentialSampler(eval_dataset) if eval_dataset is not None else None
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Resume: PEFT's load_adapter upcasts bf16 adapters to fp32 (autocast_adapter_dtype); the policy is
+        re-applied before the optimizer state is loaded (which takes its parameters' dtype)."""
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self._reapply_policy()
+
+    def _load_best_model(self):
+        """The best checkpoint, restored at the end, in the policy's dtypes (see _load_from_checkpoint)."""
+        super()._load_best_model()
+        self._reapply_policy()
+
+    def _reapply_policy(self) -> None:
+        if self.precision_policy is not None:
+            apply_policy(self.model, self.precision_policy)
 
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:
         """The Trainer's total_flos estimate (6 x input tokens x non-embedding parameters) with the parameter
@@ -427,6 +444,7 @@ def build_trainer(cfg: Config, task: TaskSpec, model: torch.nn.Module, args: Tra
         eval_dataset=eval_split.dataset(), compute_metrics=make_compute_metrics(task, eval_split, cfg),
         callbacks=callbacks, optimizer_cls_and_kwargs=optimizer,
     )
+    trainer.precision_policy = policy
     trainer.remove_callback(PrinterCallback)                 # our JSON-lines log replaces stdout dicts
     return trainer
 

@@ -35,7 +35,7 @@ import torch
 
 from tunebench.analysis.forgetting import TextSet, forgetting_record, lm_loss_sum, load_text, token_windows
 from tunebench.analysis.spectrum import module_info, summarize_spectrum, update_spectrum
-from tunebench.config import Config, load_config, with_overrides
+from tunebench.config import Config, load_config
 from tunebench.errors import TunebenchError
 from tunebench.io import atomic_write_json
 from tunebench.results import ANALYSIS_FILE, STATUS_OK, find_ok_runs, load_analysis_pairs, read_metrics
@@ -156,14 +156,20 @@ def tuned_weights_dir(run_dir: Path, cfg: Config) -> Path:
 
 
 def training_dtype(cfg: Config, metrics: dict) -> torch.dtype:
-    """The dtype the run loaded its weights in (tunebench.precision: the policy's frozen-weight dtype)."""
-    from tunebench.model import resolve_dtype
-
+    """The dtype the run loaded its weights in: the frozen-weight dtype its metrics.json records (tunebench.
+    precision; the trainable dtype for full fine-tuning, which has no frozen weight). Runs written before the
+    precision record loaded bf16 on a GPU under model.dtype auto or bfloat16, fp32 on a CPU."""
+    recorded = metrics.get("precision") or {}
+    name = recorded.get("frozen_dtype") or recorded.get("trainable_dtype")
+    if name and not str(name).startswith("mixed"):
+        return getattr(torch, name)
     device = metrics.get("device")
     if device not in ("cpu", "cuda"):
         env_device = str((metrics.get("env") or {}).get("device", "cpu"))
         device = "cpu" if env_device.startswith("cpu") else "cuda"
-    return resolve_dtype(cfg, device)
+    if cfg.model.dtype in ("float32", "bfloat16"):
+        return getattr(torch, cfg.model.dtype)
+    return torch.bfloat16 if device == "cuda" else torch.float32
 
 
 # ---------------------------------------------------------------- models
@@ -181,8 +187,7 @@ def load_base_task_model(cfg: Config, task, tokenizer, dtype: torch.dtype, devic
     from tunebench.model import load_model
 
     set_seed(cfg.training.seed)
-    as_trained = with_overrides(cfg, {"model.dtype": str(dtype).removeprefix("torch.")})
-    return load_model(as_trained, task, tokenizer, device).float().eval()
+    return load_model(cfg, task, tokenizer, device, dtype=dtype).float().eval()
 
 
 def build_causal_lm(cfg: Config, base: torch.nn.Module, dtype: torch.dtype,
