@@ -16,7 +16,8 @@ from tunebench.gpu_check import Budget, PartBudget, evaluate_targets, run_child,
 from tunebench.precision import bf16_supported
 
 PART_KEYS = {"schema", "kind", "mode", "complete", "started_at", "budget_s", "env", "model", "parts", "sdpa", "sanity",
-             "throughput", "real_run", "batch_search", "variants", "summary", "targets", "wall_s", "ok"}
+             "throughput", "task_lengths", "real_run", "batch_search", "variants", "summary", "targets", "wall_s",
+             "ok"}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,10 @@ def test_smoke_summary_is_what_plan_show_reads(smoke):
     r = smoke["report"]
     for method in ("lora", "full"):
         s = r["summary"][method]
-        assert set(s) == {"mfu", "tokens_per_s", "peak_memory_bytes", "device_name"}
+        assert set(s) == {"mfu", "tokens_per_s", "peak_memory_bytes", "device_name", "tokens_per_s_by_task"}
+        lengths = {task: row["seq_len"] for task, row in r["task_lengths"][method].items()}
+        assert lengths == {"sst2": 16, "mrpc": 32, "rte": 32, "squad_v2": 32}    # mean length, within max_length
+        assert s["tokens_per_s_by_task"] == {t: row["tokens_per_s"] for t, row in r["task_lengths"][method].items()}
         assert s["tokens_per_s"] > 0 and isinstance(s["peak_memory_bytes"], int) and s["mfu"] is None   # CPU: n/a
         t = r["throughput"][method]
         assert t["batch"] == 4 and t["seq_len"] == 32 and t["timed_steps"] == 3

@@ -11,6 +11,7 @@ import pytest
 from tunebench.bench import peak_flops, train_flops_per_token
 from tunebench.cli import main
 from tunebench.config import Config, ModelConfig, with_overrides
+from tunebench.errors import TunebenchError
 from tunebench.plan.cost import (
     ASSUMED,
     KNOWN_MODELS,
@@ -178,6 +179,24 @@ def test_plan_show_measured(tmp_path, capsys):
     assert f"MFU measured in {path}" in out
     assert main(["plan", "show", str(plan)]) == 0
     assert "H100-h at an assumed 40% of 989.4 TFLOP/s" in capsys.readouterr().out
+
+
+def test_measured_tokens_per_s_at_the_tasks_length_give_the_hours(tmp_path):
+    """The GPU check's task_lengths: a task measured at its own mean length takes training tokens / its tokens/s
+    (SST-2's 15-token examples reach far less than the MFU at a padded 512 says); others keep the MFU."""
+    summary = {m: {**v, "tokens_per_s_by_task": {"rte": 2000.0 if m == "full" else 3000.0}}
+               for m, v in SUMMARY.items()}
+    util = load_measured(_measured_file(tmp_path, summary))
+    size = lookup_model_size(ModelConfig())
+    for task in ("rte", "sst2"):
+        cfg = with_overrides(Config(), {"task": task, "method": "full", "data.source": "local"})
+        cost = estimate_run_cost(cfg, size)
+        want = cost.train_tokens / 2000.0 / 3600 if task == "rte" else cost.model_flops / (989.4e12 * 0.5) / 3600
+        assert util.hours(cost, "full", task) == want
+    assert "tasks rte at the tokens/s measured at their own mean length" in util.describe()
+    bad = {m: {**v, "tokens_per_s_by_task": {"rte": 0}} for m, v in SUMMARY.items()}
+    with pytest.raises(TunebenchError, match="tokens_per_s_by_task"):
+        load_measured(_measured_file(tmp_path, bad))
 
 
 @pytest.mark.parametrize("content,message", [

@@ -84,7 +84,7 @@ WORK_DIR = "gpu_check_work"
 MARKER = ".gpu_check"                       # marks a work folder this check created (and may therefore clear)
 SYNTHETIC_TASK = "rte"                      # the study's task with the longest examples; 2 labels
 STUDY_MODEL = ModelConfig().name            # princeton-nlp/Sheared-LLaMA-1.3B
-PARTS = ("sdpa", "sanity", "throughput", "real_run", "batch_search", "variants", "torch_compile")
+PARTS = ("sdpa", "sanity", "throughput", "task_lengths", "real_run", "batch_search", "variants", "torch_compile")
 
 # Issue 12's targets, evaluated on the measured figures (never asserted).
 TARGETS = {
@@ -139,10 +139,10 @@ GPU = Mode(
     warmup_steps=5, timed_steps=20, search_warmup=2, search_timed=4, batch_cap=64,
     run_steps=200, run_eval_steps=50, run_overrides={},
     total_budget_s=255.0,
-    part_budget_s={"sdpa": 15, "sanity": 45, "throughput": 40, "real_run": 80, "batch_search": 50, "variants": 35,
-                   "torch_compile": 120},
-    min_start_s={"sdpa": 2, "sanity": 10, "throughput": 10, "real_run": 20, "batch_search": 10, "variants": 8,
-                 "torch_compile": 45},
+    part_budget_s={"sdpa": 15, "sanity": 45, "throughput": 40, "task_lengths": 30, "real_run": 80,
+                   "batch_search": 50, "variants": 35, "torch_compile": 100},
+    min_start_s={"sdpa": 2, "sanity": 10, "throughput": 10, "task_lengths": 8, "real_run": 20, "batch_search": 10,
+                 "variants": 8, "torch_compile": 45},
     compile_in_child=True, compile_methods=("full", "lora"), sdpa_iters=10,
 )
 
@@ -157,8 +157,8 @@ SMOKE = Mode(
     run_overrides={"model.max_length": 64, "data.builtin_train_size": 120, "data.builtin_test_size": 40,
                    "data.validation_size": 24, "training.eval_train_examples": 16},
     total_budget_s=240.0,
-    part_budget_s={"sdpa": 20, "sanity": 60, "throughput": 40, "real_run": 90, "batch_search": 30, "variants": 40,
-                   "torch_compile": 60},
+    part_budget_s={"sdpa": 20, "sanity": 60, "throughput": 40, "task_lengths": 30, "real_run": 90,
+                   "batch_search": 30, "variants": 40, "torch_compile": 60},
     min_start_s={p: 1 for p in PARTS},
     compile_in_child=False, compile_methods=("lora",), sdpa_iters=2,
 )
@@ -672,7 +672,8 @@ class GpuCheck:
             "schema": 1, "kind": "gpu_check", "mode": mode.name, "complete": False,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "budget_s": self.budget.total_s,
             "env": self._env(), "model": self._model_record(), "parts": {},
-            "sdpa": {}, "sanity": {}, "throughput": {}, "real_run": {}, "batch_search": {}, "variants": {},
+            "sdpa": {}, "sanity": {}, "throughput": {}, "task_lengths": {}, "real_run": {}, "batch_search": {},
+            "variants": {},
             "summary": {}, "targets": {},
         }
 
@@ -725,7 +726,8 @@ class GpuCheck:
                  f"{self.cfg.training.per_device_train_batch_size} x {self.cfg.model.max_length}, "
                  f"{self.policy.name}")
         steps = {"sdpa": self._sdpa, "sanity": self._sanity, "throughput": self._throughput,
-                 "real_run": self._real_run, "batch_search": self._batch_search, "variants": self._variants,
+                 "task_lengths": self._task_lengths, "real_run": self._real_run,
+                 "batch_search": self._batch_search, "variants": self._variants,
                  "torch_compile": self._torch_compile}
         for name in PARTS:
             self._part(name, steps[name])
@@ -922,6 +924,35 @@ class GpuCheck:
                      f"{prof.get('backends') or prof.get('error') or 'none seen'}")
         self.report["sdpa"]["training_step"] = {k: v.get("profile") for k, v in self.report["throughput"].items()}
         return not any("deterministic_failed" in r for r in self.report["throughput"].values())
+
+    # ------------------------------------------------ 3b throughput at each task's real length
+
+    def _task_lengths(self, budget: PartBudget) -> bool:
+        """tokens/s at the study's batch and each task's mean tokens per example (plan.cost's table: 15 to 200,
+        at least model.max_length's floor of 16): what a run of that task trains on (length-grouped batches,
+        dynamic padding), unlike the padded 512 of the summary. `plan show --measured` turns the plan's tokens
+        into hours with these (summary.<method>.tokens_per_s_by_task)."""
+        from tunebench.plan.cost import MEAN_TOKENS_PER_EXAMPLE
+
+        m, b = self.mode, self.cfg.training.per_device_train_batch_size
+        for method in self.methods:
+            ref = self.report["throughput"].get(method)
+            if ref is None or method not in self.report["summary"]:
+                budget.skipped.append(f"{method}: no study-batch measurement to scale from")
+                continue
+            by_task = self.report["task_lengths"].setdefault(method, {})
+            for task, mean in MEAN_TOKENS_PER_EXAMPLE.items():
+                length = max(16, min(mean, self.cfg.model.max_length))
+                est = estimate_s(ref, b, m.search_warmup + m.search_timed, factor=length / ref["seq_len"])
+                if not budget.fits(est, f"{method} {task} at {b} x {length}"):
+                    continue
+                r = self._measure(self._method_cfg(method, **{"model.max_length": length}), batch=b,
+                                  warmup=m.search_warmup, timed=m.search_timed, label=f"len-{task}")
+                by_task[task] = _brief(r)
+                self.report["summary"][method].setdefault("tokens_per_s_by_task", {})[task] = r["tokens_per_s"]
+                self.log(f"task_lengths {method} {task} {b} x {length}: {1000 * r['step_time_s']:.1f} ms/step, "
+                         f"{r['tokens_per_s']:,.0f} tokens/s, MFU {_pct(r['mfu'])}")
+        return True
 
     # ------------------------------------------------ 4 the real run
 
@@ -1120,7 +1151,7 @@ def _variant_value(cfg: Config, label: str) -> bool:
 
 def _brief(m: dict) -> dict:
     """The figures of one measurement that a comparison needs."""
-    keys = ("batch", "step_time_s", "tokens_per_s", "peak_memory_bytes", "mfu", "first_step_s", "build_s")
+    keys = ("batch", "seq_len", "step_time_s", "tokens_per_s", "peak_memory_bytes", "mfu", "first_step_s", "build_s")
     return {k: m[k] for k in keys if k in m}
 
 

@@ -201,7 +201,7 @@ def _stage_lines(plan: Plan, utilization: Utilization) -> list[str]:
 
 def _hours(runs: list[PlannedRun], costs: list[RunCost], utilization: Utilization) -> float | None:
     """GPU-hours of runs: each at its method's MFU (None when any run's FLOPs are unknown)."""
-    hours = [utilization.hours(c, r.method) for r, c in zip(runs, costs, strict=True)]
+    hours = [utilization.hours(c, r.method, r.task) for r, c in zip(runs, costs, strict=True)]
     return None if any(h is None for h in hours) else sum(hours)
 
 

@@ -38,7 +38,7 @@ import json
 import math
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunebench.bench import FlopParams, attention_flops_per_token, peak_flops, train_flops_per_token
@@ -246,6 +246,7 @@ class Measured:
     device_name: str
     peak: float
     tokens_per_s: float | None = None
+    tokens_per_s_by_task: dict[str, float] = field(default_factory=dict)   # at each task's mean length
 
 
 @dataclass(frozen=True)
@@ -255,9 +256,13 @@ class Utilization:
     measured: dict[str, Measured]      # method -> its measurement; empty: assumed
     source: str | None = None          # the measurement file
 
-    def hours(self, cost: RunCost, method: str) -> float | None:
-        """Assumed: executed FLOPs / (peak x ASSUMED_MFU). Measured: model FLOPs / (peak x MFU), the MFU's own
-        convention (it already pays for any recompute of the measured setting)."""
+    def hours(self, cost: RunCost, method: str, task: str | None = None) -> float | None:
+        """Assumed: executed FLOPs / (peak x ASSUMED_MFU). Measured at the task's own length (the GPU check's
+        task_lengths): training tokens / those tokens/s. Otherwise measured: model FLOPs / (peak x MFU), the
+        MFU's own convention (it already pays for any recompute of the measured setting), which at the padded
+        512 of the summary overstates what the short tasks reach."""
+        if self.measured and task in self.for_method(method).tokens_per_s_by_task:
+            return cost.train_tokens / self.measured[method].tokens_per_s_by_task[task] / 3600
         if cost.flops is None:
             return None
         if not self.measured:
@@ -284,7 +289,10 @@ class Utilization:
                     "(a lower bound on time: small batches reach less)")
         parts = ", ".join(f"{method} {m.mfu:.1%} of {m.peak / 1e12:.1f} TFLOP/s ({m.device_name})"
                           for method, m in sorted(self.measured.items()))
-        return f"GPU-h at the MFU measured in {self.source}: {parts}"
+        by_task = sorted({t for m in self.measured.values() for t in m.tokens_per_s_by_task})
+        lengths = (f"; tasks {', '.join(by_task)} at the tokens/s measured at their own mean length"
+                   if by_task else "")
+        return f"GPU-h at the MFU measured in {self.source}: {parts}{lengths}"
 
 
 ASSUMED = Utilization({})
@@ -402,6 +410,15 @@ def _measured_entry(where: str, method: str, entry: object) -> Measured:
     if peak is None:
         raise TunebenchError(f"{where}: summary.{method}.device_name = {device!r}: no known bf16 peak "
                              "(tunebench.bench.PEAK_BF16_FLOPS)")
-    if tps is not None and (isinstance(tps, bool) or not isinstance(tps, (int, float)) or tps <= 0):
+    if tps is not None and not _positive(tps):
         raise TunebenchError(f"{where}: summary.{method}.tokens_per_s = {tps!r}: expected a positive number")
-    return Measured(float(mfu), device, peak, None if tps is None else float(tps))
+    by_task = entry.get("tokens_per_s_by_task") or {}
+    if not isinstance(by_task, dict) or not all(_positive(v) for v in by_task.values()):
+        raise TunebenchError(f"{where}: summary.{method}.tokens_per_s_by_task = {by_task!r}: expected task -> "
+                             "a positive number")
+    return Measured(float(mfu), device, peak, None if tps is None else float(tps),
+                    {str(k): float(v) for k, v in by_task.items()})
+
+
+def _positive(x: object) -> bool:
+    return not isinstance(x, bool) and isinstance(x, (int, float)) and x > 0
