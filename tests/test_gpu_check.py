@@ -83,6 +83,9 @@ def test_smoke_sdpa_search_and_variants_are_recorded(smoke):
         for variant in ("deterministic", "gradient_checkpointing"):
             row = r["variants"][variant][method]
             assert row["works"] and row["step_time_ratio"] > 0 and {"true", "false"} <= set(row)
+    if smoke["precision"] == "bf16-mixed":      # LoRA's frozen base in bf16: the memory the LoRA target asks about
+        row = r["variants"]["frozen_bf16"]
+        assert set(row) == {"lora"} and row["lora"]["works"] and {"auto", "bfloat16"} <= set(row["lora"])
     child = r["variants"]["torch_compile"]["lora"]
     assert child["child"]["tokens_per_s"] > 0 and child["torch_compile"] is False   # the harness, without compile
 

@@ -73,7 +73,15 @@ import torch
 from transformers import DataCollatorWithPadding, TrainerCallback
 
 from tunebench.bench import BatchStats, format_bytes, peak_flops, train_flops
-from tunebench.config import METHODS, Config, ModelConfig, TinyModelConfig, validate_config, with_overrides
+from tunebench.config import (
+    METHODS,
+    Config,
+    ModelConfig,
+    TinyModelConfig,
+    get_dotted,
+    validate_config,
+    with_overrides,
+)
 from tunebench.data.tasks import TaskSpec, get_task
 from tunebench.errors import TunebenchError
 from tunebench.io import atomic_write_json, atomic_write_text
@@ -1046,14 +1054,17 @@ class GpuCheck:
     def _variants(self, budget: PartBudget) -> bool:
         m, b = self.mode, self.cfg.training.per_device_train_batch_size
         det = self.cfg.training.deterministic
-        variants = {"deterministic": ("training.deterministic", not det),
+        variants = {"deterministic": ("training.deterministic", not det, self.methods),
                     "gradient_checkpointing": ("training.gradient_checkpointing",
-                                               not self.cfg.training.gradient_checkpointing)}
+                                               not self.cfg.training.gradient_checkpointing, self.methods)}
+        if self.policy.name == "bf16-mixed" and self.cfg.model.dtype == "auto":
+            # LoRA's frozen base in bf16 (adapters and head stay fp32): the memory the LoRA target asks about
+            variants["frozen_bf16"] = ("model.dtype", "bfloat16", [m for m in self.methods if m == "lora"])
         ok = True
-        for vname, (key, value) in variants.items():
+        for vname, (key, value, methods) in variants.items():
             rows: dict[str, Any] = {}
             self.report["variants"][vname] = rows
-            for method in self.methods:
+            for method in methods:
                 ref = self.report["throughput"].get(method)
                 if ref is None:
                     budget.skipped.append(f"{vname} {method}: skipped, no reference measurement")
@@ -1062,17 +1073,17 @@ class GpuCheck:
                 if not budget.fits(estimate_s(ref, b, m.search_warmup + m.search_timed, factor),
                                    f"{vname}={value} {method}"):
                     continue
-                row = self._variant_row(self._method_cfg(method, **{key: value}), ref, b, label=vname)
-                row[str(not value).lower()] = _brief(ref)
+                row = self._variant_row(self._method_cfg(method, **{key: value}), ref, b, label=vname, key=key)
+                row[_variant_text(get_dotted(self.cfg.model_dump(), key))] = _brief(ref)
                 rows[method] = row
                 ok &= row.get("works", True) or vname == "deterministic"
                 self.log(f"{vname} {method}: " + _variant_line(row, value))
         return ok
 
-    def _variant_row(self, cfg: Config, ref: dict, b: int, label: str) -> dict:
+    def _variant_row(self, cfg: Config, ref: dict, b: int, label: str, key: str) -> dict:
         """One variant at the study's batch against the reference measurement (`ref`), or why it does not run."""
         m = self.mode
-        on = str(_variant_value(cfg, label)).lower()
+        on = _variant_text(get_dotted(cfg.model_dump(), key))
         try:
             r = self._measure(cfg, batch=b, warmup=m.search_warmup, timed=m.search_timed, profile=True, label=label)
         except Exception as e:  # noqa: BLE001 -- "does not work" is the finding
@@ -1145,8 +1156,9 @@ def _process_start() -> float:
     return psutil.Process().create_time()
 
 
-def _variant_value(cfg: Config, label: str) -> bool:
-    return getattr(cfg.training, label)
+def _variant_text(value: Any) -> str:
+    """A variant's setting as the report keys it: true / false, or the value itself (bfloat16)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _brief(m: dict) -> dict:
@@ -1159,9 +1171,9 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
-def _variant_line(row: dict, value: bool) -> str:
+def _variant_line(row: dict, value: Any) -> str:
     if not row.get("works", True):
-        return f"={str(value).lower()} does not work: {row['reason']}"
+        return f"={_variant_text(value)} does not work: {row['reason']}"
     on = row[row["value"]]
     return (f"={row['value']}: {1000 * on['step_time_s']:.1f} ms/step ({row['step_time_ratio']:.2f}x), peak "
             f"{format_bytes(on['peak_memory_bytes'])} ({row['peak_memory_ratio']:.2f}x)"
