@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from run_helpers import KillAt
 from tunebench.config import load_config, with_overrides
 from tunebench.data.tasks import get_task
 from tunebench.io import read_jsonl
@@ -152,20 +153,6 @@ def test_head_survives_save_and_reload(tmp_path):
     assert len(set(got.values())) == 2  # a trained head, not a constant
 
 
-class _KillAt:
-    """Raise inside training at a given step, as a killed process would stop (after its last checkpoint)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def __call__(self, original):
-        def on_log(cb, args, state, control, logs=None, **kw):
-            if state.global_step >= self.step:
-                raise KeyboardInterrupt("killed")
-            return original(cb, args, state, control, logs=logs, **kw)
-        return on_log
-
-
 def test_killed_run_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path, monkeypatch):
     import tunebench.train as train
 
@@ -173,7 +160,7 @@ def test_killed_run_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path, mon
     full = run_one(tiny_cfg(tmp_path / "a", *common), preflight=False)
     cfg = tiny_cfg(tmp_path / "b", *common)
     original = train.JsonlLogCallback.on_log
-    monkeypatch.setattr(train.JsonlLogCallback, "on_log", _KillAt(6)(original))
+    monkeypatch.setattr(train.JsonlLogCallback, "on_log", KillAt(6)(original))
     with pytest.raises(KeyboardInterrupt):
         run_one(cfg, preflight=False)
     assert json.loads((run_dir(cfg) / "metrics.json").read_text())["status"] == "running"

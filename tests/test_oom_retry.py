@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import tunebench.train as train
+from run_helpers import KillAt
 from tunebench.config import load_config, with_overrides
 from tunebench.io import read_jsonl
 from tunebench.results import run_dir
@@ -128,20 +129,6 @@ def test_oom_in_evaluation_halves_the_eval_batch(tmp_path, monkeypatch):
     assert [e["during"] for e in rec["batch"]["oom"]] == ["evaluation"]
 
 
-class _KillAt:
-    """Interrupt the run (as kill would) once a log record reaches `step`."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def __call__(self, original):
-        def on_log(cb, args, state, control, logs=None, **kw):
-            if state.global_step >= self.step:
-                raise KeyboardInterrupt("killed")
-            return original(cb, args, state, control, logs=logs, **kw)
-        return on_log
-
-
 def test_an_interrupted_retry_resumes_with_the_batch_it_used(tmp_path, monkeypatch):
     """Killed after an out-of-memory retry: the next process resumes from the checkpoint with the batch that
     wrote it, not the requested one, and the record keeps the retries."""
@@ -149,7 +136,7 @@ def test_an_interrupted_retry_resumes_with_the_batch_it_used(tmp_path, monkeypat
               "training.save_total_limit=3"]
     cfg = tiny_cfg(tmp_path, *common)
     oom_in_training_above(monkeypatch, 2)
-    monkeypatch.setattr(train.JsonlLogCallback, "on_log", _KillAt(3)(train.JsonlLogCallback.on_log))
+    monkeypatch.setattr(train.JsonlLogCallback, "on_log", KillAt(3)(train.JsonlLogCallback.on_log))
     with pytest.raises(KeyboardInterrupt):
         run_one(cfg, preflight=False)
     running = json.loads((run_dir(cfg) / "metrics.json").read_text())
