@@ -203,3 +203,18 @@ def test_report_includes_the_analysis_of_analysed_runs(tmp_path):
     assert "analysis_runs.csv" in written and "intruders_vs_rank.png" in written
     html = (tmp_path / "out" / "report.html").read_text()
     assert "Forgetting and update spectra per run" in html and "Intruder dimensions" in html
+
+
+def test_verdict_rows_hold_the_word_means_interval_and_each_seeds_difference():
+    from tunebench.report.compare import TaskComparison
+    from tunebench.report.stats import compare_paired_seeds, equivalence_test, summarize
+    from tunebench.report.verdict import verdict_row
+
+    lora, full = [80.0, 82.0, 81.0], [79.0, 80.5, 81.5]
+    c = TaskComparison("rte", "accuracy", summarize(lora), summarize(full), [42, 43, 44], [42, 43, 44],
+                       [42, 43, 44], compare_paired_seeds(lora, full), equivalence=equivalence_test(lora, full, 1.0),
+                       lora_values=lora, full_values=full)
+    row = verdict_row(c, "sentence")
+    assert row["word"] == "inconclusive" and row["n_seeds"] == 3 and row["design"] == "paired"
+    assert row["seed_differences"] == {42: 1.0, 43: 1.5, 44: -0.5}
+    assert row["difference"] == pytest.approx(2 / 3) and row["lora"] == pytest.approx(81.0)

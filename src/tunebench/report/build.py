@@ -15,7 +15,7 @@ from tunebench.report import collect, tables
 from tunebench.report.compare import TaskComparison, compare_task
 from tunebench.report.select import Selection, select_settings, summarize_settings
 from tunebench.report.stats import DEFAULT_BOOTSTRAP_RESAMPLES, DEFAULT_BOOTSTRAP_SEED
-from tunebench.report.verdict import compose_verdict
+from tunebench.report.verdict import compose_verdict, verdict_row
 from tunebench.results import STATUS_OK, load_analysis_pairs
 
 
@@ -47,6 +47,7 @@ class Report:
     generalization: pd.DataFrame
     comparisons: list[TaskComparison]
     verdicts: dict[str, str]
+    verdict_rows: list[dict] = field(default_factory=list)   # one per task: verdict.verdict_row
     figures: dict[str, bytes] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     analysis: dict[str, pd.DataFrame] = field(default_factory=dict)   # `tunebench analyze` tables, if any
@@ -111,6 +112,7 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
         stability=tables.build_stability_table(headline),
         generalization=tables.build_generalization_table(headline),
         comparisons=comparisons, verdicts=verdicts, notes=notes,
+        verdict_rows=[verdict_row(c, verdicts[c.task], alpha) for c in comparisons],
     )
     if with_figures:
         from tunebench.report.plots import build_figures  # matplotlib is slow to import; only when drawing

@@ -60,6 +60,8 @@ class TaskComparison:
     example_tests: list[dict] = field(default_factory=list)
     n_not_ok: int = 0                  # failed / running / unreadable runs of this task
     equivalence: EquivalenceResult | None = None   # TOST on the same seeds as `seeds`
+    lora_values: list[float] = field(default_factory=list)   # test primary metric per seed (points), seed order
+    full_values: list[float] = field(default_factory=list)
 
     @property
     def methods_present(self) -> list[str]:
@@ -91,6 +93,7 @@ def compare_task(
         task=task, primary_metric=TASKS[task].primary_metric, lora=summarize(lora["test_primary"]),
         full=summarize(full["test_primary"]), lora_seeds=_seeds(lora), full_seeds=_seeds(full),
         common_seeds=common, seeds=seeds, example_tests=tests, n_not_ok=n_not_ok, equivalence=equivalence,
+        lora_values=_values(lora), full_values=_values(full),
     )
 
 
@@ -204,6 +207,11 @@ def _shared_keys(frames: list[pd.DataFrame], key: str) -> list:
     for f in frames[1:]:
         common &= set(f[key])
     return sorted(common)
+
+
+def _values(runs: pd.DataFrame) -> list[float]:
+    """The test primary metric per seed, in the order of _seeds."""
+    return [float(v) for v in runs.dropna(subset=["seed"]).sort_values("seed")["test_primary"]]
 
 
 def _seeds(runs: pd.DataFrame) -> list[int]:

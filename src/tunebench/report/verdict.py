@@ -152,3 +152,43 @@ def _percent(fraction: float) -> str:
     if pct >= 1:
         return f"{pct:.1f}%"
     return f"{pct:.2g}%"
+
+
+# ---------------------------------------------------------------- the verdict table (one row per task)
+
+VERDICT_WORDS = ("matches", "better", "worse", "inconclusive", "not learned", "no comparison")
+
+
+def verdict_word(c: TaskComparison, alpha: float = 0.05) -> str:
+    """The verdict in a word: matches (equivalence shown), better / worse (LoRA against full, significant),
+    inconclusive (neither), no comparison (an arm has no completed run)."""
+    k, e = c.seeds, c.equivalence
+    if k is None:
+        return "no comparison"
+    significant = k.design != "none" and not math.isnan(k.t_p) and k.t_p < alpha
+    if significant:
+        return "better" if k.mean_diff > 0 else "worse"
+    if e is not None and e.equivalent:
+        return "matches"
+    return "inconclusive"
+
+
+def verdict_row(c: TaskComparison, sentence: str, alpha: float = 0.05) -> dict:
+    """One task's row of the verdict table (what verdicts.json holds per task and the report's first table
+    shows): means in points, LoRA - full with its interval, the word, the seeds and each seed's difference."""
+    k = c.seeds
+    nan = math.nan
+    lora_by_seed = dict(zip(c.lora_seeds, c.lora_values, strict=True)) if c.lora_values else {}
+    full_by_seed = dict(zip(c.full_seeds, c.full_values, strict=True)) if c.full_values else {}
+    return {
+        "task": c.task, "metric": c.primary_metric, "word": verdict_word(c, alpha), "sentence": sentence,
+        "lora": c.lora.mean if c.lora.n else nan, "full": c.full.mean if c.full.n else nan,
+        "difference": k.mean_diff if k is not None else nan,
+        "ci_low": k.ci_low if k is not None else nan, "ci_high": k.ci_high if k is not None else nan,
+        "design": k.design if k is not None else "none",
+        "p": k.t_p if k is not None else nan,
+        "margin": c.equivalence.margin if c.equivalence is not None else nan,
+        "n_seeds": len(c.common_seeds) if k is not None and k.design == "paired" else min(c.lora.n, c.full.n),
+        "seed_differences": {s: lora_by_seed[s] - full_by_seed[s] for s in c.common_seeds
+                             if s in lora_by_seed and s in full_by_seed},
+    }
