@@ -11,7 +11,13 @@ import torch
 from peft.tuners.lora import LoraLayer
 
 from tunebench.analysis.run import lora_spectrum
-from tunebench.analysis.spectrum import count_intruders, effective_rank, singular_values
+from tunebench.analysis.spectrum import (
+    count_intruders,
+    effective_rank,
+    energy_rank,
+    singular_values,
+    update_spectrum,
+)
 from tunebench.config import Config, with_overrides
 from tunebench.data.tasks import get_task
 from tunebench.model import load_tokenizer
@@ -53,7 +59,14 @@ def test_peft_delta_equals_merged_minus_base_and_has_rank_at_most_r(lora_model):
         w_after = merged_modules[name].weight.detach()
         torch.testing.assert_close(w_after - w_before, delta, atol=1e-6, rtol=0)
         assert torch.linalg.matrix_rank(delta).item() <= R
-        assert 1 <= effective_rank(singular_values(delta)) <= R
+        s = singular_values(delta)
+        assert 1 <= energy_rank(s) <= R
+        # fp32 rounding leaves min(d_out, d_in) - r singular values of ~1e-7 s_1, which the entropy of s counts;
+        # update_spectrum drops those below numpy's matrix-rank tolerance, leaving the r that carry the update
+        assert effective_rank(s) > effective_rank(s[:R])
+        assert update_spectrum(w_before, delta, w_after)["effective_rank"] == pytest.approx(
+            effective_rank(s[:R]), rel=1e-12)
+        assert 1 <= effective_rank(s[:R]) <= R
 
 
 def test_lora_spectrum_rows_and_merged_state_match_peft_merge(lora_model, tmp_path):
@@ -63,7 +76,7 @@ def test_lora_spectrum_rows_and_merged_state_match_peft_merge(lora_model, tmp_pa
     rows, merged_state = lora_spectrum(base, tmp_path / "adapter", top_k=10, eps=0.5, energy=0.9, device="cpu")
     expected = copy.deepcopy(lora_model).merge_and_unload().state_dict()
     assert [r["module"] for r in rows] == list(lora_layers(lora_model))
-    assert all(1 <= r["effective_rank"] <= R for r in rows)
+    assert all(1 <= r["energy_rank"] <= R and 1 <= r["effective_rank"] <= R for r in rows)
     for key in expected:
         if key.startswith("model."):                    # the backbone (the head is the saved trained copy)
             torch.testing.assert_close(merged_state[key], expected[key], atol=1e-6, rtol=0)

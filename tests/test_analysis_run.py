@@ -1,5 +1,5 @@
 """`tunebench analyze` end to end on run folders saved the way the engine saves them (tiny model and the real
-stories260K checkpoint): LoRA effective rank <= r, finite forgetting, an unchanged model forgets exactly
+stories260K checkpoint): LoRA energy and effective ranks <= r, finite forgetting, an unchanged model forgets exactly
 nothing, full runs without model/ are skipped with one line, the JSON is written atomically."""
 
 from __future__ import annotations
@@ -115,14 +115,16 @@ def test_every_ok_run_with_weights_is_analysed(analysed):
     assert "1 run folder(s) not ok" in out
 
 
-def test_lora_effective_rank_is_at_most_r_for_every_matrix(analysed):
+def test_lora_ranks_are_at_most_r_for_every_matrix(analysed):
     results = analysed[2]
     for key, layers in (("tiny_lora", 2), ("stories_lora", 5)):
+        assert results[key]["schema"] == 2
         spectrum = results[key]["spectrum"]
         assert len(spectrum) == layers * PROJECTIONS
-        assert all(1 <= m["effective_rank"] <= R for m in spectrum)
+        assert all(1 <= m["energy_rank"] <= R for m in spectrum)
+        assert all(1 <= m["effective_rank"] <= R for m in spectrum)     # Roy-Vetterli, rounding noise dropped
         assert all(m["stable_rank"] <= R + 1e-9 for m in spectrum)
-        assert results[key]["summary"]["max_effective_rank"] <= R
+        assert results[key]["summary"]["max_energy_rank"] <= R
         assert {m["group"] for m in spectrum} == {"attention", "mlp"}
         assert spectrum[0]["module"] == "model.layers.0.self_attn.q_proj"
 
@@ -130,7 +132,7 @@ def test_lora_effective_rank_is_at_most_r_for_every_matrix(analysed):
 def test_full_fine_tuning_update_is_high_rank(analysed):
     for key in ("tiny_full", "stories_full"):
         spectrum = analysed[2][key]["spectrum"]
-        assert all(m["effective_rank"] > R for m in spectrum)      # dense noise: far above LoRA's r
+        assert all(m["energy_rank"] > R and m["effective_rank"] > R for m in spectrum)  # dense: far above r
         assert analysed[2][key]["summary"]["n_matrices"] == len(spectrum)
 
 
@@ -156,7 +158,7 @@ def test_an_unchanged_model_forgets_exactly_nothing(analysed):
         record = analysed[2][key]
         f = record["forgetting"]
         assert f["delta_loss"] == 0.0 and f["loss_before"] == f["loss_after"] and f["ppl_before"] == f["ppl_after"]
-        assert all(m["effective_rank"] == 0 and m["intruders"] == 0 and m["fro_norm"] == 0.0
+        assert all(m["energy_rank"] == 0 and m["effective_rank"] == 0 and m["intruders"] == 0 and m["fro_norm"] == 0.0
                    for m in record["spectrum"])
 
 

@@ -438,3 +438,49 @@ def test_trainable_zero_grad_follows_deep_copies_and_torch_semantics(tmp_path):
     SequentialEvalTrainer(model=model, args=args, train_dataset=data, callbacks=[CopyDuringTraining()]).train()
     assert seen == {"copy": True, "original": True, "cleared": True}
     assert "zero_grad" not in vars(model)
+
+
+def test_bench_accuracy_chooses_the_squad_null_threshold_on_validation(monkeypatch, tmp_path):
+    """Both paths score validation first and pass its threshold to test (as train_and_evaluate does)."""
+    from types import SimpleNamespace
+
+    import tunebench.bench_run as br
+    from tunebench.train import Split
+
+    def split(tag: str, n: int) -> Split:
+        return Split([{"id": f"{tag}{i}"} for i in range(n)], [{"input_ids": [5, 6], "attention_mask": [1, 1],
+                                                                "split": tag} for _ in range(n)])
+
+    data = br.BenchData(get_task("squad_v2"), SimpleNamespace(pad_token_id=0), [], [],
+                        {"train": split("train", 8), "validation": split("validation", 3), "test": split("test", 5)})
+    cfg = load_config([], ["task=squad_v2", "model.name=tiny", "qa.doc_stride=8", "model.max_length=32",
+                           "training.per_device_train_batch_size=4", "training.num_train_epochs=1"])
+
+    def fake_run(name):
+        def run(scfg, data, feats, out_dir, device, warmup, steps):
+            trainer = SimpleNamespace(name=name, seed=scfg.training.seed)
+            return SimpleNamespace(trainer=trainer, timing=SimpleNamespace(elapsed_s=1.0, non_pad_tokens=10))
+        return run
+
+    calls = []
+
+    def fake_evaluate(trainer, task, sp, scfg, null_threshold=None):
+        which, width = sp.features[0]["split"], len(sp.features[0]["input_ids"])
+        calls.append((trainer.name, trainer.seed, which, width, null_threshold))
+        if which == "validation":   # a threshold per model, as if chosen on its validation scores
+            return {"f1": 0.0}, [], -1.0 * trainer.seed - (0.5 if trainer.name == "original" else 0.0)
+        return {"f1": 40.0 + trainer.seed * (2 if trainer.name == "original" else 3)}, [], null_threshold
+
+    monkeypatch.setattr(br, "run_original", fake_run("original"))
+    monkeypatch.setattr(br, "run_tunebench", fake_run("tunebench"))
+    monkeypatch.setattr(br, "evaluate_split", fake_evaluate)
+    acc = br.measure_accuracy(cfg, data, "cpu", tmp_path, lambda line: None, seeds=[1, 2])
+    assert calls == [  # validation (padded to max_length 32 on the original path) first, then test with its threshold
+        ("original", 1, "validation", 32, None), ("original", 1, "test", 32, -1.5),
+        ("tunebench", 1, "validation", 2, None), ("tunebench", 1, "test", 2, -1.0),
+        ("original", 2, "validation", 32, None), ("original", 2, "test", 32, -2.5),
+        ("tunebench", 2, "validation", 2, None), ("tunebench", 2, "test", 2, -2.0),
+    ]
+    assert [r["null_threshold"] for r in acc["runs"]["original"]] == [-1.5, -2.5]
+    assert [r["test"]["f1"] for r in acc["runs"]["tunebench"]] == [43.0, 46.0]
+    assert acc["metric"] == "f1" and acc["test_examples"] == 5

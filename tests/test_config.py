@@ -143,3 +143,27 @@ def test_building_the_cli_imports_no_torch():
     code = "import sys, tunebench.cli; tunebench.cli.build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_qa_doc_stride_at_least_max_length_is_one_line_exit_2(capsys):
+    # qa.doc_stride is the overlap between windows: at or above the window it would make every step 1 token
+    assert main(["config", "show", "task=squad_v2", "model.max_length=128"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["tunebench: error: override model.max_length=128: qa.doc_stride = 128 must be below "
+                   "model.max_length = 128 (the overlap between windows of a long context)"]
+    with pytest.raises(TunebenchError, match="qa.doc_stride = 200 must be below model.max_length = 150"):
+        with_overrides(Config(), {"task": "squad_v2", "qa.doc_stride": 200, "model.max_length": 150})
+    ok = with_overrides(Config(), {"task": "squad_v2", "model.max_length": 128, "qa.doc_stride": 32})
+    assert ok.qa.doc_stride == 32
+    assert with_overrides(Config(), {"task": "sst2", "model.max_length": 128}).qa.doc_stride == 128  # no windows
+
+
+def test_rules_across_keys_are_checked_once_all_overrides_are_in():
+    """`task=squad_v2 model.max_length=128 qa.doc_stride=32` is valid although its first two steps are not;
+    the final config still gets the cross-key rule, naming the last override."""
+    cfg = load_config([], ["task=squad_v2", "model.max_length=128", "qa.doc_stride=32"])
+    assert (cfg.model.max_length, cfg.qa.doc_stride) == (128, 32)
+    with pytest.raises(TunebenchError, match="override model.max_length=128: qa.doc_stride = 128 must be below"):
+        load_config([], ["task=squad_v2", "model.max_length=128"])
+    with pytest.raises(TunebenchError, match="override training.seed=-1"):   # a key's own rule: at once
+        load_config([], ["training.seed=-1", "model.max_length=128"])

@@ -112,7 +112,8 @@ def test_load_task_splits_from_the_cache(imported):
     assert Counter(splits["validation"]["label"]) == {0: 2_977, 1: 3_758}  # proportional: 2,977.97 : 3,757.03
 
     squad = load_task_splits(local_cfg(imported, "data.max_eval_examples=500"), "squad_v2")
-    assert not set(squad["train"]["title"]) & set(squad["validation"]["title"])
+    # the partial train file's 10 articles cannot balance unanswerable questions: carved by context instead
+    assert not set(squad["train"]["context"]) & set(squad["validation"]["context"])
     assert len(squad["test"]) == 500
     assert sum(not a["text"] for a in squad["test"]["answers"]) == 250  # 5,945 / 11,873 of 500, stratified
     assert sum(not a["text"] for a in squad["validation"]["answers"]) > 0

@@ -8,11 +8,15 @@ import pytest
 
 from tunebench.config import DataConfig
 from tunebench.data.splits import (
+    Carve,
     allocate_proportionally,
     build_splits,
+    build_splits_recorded,
     carve_validation,
+    carve_validation_recorded,
     resolve_validation_size,
     select_grouped_stratified,
+    shares_agree,
     subset_records,
 )
 from tunebench.data.tasks import get_task
@@ -37,6 +41,24 @@ def make_squad(articles: dict[str, tuple[int, int]]) -> list[dict]:
             records.append({"id": f"{title}-{j}", "title": title, "context": context, "question": f"q {j} ?",
                             "answers": answers})
     return records
+
+
+def make_squad_paragraphs(articles: dict[str, tuple[int, int, int]]) -> list[dict]:
+    """title -> (contexts, answerable, unanswerable questions per context)."""
+    records = []
+    for title, (contexts, answerable, unanswerable) in articles.items():
+        for c in range(contexts):
+            context = f"context {c} of {title} ."
+            for j in range(answerable + unanswerable):
+                answers = {"text": ["context"], "answer_start": [0]} if j < answerable \
+                    else {"text": [], "answer_start": []}
+                records.append({"id": f"{title}-{c}-{j}", "title": title, "context": context,
+                                "question": f"q {j} ?", "answers": answers})
+    return records
+
+
+def unanswerable_share(records: list[dict]) -> float:
+    return sum(not r["answers"]["text"] for r in records) / len(records)
 
 
 def test_validation_size_is_a_fraction_or_a_count():
@@ -77,8 +99,9 @@ def test_identical_texts_stay_on_one_side():
         assert len(val) == 40
 
 
-def test_squad_is_grouped_by_article_and_keeps_unanswerable_articles_in_validation():
-    # like the offline partial train: only 2 of 10 articles hold unanswerable questions
+def test_squad_groups_keep_unanswerable_articles_in_validation():
+    # like the offline partial train: only 2 of 10 articles hold unanswerable questions (one context each, so
+    # the context fallback the article carve's imbalance triggers takes the same whole articles)
     articles = {f"a{i}": (40, 0) for i in range(8)} | {"u1": (20, 20), "u2": (25, 15)}
     records = make_squad(articles)
     for seed in range(10):
@@ -93,6 +116,74 @@ def test_squad_is_grouped_by_article_and_keeps_unanswerable_articles_in_validati
     train, val = carve_validation(records, SQUAD, 0.2, seed=0)
     assert sorted(Counter(r["title"].startswith("u") for r in val).items()) == [(False, 80), (True, 40)]
     assert len(train) == 280
+
+
+def test_many_articles_keep_the_article_grouping():
+    # like the full train file: unanswerable questions spread over many articles, so whole articles balance
+    articles = {f"u{i}": (3, 2, 1) for i in range(30)} | {f"a{i}": (3, 3, 0) for i in range(10)}
+    records = make_squad_paragraphs(articles)  # 360 questions, 90 unanswerable
+    for seed in range(5):
+        train, val, carve = carve_validation_recorded(records, SQUAD, 0.1, seed=seed)
+        assert carve.grouping == "article" and carve.article_unanswerable is None
+        assert not {r["title"] for r in train} & {r["title"] for r in val}
+        assert abs(unanswerable_share(val) - unanswerable_share(train)) <= 0.05
+    # 0.1 of 360 = 36: quotas 27 of the 270 in unanswerable articles and 9 of the 90, in articles of 9;
+    # 27 = three articles (3 unanswerable each), 9 = one answerable-only: validation 9/36, train 81/324
+    train, val, carve = carve_validation_recorded(records, SQUAD, 0.1, seed=0)
+    assert carve.unanswerable == {"train": [81, 324], "validation": [9, 36]}
+    assert carve.describe() == "grouped by article; unanswerable: validation 25.0% (9/36), train 25.0% (81/324)"
+
+
+def test_too_few_articles_group_by_context_instead():
+    # like the offline partial train: 2 of 10 articles hold unanswerable questions; 4 contexts of 10 each
+    articles = {f"a{i}": (4, 10, 0) for i in range(8)} | {"u1": (4, 5, 5), "u2": (4, 5, 5)}
+    records = make_squad_paragraphs(articles)  # 400 questions, 40 unanswerable
+    for seed in range(5):
+        train, val, carve = carve_validation_recorded(records, SQUAD, 0.2, seed=seed)
+        assert carve.grouping == "context"
+        assert not {r["context"] for r in train} & {r["context"] for r in val}
+        assert len(train) + len(val) == 400
+        # quotas 64 and 16 of k = 80. Articles of 40: 80 + 40, 20 unanswerable in validation (16.7%) against
+        # 20 of 280 (7.1%), 9.5 points apart. Contexts of 10: 60 + 20, 10 of 80 (12.5%) against 30 of 320 (9.4%).
+        assert carve.article_unanswerable == {"train": [20, 280], "validation": [20, 120]}
+        assert carve.unanswerable == {"train": [30, 320], "validation": [10, 80]}
+    assert carve.describe() == (
+        "grouped by context (paragraph), not article: the article carve left validation 16.7% (20/120) "
+        "unanswerable against train's 7.1% (20/280), more than 5 points apart; unanswerable: validation 12.5% "
+        "(10/80), train 9.4% (30/320)")
+    assert carve.as_dict()["article_unanswerable"]["validation"] == {"unanswerable": 20, "questions": 120,
+                                                                     "share": 0.1667}
+    assert carve.share("validation") == 0.125 and carve.within_tolerance()
+
+
+def test_share_tolerance_is_exact_at_five_points():
+    assert shares_agree({"train": [1, 10], "validation": [3, 20]})        # 10% and 15%: exactly 5 points
+    assert not shares_agree({"train": [1, 10], "validation": [31, 200]})  # 15.5%
+    assert shares_agree({"train": [0, 10], "validation": [0, 3]})
+
+
+def test_classification_carve_is_recorded_as_text_grouping():
+    _, _, carve = carve_validation_recorded(make_classification(100), SST2, 0.1, seed=0)
+    assert carve == Carve("text") and carve.as_dict() == {"grouping": "text"}
+    assert carve.describe() == "grouped by identical text"
+
+
+def test_real_partial_train_is_grouped_by_context_with_balanced_shares(shared_data):
+    from tunebench.data.raw import read_squad_json
+
+    records, _ = read_squad_json(shared_data / "squad_v2" / "train-v2.0.partial.json")
+    data = DataConfig()  # validation_size 0.1, split_seed 42
+    splits, carve = build_splits_recorded(records, [], SQUAD, data)
+    # the article carve put 188 of 789 validation questions unanswerable against 160 of 3,930 in train
+    assert carve.article_unanswerable == {"train": [160, 3_930], "validation": [188, 789]}
+    assert carve.grouping == "context"
+    assert carve.unanswerable == {"train": [317, 4_245], "validation": [31, 474]}   # 7.5% and 6.5%
+    assert abs(unanswerable_share(splits["validation"]) - unanswerable_share(splits["train"])) <= 0.05
+    assert not {r["context"] for r in splits["train"]} & {r["context"] for r in splits["validation"]}
+    again, _ = build_splits_recorded(records, [], SQUAD, data)
+    assert again == splits
+    other, other_carve = build_splits_recorded(records, [], SQUAD, DataConfig(split_seed=43))
+    assert other["validation"] != splits["validation"] and other_carve.within_tolerance()
 
 
 def test_carving_everything_is_refused():

@@ -7,9 +7,11 @@ import pytest
 from tunebench import cli
 from tunebench.config import DataConfig
 from tunebench.data.cache import write_task_cache
+from tunebench.data.splits import Carve
 from tunebench.data.tasks import get_task
 from tunebench.data.validate import (
     check_answers,
+    check_carve,
     check_duplicates,
     check_empty,
     check_labels,
@@ -108,6 +110,33 @@ def test_validate_task_collects_everything():
     assert count_errors(findings) == 0
     assert {f.check for f in findings} == {"rows", "labels", "empty", "ids", "answers", "duplicates",
                                            "unanswerable", "overlap"}
+    carve = Carve("article", {"train": [1, 2], "validation": [0, 1]})
+    with_carve = validate_task(SQUAD, {"train": 3, "test": 2}, splits, {"train": 3, "test": 2},
+                               {"source": "builtin"}, DataConfig(), carve)
+    assert [f for f in with_carve if f not in findings] == [check_carve(SQUAD, carve)]
+
+
+def test_carve_finding_names_the_grouping_and_both_shares():
+    balanced = Carve("context", {"train": [317, 4_245], "validation": [31, 474]},
+                     {"train": [160, 3_930], "validation": [188, 789]})
+    f = check_carve(SQUAD, balanced)
+    assert (f.split, f.check, f.level) == ("validation", "carve", "ok")
+    assert f.message == ("grouped by context (paragraph), not article: the article carve left validation 23.8% "
+                         "(188/789) unanswerable against train's 4.1% (160/3,930), more than 5 points apart; "
+                         "unanswerable: validation 6.5% (31/474), train 7.5% (317/4,245)")
+    apart = check_carve(SQUAD, Carve("context", {"train": [1, 100], "validation": [7, 100]},
+                                     {"train": [0, 100], "validation": [8, 100]}))
+    assert apart.level == "warning"   # 1% against 7%: still more than 5 points apart
+
+
+def test_validate_shows_the_real_partial_train_carve(shared_data, tmp_path, capsys):
+    squad = shared_data / "squad_v2"
+    assert cli.main(["data", "import", "--squad-dir", str(squad), "--tasks", "squad_v2", f"data.dir={tmp_path}"]) == 0
+    rc = cli.main(["data", "validate", "--tasks", "squad_v2", "data.source=local", f"data.dir={tmp_path}"])
+    out = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert rc == 0
+    assert "carve: grouped by context (paragraph), not article" in out
+    assert "unanswerable: validation 6.5% (31/474), train 7.5% (317/4,245)" in out
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ TINY_RUN = [
     "data.builtin_train_size=96", "data.builtin_test_size=32", "data.validation_size=16",
     "training.max_steps=4", "training.eval_steps=2", "training.logging_steps=1",
     "training.per_device_train_batch_size=8", "training.eval_train_examples=16", "model.max_length=128",
+    "qa.doc_stride=32",
 ]
 
 
@@ -47,6 +48,9 @@ def test_each_method_on_each_task_writes_every_file(tmp_path, task, method):
     assert rec["steps"] == 4 and rec["best_validation"]["step"] in (2, 4)
     assert rec["params"]["trainable"] <= rec["params"]["total"]
     assert (rec["params"]["trainable"] == rec["params"]["total"]) == (method == "full")
+    carve = rec["data"]["validation_carve"]       # how validation was carved, for the report
+    assert carve["grouping"] == ("article" if spec.is_qa else "text")
+    assert ("unanswerable" in carve) == spec.is_qa
     assert rec["tokens"]["train_non_pad"] > 0 and rec["memory"]["peak_bytes"] > 0
     assert rec["env"]["packages"]["torch"].startswith("2.13") and rec["learning_rate"] == cfg.learning_rate
     preds = read_jsonl(rdir / "predictions" / "test.jsonl")

@@ -518,13 +518,25 @@ def measure_accuracy(cfg: Config, data: BenchData, device: str, work: Path, prog
                      seeds: Sequence[int] = ()) -> dict:
     """original vs tunebench trained for the configured epochs on the whole (sub-sampled) train split with
     each seed, each final model scored on the test split (the official dev) its own way (original: padded,
-    tunebench: dynamic). The verdict compares the means over seeds: one seed's gap is mostly batch order."""
+    tunebench: dynamic). The verdict compares the means over seeds: one seed's gap is mostly batch order.
+
+    SQuAD v2: each model's null threshold is chosen on the validation split (scored the same way) and applied
+    to test, as tunebench.train.train_and_evaluate does; choosing it on test would tune on the test answers.
+    Each run records it as `null_threshold`; `eval_s` times the test evaluation only."""
     features = data.splits["train"].features
     steps = _epoch_steps(cfg, len(features))
     test = data.splits["test"]
-    padded_test = Split(test.records, pad_to_max_length(test.features, data.tokenizer.pad_token_id,
-                                                          cfg.model.max_length))
-    metric = "f1" if data.task.is_qa else data.task.primary_metric
+    qa = data.task.is_qa
+
+    def padded(split: Split) -> Split:
+        return Split(split.records, pad_to_max_length(split.features, data.tokenizer.pad_token_id,
+                                                      cfg.model.max_length))
+
+    scored = {"tunebench": {"test": test}, "original": {"test": padded(test)}}
+    if qa:
+        scored["tunebench"]["validation"] = data.splits["validation"]
+        scored["original"]["validation"] = padded(data.splits["validation"])
+    metric = "f1" if qa else data.task.primary_metric
     seeds = list(seeds) or [cfg.training.seed]
     runs: dict[str, list[dict]] = {"original": [], "tunebench": []}
     for seed in seeds:
@@ -533,12 +545,15 @@ def measure_accuracy(cfg: Config, data: BenchData, device: str, work: Path, prog
             progress(f"{cfg.method}: accuracy run, {name}, seed {seed} ({steps} steps)")
             feats = _epochs_of(scfg, features, steps)
             res = runner(scfg, data, feats, work / f"acc-{cfg.method}-{name}-{seed}", device, 0, steps)
+            threshold = None
+            if qa:   # chosen on validation, never on test
+                _, _, threshold = evaluate_split(res.trainer, data.task, scored[name]["validation"], scfg)
             t0 = time.perf_counter()
-            metrics, _, _ = evaluate_split(res.trainer, data.task, test if name == "tunebench" else padded_test,
-                                           scfg)
-            runs[name].append({"seed": seed, "test": metrics, "train_s": res.timing.elapsed_s,
-                               "eval_s": time.perf_counter() - t0,
-                               "tokens_per_s": res.timing.non_pad_tokens / res.timing.elapsed_s})
+            metrics, _, _ = evaluate_split(res.trainer, data.task, scored[name]["test"], scfg, threshold)
+            run = {"seed": seed, "test": metrics, "train_s": res.timing.elapsed_s,
+                   "eval_s": time.perf_counter() - t0,
+                   "tokens_per_s": res.timing.non_pad_tokens / res.timing.elapsed_s}
+            runs[name].append({**run, "null_threshold": threshold} if qa else run)
             del res
             shutil.rmtree(work / f"acc-{cfg.method}-{name}-{seed}", ignore_errors=True)   # its checkpoint
     return {"train_examples": len(features), "epochs": cfg.training.num_train_epochs, "steps": steps,

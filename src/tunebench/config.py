@@ -182,6 +182,17 @@ class Config(_Strict):
             raise ValueError(problem)
         return self
 
+    @model_validator(mode="after")
+    def _doc_stride_below_max_length(self) -> Config:
+        """qa.doc_stride is the overlap between a long context's windows (Hugging Face run_qa semantics), so it
+        must be below the window: at or above an example's context budget (max_length less the question and
+        special tokens) every window would advance by one token (348 windows for a 448-token context at
+        max_length 128). Only QA encodes windows; tunebench.features checks each example's own budget."""
+        if self.task == "squad_v2" and self.qa.doc_stride >= self.model.max_length:
+            raise ValueError(f"qa.doc_stride = {self.qa.doc_stride} must be below model.max_length = "
+                             f"{self.model.max_length} (the overlap between windows of a long context)")
+        return self
+
     @property
     def learning_rate(self) -> float:
         """Each method has its own learning rate (LoRA's best is about 10x full fine-tuning's)."""
@@ -298,15 +309,29 @@ def format_validation_error(e: ValidationError, source: str, tree: dict) -> str:
 def load_config(files: list[str | os.PathLike] | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults <- each YAML file in order <- overrides. Errors name the file or the override."""
     tree: dict = Config().model_dump()
+    last = "config"
     for f in files or []:
         update = read_yaml(f)
         tree = deep_merge(tree, update)
-        validate_config(tree, source=str(f))
+        last = str(f)
+        _validate_keys(tree, last)
     for text in overrides or []:
         key, value = parse_override(text)
         set_dotted(tree, key, value)
-        validate_config(tree, source=f"override {text}")
-    return validate_config(tree)
+        last = f"override {text}"
+        _validate_keys(tree, last)
+    return validate_config(tree, source=last)
+
+
+def _validate_keys(tree: dict, source: str) -> None:
+    """Each key's own rules, checked after every file and override so the error names the one that broke them.
+    Rules across keys (qa.doc_stride below model.max_length, model.dtype with training.precision) wait for the
+    end: `task=squad_v2 model.max_length=128 qa.doc_stride=32` is valid although its first two steps are not."""
+    try:
+        Config.model_validate(tree)
+    except ValidationError as e:
+        if any(err["loc"] for err in e.errors()):
+            raise TunebenchError(format_validation_error(e, source, tree)) from None
 
 
 def with_overrides(cfg: Config, updates: dict[str, Any]) -> Config:

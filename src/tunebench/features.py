@@ -7,11 +7,18 @@ SQuAD v2 for a causal decoder: [bos] question [bos] context-window [eos]. The qu
 context token has seen it; long contexts go into overlapping windows (doc_stride tokens of overlap); the final
 [eos] has seen the whole window and carries the "no answer" score (position 0 sees nothing under causal
 attention, so a null score there would be a constant). Unanswerable windows point both labels at it.
+
+doc_stride is the overlap between consecutive windows, as in Hugging Face's run_qa.py (`stride`): a window of
+`budget` context tokens (max_length less the question and the three special tokens) starts budget - doc_stride
+tokens after the previous one. A doc_stride at least the budget would leave no step at all, so a context that
+needs windows and an example whose budget is not above doc_stride is refused (TunebenchError, one line); the
+config already refuses qa.doc_stride >= model.max_length for QA (tunebench.config).
 """
 
 from __future__ import annotations
 
 from tunebench.data.tasks import TaskSpec
+from tunebench.errors import TunebenchError
 
 MAX_QUESTION_TOKENS = 64
 
@@ -40,7 +47,13 @@ def encode_qa(records: list[dict], tokenizer, max_length: int, doc_stride: int) 
         prefix = [bos, *q_ids, bos]
         budget = max_length - len(prefix) - 1
         if budget < 8:
-            raise ValueError(f"max_length {max_length} leaves no room for the context of question {r['id']}")
+            raise TunebenchError(f"model.max_length = {max_length} leaves no room for the context of question "
+                                 f"{r['id']}")
+        if len(ctx["input_ids"]) > budget and doc_stride >= budget:
+            raise TunebenchError(
+                f"qa.doc_stride = {doc_stride} is not below the context budget of {budget} tokens of question "
+                f"{r['id']} (model.max_length = {max_length} less its {len(prefix) + 1} question and special "
+                f"tokens), whose {len(ctx['input_ids'])}-token context needs windows: lower qa.doc_stride")
         span = _answer_char_span(r)
         for start in _window_starts(len(ctx["input_ids"]), budget, doc_stride):
             end = min(start + budget, len(ctx["input_ids"]))
@@ -57,10 +70,13 @@ def encode_qa(records: list[dict], tokenizer, max_length: int, doc_stride: int) 
 
 
 def _window_starts(n_tokens: int, budget: int, doc_stride: int) -> list[int]:
-    """Token offsets of windows of `budget` tokens overlapping by `doc_stride` (HF run_qa semantics)."""
+    """Token offsets of windows of `budget` tokens overlapping by `doc_stride` (HF run_qa semantics); the last
+    window ends at the context's end. Needs doc_stride < budget when n_tokens > budget (encode_qa checks)."""
     if n_tokens <= budget:
         return [0]
-    step = max(budget - doc_stride, 1)
+    step = budget - doc_stride
+    if step < 1:
+        raise ValueError(f"doc_stride {doc_stride} leaves no step in a window of {budget} tokens")
     starts = list(range(0, n_tokens - budget, step))
     return starts + [n_tokens - budget]
 

@@ -69,6 +69,7 @@ class TrainingDiverged(RuntimeError):
 class Split:
     records: list[dict]
     features: list[dict]
+    carve: dict | None = None      # validation: how it was carved from train (data.splits.Carve.as_dict())
 
     def dataset(self) -> Dataset:
         return Dataset.from_list(model_columns(self.features))
@@ -81,8 +82,8 @@ class Split:
         order = sorted(range(len(self.features)), key=lambda i: -self.features[i]["length"])
         features = [self.features[i] for i in order]
         if len(self.records) == len(self.features) and "example_id" not in self.features[0]:
-            return Split([self.records[i] for i in order], features)
-        return Split(self.records, features)
+            return Split([self.records[i] for i in order], features, self.carve)
+        return Split(self.records, features, self.carve)
 
 
 class SequentialEvalTrainer(Trainer):
@@ -178,14 +179,17 @@ class SequentialEvalTrainer(Trainer):
 
 
 def prepare_splits(cfg: Config, task: TaskSpec, tokenizer) -> dict[str, Split]:
-    from tunebench.data import load_task_splits
+    from tunebench.data.sources import load_split_records, to_dataset_dict
 
-    raw = load_task_splits(cfg, task.name)
+    cached, records_by_split = load_split_records(cfg, task.name)
+    raw = to_dataset_dict(task, records_by_split)
     splits = {}
     for name in ("train", "validation", "test"):
         records = raw[name].to_list()
         split = Split(records, encode(task, records, tokenizer, cfg.model.max_length, cfg.qa.doc_stride))
         splits[name] = split if name == "train" else split.sorted_by_length()
+    if cached.carve is not None:
+        splits["validation"].carve = cached.carve.as_dict()
     n = cfg.training.eval_train_examples
     if n:
         rng = np.random.default_rng(cfg.data.split_seed)
@@ -518,6 +522,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True)
         "device": device,
         "cpu_threads": threads,
         "precision": measured_precision(policy, trainer.model, trainer.optimizer, probe.dtype),
+        "data": {"validation_carve": splits["validation"].carve},
     }
     if task.is_qa:
         fields["qa"] = {"null_threshold": threshold}

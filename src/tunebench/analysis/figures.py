@@ -3,14 +3,17 @@
 `analysis_figures(pairs)` returns {name: Figure}, one column of panels per task, built on matplotlib's
 object API (no pyplot global state; render with `tunebench.report.plots.render_png` or `fig.savefig`):
 
-  effective_rank_by_layer  mean effective rank of dW per layer (rows: attention, MLP), one line per LoRA
-                           rank (viridis, low to high) and full fine-tuning (red, dashed); log y axis.
+  energy_rank_by_layer     mean 90%-energy rank of dW per layer (Biderman et al., 2024; rows: attention, MLP),
+                           one line per LoRA rank (viridis, low to high) and full fine-tuning (red, dashed);
+                           log y axis.
+  effective_rank_by_layer  the same for Roy and Vetterli's (2007) effective rank; left out when no record has
+                           it (analysis.json of schema 1).
   intruders_vs_rank        intruder dimensions per run (sum over matrices) against the LoRA rank (log2 x
                            axis, mean +- sd over seeds); full fine-tuning as a horizontal reference line with
                            its +- sd band.
   forgetting_vs_rank       delta_loss = loss_after - loss_before on the held-out text, same layout.
   accuracy_vs_rank         the test split's primary metric, same layout.
-An empty input gives an empty dict.
+An empty input gives an empty dict. FIGURE_CAPTIONS holds a caption per figure name.
 """
 
 from __future__ import annotations
@@ -28,6 +31,22 @@ from tunebench.analysis.tables import analysis_tables
 FULL_COLOR = "#d62728"
 LORA_COLOR = "#1f77b4"
 GROUPS = ("attention", "mlp")
+RANK_BY_LAYER = {  # name: (modules column, y label, title)
+    "energy_rank_by_layer": ("energy_rank", "energy rank of dW ({energy})",
+                             "Energy rank ({energy}) of the weight update per layer"),
+    "effective_rank_by_layer": ("effective_rank", "effective rank of dW (Roy-Vetterli)",
+                                "Effective rank (Roy-Vetterli) of the weight update per layer"),
+}
+FIGURE_CAPTIONS = {
+    "energy_rank_by_layer": "Energy rank of the weight update per layer: the number of singular values of dW "
+                            "holding 90% of ||dW||_F^2 (Biderman et al., 2024); LoRA ranks and full fine-tuning.",
+    "effective_rank_by_layer": "Effective rank of the weight update per layer: exp(entropy of s / sum s) over "
+                               "dW's singular values s (Roy and Vetterli, 2007); LoRA ranks and full fine-tuning.",
+    "intruders_vs_rank": "Intruder dimensions (top-10 singular vectors of W_after with max |cos| < 0.5 to every "
+                         "singular vector of W_before) against LoRA rank; full fine-tuning as reference.",
+    "forgetting_vs_rank": "Forgetting: LM loss on held-out text after minus before fine-tuning, against rank.",
+    "accuracy_vs_rank": "Test primary metric against LoRA rank; full fine-tuning as reference.",
+}
 VS_RANK = {  # name: (by_rank column, y label, title)
     "intruders_vs_rank": ("intruders_total", "intruder dimensions (sum over matrices)",
                           "Intruder dimensions vs LoRA rank"),
@@ -43,51 +62,67 @@ def analysis_figures(pairs: Iterable[tuple[dict, dict]] | None = None,
     tables = tables if tables is not None else analysis_tables(pairs or [])
     if tables["runs"].empty:
         return {}
-    figures = {"effective_rank_by_layer": plot_effective_rank_by_layer(tables["modules"])}
+    modules = tables["modules"]
+    figures = {}
+    for name, (column, ylabel, title) in RANK_BY_LAYER.items():
+        if modules[column].notna().any():
+            energy = _energy_label(modules)
+            figures[name] = plot_rank_by_layer(modules, column, ylabel.format(energy=energy),
+                                               title.format(energy=energy))
     for name, (column, ylabel, title) in VS_RANK.items():
         figures[name] = plot_vs_rank(tables["by_rank"], column, ylabel, title)
     return figures
 
 
-# ---------------------------------------------------------------- effective rank per layer
+# ---------------------------------------------------------------- ranks per layer
 
 
-def plot_effective_rank_by_layer(modules: pd.DataFrame) -> Figure:
-    """Rows: attention / MLP; columns: tasks; one line per setting (LoRA rank or full)."""
+def _energy_label(modules: pd.DataFrame) -> str:
+    """"90%" for the energy every record used (settings.energy), else the distinct ones."""
+    energies = sorted({float(e) for e in modules["energy"].dropna()}) if "energy" in modules else []
+    return "/".join(f"{100 * e:g}%" for e in energies) or "90%"
+
+
+def plot_rank_by_layer(modules: pd.DataFrame, column: str = "energy_rank",
+                       ylabel: str = "energy rank of dW (90%)",
+                       title: str = "Energy rank (90%) of the weight update per layer") -> Figure:
+    """Rows: attention / MLP; columns: tasks; one line per setting (LoRA rank or full): the mean of `column`
+    (a modules-table rank) over module types and seeds."""
     tasks = sorted(modules["task"].dropna().unique())
     fig = Figure(figsize=(4.5 * max(len(tasks), 1), 6.5))
     axes = fig.subplots(len(GROUPS), max(len(tasks), 1), squeeze=False)
-    per_layer = (modules.groupby(["task", "method", "lora_r", "group", "layer"], dropna=False)["effective_rank"]
+    per_layer = (modules.groupby(["task", "method", "lora_r", "group", "layer"], dropna=False)[column]
                  .mean().reset_index())
     for j, task in enumerate(tasks):
         for i, group in enumerate(GROUPS):
             ax = axes[i][j]
-            _draw_layer_lines(ax, per_layer[(per_layer["task"] == task) & (per_layer["group"] == group)])
+            _draw_layer_lines(ax, per_layer[(per_layer["task"] == task) & (per_layer["group"] == group)], column)
             ax.set_title(f"{task}: {group}")
             ax.set_xlabel("layer")
-            ax.set_ylabel("effective rank of dW (90% energy)")
+            ax.set_ylabel(ylabel)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:  # one legend for all panels, right of them
         fig.legend(handles, labels, loc="center right", fontsize=8)
-    fig.suptitle("Effective rank of the weight update per layer (mean over module types and seeds)")
+    fig.suptitle(f"{title} (mean over module types and seeds)")
     fig.tight_layout(rect=(0, 0, 0.86, 1))
     return fig
 
 
-def _draw_layer_lines(ax, data: pd.DataFrame) -> None:
+def _draw_layer_lines(ax, data: pd.DataFrame, column: str) -> None:
     ranks = sorted(int(r) for r in data.loc[data["method"] == "lora", "lora_r"].dropna().unique())
     cmap = colormaps["viridis"]
     for k, r in enumerate(ranks):
         line = data[(data["method"] == "lora") & (data["lora_r"] == r)].sort_values("layer")
         color = cmap(k / max(len(ranks) - 1, 1))
-        ax.plot(line["layer"], line["effective_rank"], marker="o", ms=3, color=color, label=f"LoRA r={r}")
+        ax.plot(line["layer"], line[column], marker="o", ms=3, color=color, label=f"LoRA r={r}")
     full = data[data["method"] == "full"].sort_values("layer")
     if not full.empty:
-        ax.plot(full["layer"], full["effective_rank"], ls="--", lw=2, color=FULL_COLOR, label="full FT")
-    values = data["effective_rank"].to_numpy(float)
-    if values.size and np.nanmin(values) > 0:
+        ax.plot(full["layer"], full[column], ls="--", lw=2, color=FULL_COLOR, label="full FT")
+    values = data[column].to_numpy(float)
+    values = values[~np.isnan(values)]
+    if values.size and values.min() > 0:
         ax.set_yscale("log")
 
 

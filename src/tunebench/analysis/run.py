@@ -41,7 +41,7 @@ from tunebench.io import atomic_write_json
 from tunebench.results import ANALYSIS_FILE, STATUS_OK, find_ok_runs, load_analysis_pairs, read_metrics
 
 __all__ = ["ANALYSIS_FILE", "find_ok_runs", "load_analysis_pairs"]  # re-exported: they live in results.py
-SCHEMA = 1
+SCHEMA = 2   # 2: energy_rank and Roy-Vetterli effective_rank (1 stored the energy rank as effective_rank)
 DEFAULT_TOP_K = 10
 DEFAULT_EPS = 0.5
 DEFAULT_ENERGY = 0.9

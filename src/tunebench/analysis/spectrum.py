@@ -1,10 +1,20 @@
 """Weight-update spectra: matrices in, numbers out (no files, no models).
 
 For one adapted matrix with pretrained weight W_before (d_out, d_in) and fine-tuned weight W_after:
-  dW              = W_after - W_before (LoRA: the merged update B @ A * scale)
-  effective rank  = the smallest k with sum_{i<=k} s_i^2 >= energy * sum_i s_i^2 over dW's singular values
-                    (energy 0.9: the rank that explains 90% of the update's energy, the measure Biderman
-                    et al., 2024, "LoRA Learns Less and Forgets Less", use for the rank of the perturbation)
+  dW              = W_after - W_before (LoRA: the merged update B @ A * scale); s_1 >= s_2 >= ... its
+                    singular values
+  energy rank     = the smallest k with sum_{i<=k} s_i^2 >= energy * sum_i s_i^2 (energy 0.9: the rank that
+                    explains 90% of the update's energy, the measure Biderman et al., 2024, "LoRA Learns Less
+                    and Forgets Less", use for the rank of the perturbation; an integer). Key `energy_rank`.
+  effective rank  = exp(H(p)) with p_i = s_i / sum_j s_j and H(p) = -sum_i p_i ln p_i (0 ln 0 = 0): Roy and
+                    Vetterli, 2007, "The effective rank: a measure of effective dimensionality" (EUSIPCO).
+                    Real-valued, 1 for a rank-one update, r for r equal singular values, and never above the
+                    rank. Key `effective_rank`. Unlike the energy rank (squares) the entropy of s also counts
+                    rounding noise: a LoRA update of rank r computed in fp32 has min(d_out, d_in) - r singular
+                    values of about 1e-7 s_1, which would lift it above r. `update_spectrum` therefore counts
+                    singular values at or below numpy.linalg.matrix_rank's tolerance, s_1 max(d_out, d_in) eps
+                    (eps of the SVD's dtype), as zero for this measure. (analysis.json before schema 2 stored
+                    the energy rank under this key; tunebench.analysis.tables.upgrade_analysis renames it.)
   stable rank     = ||dW||_F^2 / ||dW||_2^2 = sum_i s_i^2 / s_1^2 (a smooth lower bound on the rank)
   intruders       = among the top_k left singular vectors u_j of W_after, those with
                     max_i |cos(u_j, u_i^before)| < eps over every left singular vector of W_before
@@ -57,8 +67,8 @@ def singular_values(m: Matrix) -> np.ndarray:
 # ---------------------------------------------------------------- rank measures
 
 
-def effective_rank(s: Iterable[float], energy: float = 0.9) -> int:
-    """Smallest k with sum_{i<=k} s_i^2 >= energy * sum_i s_i^2; 0 for a zero update."""
+def energy_rank(s: Iterable[float], energy: float = 0.9) -> int:
+    """Smallest k with sum_{i<=k} s_i^2 >= energy * sum_i s_i^2 (Biderman et al., 2024); 0 for a zero update."""
     if not 0 < energy <= 1:
         raise ValueError(f"energy {energy}: must be in (0, 1]")
     s2 = np.sort(np.asarray(list(s), dtype=np.float64) ** 2)[::-1]
@@ -67,6 +77,18 @@ def effective_rank(s: Iterable[float], energy: float = 0.9) -> int:
         return 0
     cumulative = np.cumsum(s2)
     return int(np.searchsorted(cumulative, energy * total * (1 - _ENERGY_RTOL)) + 1)
+
+
+def effective_rank(s: Iterable[float]) -> float:
+    """Roy and Vetterli's (2007) effective rank exp(-sum_i p_i ln p_i), p_i = s_i / sum_j s_j, zero singular
+    values contributing nothing (0 ln 0 = 0); 0 for a zero update. s = [1, 1, 0, 0] gives 2, s = [3, 1] gives
+    exp(-(3/4) ln(3/4) - (1/4) ln(1/4)) = 4 / 3^(3/4) = 1.7548."""
+    s = np.abs(np.asarray(list(s), dtype=np.float64))
+    total = s.sum()
+    if total == 0:
+        return 0.0
+    p = s[s > 0] / total
+    return float(np.exp(-(p * np.log(p)).sum()))
 
 
 def stable_rank(s: Iterable[float]) -> float:
@@ -111,11 +133,13 @@ def update_spectrum(w_before: Matrix, delta: Matrix, w_after: Matrix | None = No
     wb, d = as_tensor(w_before), as_tensor(delta)
     wa = as_tensor(w_after) if w_after is not None else wb + d.to(wb.dtype)
     s = singular_values(d)
+    tol = (s[0] if s.size else 0.0) * max(d.shape) * torch.finfo(d.dtype).eps   # numpy.linalg.matrix_rank's
     base_fro = float(torch.linalg.matrix_norm(wb.double()))
     fro = float(np.sqrt((s**2).sum()))
     return {
         "shape": list(d.shape),
-        "effective_rank": effective_rank(s, energy),
+        "energy_rank": energy_rank(s, energy),
+        "effective_rank": effective_rank(np.where(s > tol, s, 0.0)),
         "stable_rank": stable_rank(s),
         "intruders": count_intruders(wb, wa, top_k, eps),
         "top_singular_values": s[:N_TOP_SINGULAR_VALUES].tolist(),
@@ -142,12 +166,14 @@ def summarize_spectrum(rows: list[dict]) -> dict:
 
 def _summarize(rows: list[dict]) -> dict:
     if not rows:
-        return {"n_matrices": 0, "mean_effective_rank": math.nan, "max_effective_rank": 0,
-                "mean_stable_rank": math.nan, "intruders_total": 0, "fro_norm_total": 0.0}
+        return {"n_matrices": 0, "mean_energy_rank": math.nan, "max_energy_rank": 0,
+                "mean_effective_rank": math.nan, "mean_stable_rank": math.nan, "intruders_total": 0,
+                "fro_norm_total": 0.0}
     return {
         "n_matrices": len(rows),
+        "mean_energy_rank": float(np.mean([r["energy_rank"] for r in rows])),
+        "max_energy_rank": int(max(r["energy_rank"] for r in rows)),
         "mean_effective_rank": float(np.mean([r["effective_rank"] for r in rows])),
-        "max_effective_rank": int(max(r["effective_rank"] for r in rows)),
         "mean_stable_rank": float(np.mean([r["stable_rank"] for r in rows])),
         "intruders_total": int(sum(r["intruders"] for r in rows)),
         # sqrt(sum ||dW||_F^2): the norm of the whole update over the analysed matrices

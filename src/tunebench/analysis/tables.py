@@ -6,19 +6,26 @@
   runs     one row per run: run_id, experiment, task, method, seed, lora_r (<NA> for full), setting
            ("LoRA r=8" | "full"), primary_metric, test_primary (the test split's primary metric, on the scale
            metrics.json uses), forgetting (loss_before, loss_after, ppl_before, ppl_after, delta_loss,
-           tokens, text), spectrum summary (n_matrices, mean_effective_rank, max_effective_rank,
-           mean_stable_rank, intruders_total, fro_norm_total) and per group the same with a suffix
-           (mean_effective_rank_attention, intruders_total_mlp, ...).
-  modules  one row per run and adapted matrix: the run's keys, module, layer, type, group, effective_rank,
-           stable_rank, intruders, fro_norm, rel_fro_norm, top_singular_value.
-  layers   per task x method x lora_r x layer x module type: means over seeds of effective_rank, stable_rank,
-           intruders and fro_norm, and n_runs.
+           tokens, text), spectrum summary (n_matrices, mean_energy_rank, max_energy_rank,
+           mean_effective_rank, mean_stable_rank, intruders_total, fro_norm_total) and per group the same with
+           a suffix (mean_energy_rank_attention, intruders_total_mlp, ...).
+  modules  one row per run and adapted matrix: the run's keys, module, layer, type, group, energy_rank,
+           effective_rank, stable_rank, intruders, fro_norm, rel_fro_norm, top_singular_value, energy.
+  layers   per task x method x lora_r x layer x module type: means over seeds of energy_rank, effective_rank,
+           stable_rank, intruders and fro_norm, and n_runs.
   by_rank  per task x method x lora_r: mean and sd over seeds (sd NaN for one seed) of test_primary,
-           delta_loss, intruders_total, mean_effective_rank and mean_stable_rank, and n_runs.
+           delta_loss, intruders_total, mean_energy_rank, mean_effective_rank and mean_stable_rank, and n_runs.
+
+Two ranks, two names (tunebench.analysis.spectrum): energy_rank is the number of singular values holding
+`energy` (0.9) of ||dW||_F^2 (Biderman et al., 2024); effective_rank is Roy and Vetterli's (2007)
+exp(entropy of s / sum s). analysis.json files of schema 1 called the energy rank effective_rank:
+`upgrade_analysis` reads them as the energy rank, with the Roy-Vetterli rank unknown (NaN; re-run
+`tunebench analyze` to fill it). COLUMN_LABELS are the names to show a reader.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 
 import numpy as np
@@ -26,22 +33,70 @@ import pandas as pd
 
 RUN_KEYS = ["run_id", "experiment", "task", "method", "seed", "lora_r", "setting"]
 FORGETTING_COLUMNS = ["loss_before", "loss_after", "ppl_before", "ppl_after", "delta_loss", "tokens", "text"]
-SUMMARY_COLUMNS = ["n_matrices", "mean_effective_rank", "max_effective_rank", "mean_stable_rank",
+SUMMARY_COLUMNS = ["n_matrices", "mean_energy_rank", "max_energy_rank", "mean_effective_rank", "mean_stable_rank",
                    "intruders_total", "fro_norm_total"]
-GROUP_SUMMARY_COLUMNS = ["mean_effective_rank", "mean_stable_rank", "intruders_total"]
-MODULE_COLUMNS = ["module", "layer", "type", "group", "effective_rank", "stable_rank", "intruders", "fro_norm",
-                  "rel_fro_norm"]
-LAYER_MEASURES = ["effective_rank", "stable_rank", "intruders", "fro_norm"]
-BY_RANK_MEASURES = ["test_primary", "delta_loss", "intruders_total", "mean_effective_rank", "mean_stable_rank"]
+GROUP_SUMMARY_COLUMNS = ["mean_energy_rank", "mean_effective_rank", "mean_stable_rank", "intruders_total"]
+MODULE_COLUMNS = ["module", "layer", "type", "group", "energy_rank", "effective_rank", "stable_rank", "intruders",
+                  "fro_norm", "rel_fro_norm"]
+LAYER_MEASURES = ["energy_rank", "effective_rank", "stable_rank", "intruders", "fro_norm"]
+BY_RANK_MEASURES = ["test_primary", "delta_loss", "intruders_total", "mean_energy_rank", "mean_effective_rank",
+                    "mean_stable_rank"]
 SETTING_KEYS = ["task", "method", "lora_r"]
+DEFAULT_ENERGY = 0.9   # tunebench.analysis.run's default, for records without settings.energy
+
+# What a reader should see for the rank columns (the tables keep the short keys; `mean_` / `max_` are over the
+# run's adapted matrices, a `_attention` / `_mlp` suffix over one group of them).
+COLUMN_LABELS = {
+    "energy_rank": "energy rank (90%)",
+    "mean_energy_rank": "mean energy rank (90%)",
+    "max_energy_rank": "max energy rank (90%)",
+    "effective_rank": "effective rank (Roy-Vetterli)",
+    "mean_effective_rank": "mean effective rank (Roy-Vetterli)",
+    "stable_rank": "stable rank",
+    "mean_stable_rank": "mean stable rank",
+}
+
+# schema 1 key -> schema 2 key: the 90%-energy rank was stored as the "effective rank"
+_SCHEMA1_RENAMES = {"effective_rank": "energy_rank", "mean_effective_rank": "mean_energy_rank",
+                    "max_effective_rank": "max_energy_rank"}
 
 
 def analysis_tables(pairs: Iterable[tuple[dict, dict]]) -> dict[str, pd.DataFrame]:
-    """{"runs", "modules", "layers", "by_rank"}: see the module docstring."""
-    pairs = list(pairs)
+    """{"runs", "modules", "layers", "by_rank"}: see the module docstring. Schema-1 records are upgraded."""
+    pairs = [(m, upgrade_analysis(a)) for m, a in pairs]
     runs = runs_table(pairs)
     modules = modules_table(pairs)
     return {"runs": runs, "modules": modules, "layers": layers_table(modules), "by_rank": by_rank_table(runs)}
+
+
+def upgrade_analysis(analysis: dict) -> dict:
+    """An analysis.json record in schema 2 (a copy when it was older; the input is never changed).
+
+    Schema 1 (no "schema" key counts as 1) stored the 90%-energy rank as effective_rank, mean_effective_rank
+    and max_effective_rank: they become energy_rank, mean_energy_rank and max_energy_rank, and the
+    Roy-Vetterli effective_rank / mean_effective_rank, which schema 1 did not compute, are NaN.
+    """
+    if analysis.get("schema", 1) >= 2:
+        return analysis
+    out = copy.deepcopy(analysis)
+    for row in out.get("spectrum") or []:
+        _rename_schema1(row)
+    summary = out.get("summary") or {}
+    _rename_schema1(summary)
+    for values in (summary.get("by_group") or {}).values():
+        _rename_schema1(values)
+    out["schema"] = 2
+    return out
+
+
+def _rename_schema1(d: dict) -> None:
+    present = [k for k in _SCHEMA1_RENAMES if k in d]
+    for old in present:
+        d[_SCHEMA1_RENAMES[old]] = d.pop(old)
+    if "effective_rank" in present:
+        d["effective_rank"] = np.nan
+    if "mean_effective_rank" in present:
+        d["mean_effective_rank"] = np.nan
 
 
 # ---------------------------------------------------------------- per run
@@ -93,10 +148,12 @@ def modules_table(pairs: list[tuple[dict, dict]]) -> pd.DataFrame:
     rows = []
     for metrics, analysis in pairs:
         ids = {k: v for k, v in run_keys(metrics, analysis).items() if k in keys}
+        energy = (analysis.get("settings") or {}).get("energy", DEFAULT_ENERGY)
         for m in analysis.get("spectrum") or []:
             s = m.get("top_singular_values") or [np.nan]
-            rows.append({**ids, **{c: m.get(c, np.nan) for c in MODULE_COLUMNS}, "top_singular_value": s[0]})
-    df = pd.DataFrame(rows, columns=keys + MODULE_COLUMNS + ["top_singular_value"])
+            rows.append({**ids, **{c: m.get(c, np.nan) for c in MODULE_COLUMNS}, "top_singular_value": s[0],
+                         "energy": energy})
+    df = pd.DataFrame(rows, columns=keys + MODULE_COLUMNS + ["top_singular_value", "energy"])
     return _sorted(_typed(df), extra=["layer", "module"])
 
 
@@ -133,8 +190,7 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     for c in ("lora_r", "seed", "layer"):
         if c in df:
             df[c] = pd.array([None if v is None or pd.isna(v) else int(v) for v in df[c]], dtype="Int64")
-    for c in BY_RANK_MEASURES + ["effective_rank", "stable_rank", "intruders", "fro_norm", "loss_before",
-                                 "loss_after", "ppl_before", "ppl_after"]:
+    for c in BY_RANK_MEASURES + LAYER_MEASURES + ["loss_before", "loss_after", "ppl_before", "ppl_after", "energy"]:
         if c in df:
             df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     return df

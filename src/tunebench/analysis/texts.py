@@ -1,4 +1,7 @@
-"""The builtin held-out text for the forgetting measure: short paragraphs of plain general English prose,
+"""The analysis' texts: the builtin held-out text, and the paragraphs the report's methods section gives the
+analysis (`analysis_methods_text`: what each measure of the update spectra and of forgetting is, with sources).
+
+The builtin held-out text for the forgetting measure: short paragraphs of plain general English prose,
 written for tunebench (no source text copied), on subjects far from the study's tasks (no film reviews, no
 paraphrase pairs, no questions). Shipped as a Python constant so that it needs no package-data entry.
 
@@ -73,3 +76,26 @@ BUILTIN_PARAGRAPHS: tuple[str, ...] = (
 )
 
 BUILTIN_TEXT = "\n\n".join(BUILTIN_PARAGRAPHS)
+
+
+def analysis_methods_text(energy: float = 0.9, top_k: int = 10, eps: float = 0.5) -> list[str]:
+    """Paragraphs for the report's methods section on `tunebench analyze` (definitions in
+    tunebench.analysis.spectrum and .forgetting); `energy`, `top_k` and `eps` are the analysis settings."""
+    share = f"{100 * energy:g}%"
+    return [
+        "Weight-update spectra: for each adapted matrix, dW = W_after - W_before (LoRA: the merged update "
+        "B A alpha / r), with singular values s_1 >= s_2 >= ... Two ranks, under their own names. Energy rank "
+        f"({share}): the smallest k with s_1^2 + ... + s_k^2 >= {energy:g} ||dW||_F^2, the number of directions "
+        "that carry most of the update (Biderman et al., 2024, \"LoRA Learns Less and Forgets Less\"); an "
+        "integer, at most r for LoRA. Effective rank (Roy-Vetterli): exp(-sum_i p_i ln p_i) with "
+        "p_i = s_i / sum_j s_j (Roy and Vetterli, 2007, \"The effective rank: a measure of effective "
+        "dimensionality\"), how evenly the update spreads over its directions; real-valued, 1 for a rank-one "
+        "update, k for k equal singular values, never above the rank. Stable rank: ||dW||_F^2 / ||dW||_2^2. "
+        "Analyses written before the two were told apart (analysis.json schema 1) hold the energy rank only.",
+        f"Intruder dimensions: among the top {top_k} left singular vectors of W_after, those whose largest "
+        f"|cosine| with every left singular vector of W_before is below {eps:g} (Shuttleworth et al., 2024, "
+        "\"LoRA vs Full Fine-tuning: An Illusion of Equivalence\"; the test PEFT applies to merged LoRA weights).",
+        "Forgetting: the causal-LM loss (nats per token) on held-out general text, after minus before "
+        "fine-tuning, with the base model's LM head (tied to the tuned embeddings where the checkpoint ties "
+        "them). On the random tiny model these numbers test the plumbing, not a model.",
+    ]

@@ -169,7 +169,8 @@ def _print_findings(findings: list[Finding], caption: str, verbose: bool) -> Non
 
 
 def group_findings(findings: list[Finding]) -> list[tuple[str, str, str, str, str]]:
-    """One row per (task, split): how many checks ran, the worst level, and what was not ok (else the labels)."""
+    """One row per (task, split): how many checks ran, the worst level, and what was not ok (else the labels).
+    How SQuAD's validation was carved (grouping and unanswerable shares) is always shown."""
     groups: dict[tuple[str, str], list[Finding]] = {}
     for f in findings:
         groups.setdefault((f.task, f.split), []).append(f)
@@ -178,6 +179,8 @@ def group_findings(findings: list[Finding]) -> list[tuple[str, str, str, str, st
     for (task, split), group in sorted(groups.items(), key=lambda kv: _group_order(kv[0], order)):
         issues = [f"{f.check}: {f.message}" for f in group if f.level != "ok"]
         detail = "; ".join(issues) or "; ".join(f.message for f in group if f.check in ("labels", "overlap"))
+        carved = [f"carve: {f.message}" for f in group if f.check == "carve" and f.level == "ok"]
+        detail = "; ".join(filter(None, [detail, *carved]))
         rows.append((task, split, str(len(group)), worst_level(group), detail))
     return rows
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from tunebench import __version__
-from tunebench.data.splits import SPLIT_PROTOCOL
+from tunebench.data.splits import SPLIT_PROTOCOL, Carve
 from tunebench.errors import TunebenchError
 from tunebench.io import atomic_write_json, atomic_write_text
 
@@ -24,11 +24,17 @@ MANIFEST = "manifest.json"
 
 @dataclass
 class CachedTask:
-    """One task's official splits as canonical records, with where they came from."""
+    """One task's official splits as canonical records, with where they came from.
+
+    `carve` is set by sources.load_split_records once the split protocol ran: how validation was carved under
+    the config's data.validation_size and data.split_seed (the manifest cannot hold it: the carve depends on
+    the config, the cache does not). `carve.as_dict()` is the JSON record of it.
+    """
 
     train: list[dict]
     test: list[dict]
     manifest: dict
+    carve: Carve | None = field(default=None, compare=False)
 
 
 def task_dir(data_dir: str | Path, task: str) -> Path:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from tunebench.config import Config, DataConfig
 from tunebench.data import builtin, hub, raw
 from tunebench.data.cache import CachedTask, manifest_path, read_task_cache, sha256_file, write_task_cache
-from tunebench.data.splits import SPLITS, build_splits
+from tunebench.data.splits import SPLITS, build_splits_recorded
 from tunebench.data.tasks import TASKS, TaskSpec, get_task
 from tunebench.data.validate import check_split
 from tunebench.errors import TunebenchError
@@ -161,10 +161,12 @@ def available_tasks(cfg: Config) -> list[str]:
 
 
 def load_split_records(cfg: Config, task: str | None = None) -> tuple[CachedTask, dict[str, list[dict]]]:
-    """The cached task and its train / validation / test records after the split protocol."""
+    """The cached task and its train / validation / test records after the split protocol; `cached.carve`
+    records how validation was carved (grouping, and for SQuAD both sides' unanswerable shares)."""
     spec = get_task(task or cfg.task)
     cached = load_cached_task(cfg, spec.name)
-    return cached, build_splits(cached.train, cached.test, spec, cfg.data)
+    splits, cached.carve = build_splits_recorded(cached.train, cached.test, spec, cfg.data)
+    return cached, splits
 
 
 def load_task_splits(cfg: Config, task: str | None = None) -> DatasetDict:
@@ -202,4 +204,5 @@ def validate_loaded_task(cfg: Config, task: str):
     spec = get_task(task)
     cached, splits = load_split_records(cfg, task)
     rows = {"train": len(cached.train), "test": len(cached.test)}
-    return validate_task(spec, rows, splits, expected_rows(cfg, spec), cached.manifest, cfg.data), cached, splits
+    findings = validate_task(spec, rows, splits, expected_rows(cfg, spec), cached.manifest, cfg.data, cached.carve)
+    return findings, cached, splits

@@ -11,6 +11,9 @@ Decisions, from what the official data holds:
 - SQuAD: ids unique across all splits, every answer is its context's span, unanswerable <=> no answers
   (checked against the is_impossible count recorded at import), all errors. Repeated (context, question)
   pairs are a warning: the official dev file has 7, the first train articles 14.
+- SQuAD: how validation was carved (by article, or by context when the article carve leaves validation's
+  unanswerable share more than 5 points from train's; tunebench.data.splits) is always shown, with both
+  shares: ok, or a warning when even the context carve leaves them more than 5 points apart.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tunebench.config import DataConfig
-from tunebench.data.splits import SPLITS, stratum_of, text_key
+from tunebench.data.splits import SPLITS, Carve, stratum_of, text_key
 from tunebench.data.tasks import TaskSpec
 
 Level = Literal["ok", "warning", "error"]
@@ -31,7 +34,7 @@ LEVEL_ORDER = {"ok": 0, "warning": 1, "error": 2}
 class Finding:
     task: str
     split: str      # train | validation | test | all
-    check: str      # rows | labels | empty | duplicates | ids | answers | unanswerable | overlap
+    check: str      # rows | labels | empty | duplicates | ids | answers | unanswerable | carve | overlap
     level: Level
     message: str
 
@@ -191,6 +194,12 @@ def check_split(spec: TaskSpec, split: str, records: list[dict]) -> list[Finding
     return out
 
 
+def check_carve(spec: TaskSpec, carve: Carve) -> Finding:
+    """SQuAD: the validation carve's grouping and both unanswerable shares (tunebench.data.splits)."""
+    level: Level = "ok" if carve.within_tolerance() else "warning"
+    return Finding(spec.name, "validation", "carve", level, carve.describe())
+
+
 # ---------------------------------------------------------------- across splits
 
 
@@ -212,8 +221,9 @@ def check_overlap(spec: TaskSpec, splits: dict[str, list[dict]]) -> list[Finding
 
 
 def validate_task(spec: TaskSpec, cached_rows: dict[str, int], splits: dict[str, list[dict]],
-                  expected: dict[str, int], manifest: dict, data: DataConfig) -> list[Finding]:
-    """Every check for one task: counts, then each split, then overlap between splits."""
+                  expected: dict[str, int], manifest: dict, data: DataConfig,
+                  carve: Carve | None = None) -> list[Finding]:
+    """Every check for one task: counts, then each split, the carve (SQuAD), then overlap between splits."""
     partial = set(manifest.get("partial", []))
     split_rows = {s: len(splits[s]) for s in SPLITS}
     out = check_rows(spec, cached_rows, split_rows, expected, partial, data)
@@ -221,6 +231,7 @@ def validate_task(spec: TaskSpec, cached_rows: dict[str, int], splits: dict[str,
         out += check_split(spec, split, splits[split])
     if spec.is_qa:
         out += _check_cached_unanswerable(spec, manifest, splits, partial, data)
+        out += [check_carve(spec, carve)] if carve is not None else []
     return out + check_overlap(spec, splits)
 
 
