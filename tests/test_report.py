@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import re
 
 import numpy as np
@@ -88,16 +89,18 @@ def test_html_is_self_contained_and_holds_every_verdict(study):
     root, out, _ = study
     page = (out / "report.html").read_text(encoding="utf-8")
     sources = re.findall(r'(?:src|href)="([^"]*)"', page)
-    assert len(sources) == len(PLOT_FILES)
-    for src in sources:  # only embedded images, each a real PNG
-        assert src.startswith("data:image/png;base64,")
-        assert base64.b64decode(src.split(",", 1)[1], validate=True).startswith(PNG_SIGNATURE)
+    embedded = {base64.b64decode(src.split(",", 1)[1], validate=True) for src in sources
+                if src.startswith("data:image/png;base64,")}
+    assert len(embedded) == len(sources)  # only embedded images
+    plots = {p.read_bytes() for p in (out / "plots").glob("*.png")}
+    assert embedded == plots and len(sources) == len(plots)  # every figure once, each a real PNG
+    assert all(png.startswith(PNG_SIGNATURE) for png in plots)
     verdicts = json.loads((out / "verdicts.json").read_text())
     assert set(verdicts) == {"sst2", "mrpc", "rte", "squad_v2"}
     summary = (out / "summary.md").read_text(encoding="utf-8")
-    for sentence in verdicts.values():
-        assert html.escape(sentence) in page
-        assert sentence in summary
+    for row in verdicts.values():
+        assert html.escape(row["sentence"]) in page
+        assert row["sentence"] in summary
 
 
 def test_cli_prints_verdicts_and_html_path(tmp_path, capsys):
@@ -218,3 +221,82 @@ def test_verdict_rows_hold_the_word_means_interval_and_each_seeds_difference():
     assert row["word"] == "inconclusive" and row["n_seeds"] == 3 and row["design"] == "paired"
     assert row["seed_differences"] == {42: 1.0, 43: 1.5, 44: -0.5}
     assert row["difference"] == pytest.approx(2 / 3) and row["lora"] == pytest.approx(81.0)
+
+
+# ---------------------------------------------------------------- issue 13: corner cases through build_report
+
+
+def write_constant_rte_study(root, n: int) -> None:
+    """A doctored 3-seed RTE study: full gets the first k test examples right (k = 150, 155, 160), LoRA the
+    first k + 1, so LoRA beats full by exactly one test example (100 / n points) on every seed."""
+    labels = np.array([0] * (n // 2 + 10) + [1] * (n - n // 2 - 10))
+    for seed, k in zip(SEEDS, (150, 155, 160), strict=True):
+        for method, right in (("full", k), ("lora", k + 1)):
+            correct = np.arange(n) < right
+            write_fake_run(root, "rte", method, seed, test=correct.mean(), validation=0.7,
+                           predictions=classification_predictions(labels, correct))
+
+
+@pytest.mark.parametrize("n", [200, 277])
+def test_one_example_better_on_every_seed_is_not_significantly_better(tmp_path, n):
+    # Before issue 13: "LoRA is significantly better ... 95% CI [0.50, 0.50], p < 0.001" (t = inf or 1.5e14).
+    write_constant_rte_study(tmp_path, n)
+    report = build_report(tmp_path, n_resamples=200, with_figures=False)
+    (row,) = report.verdict_rows
+    sentence = report.verdicts["rte"]
+    assert row["word"] == "inconclusive" and row["difference"] == pytest.approx(100 / n)
+    assert math.isnan(row["ci_low"]) and math.isnan(row["ci_high"]) and math.isnan(row["p"])
+    assert row["seed_test_undefined_reason"] == (
+        f"LoRA - full is +{100 / n:.2f} points on each of the 3 seeds: with no spread across seeds the paired "
+        "t-test and its interval are undefined")
+    # the example level decides: the majority vote differs on one example (idx 155): b = 1, c = 0, p = 1
+    assert row["decided_on"] == "examples" and row["p_decision"] == 1.0 and row["p_adjusted"] == 1.0
+    assert "significantly better" not in sentence and "inf" not in sentence and "CI [" not in sentence
+    assert ("McNemar exact on the majority vote over seeds (b = 1 only LoRA right, c = 0 only full right), "
+            "p = 1.000") in sentence
+    majority = n // 2 + 10
+    assert row["baseline"] == {"name": "majority class 'entailment' (of the test split)",
+                               "value": pytest.approx(100 * majority / n)}
+    assert any("the test split's majority class" in note for note in report.notes)
+    comparison = report.comparison.set_index("task")
+    for col in ("t_stat", "t_p", "diff_ci_low", "diff_ci_high", "effect_size", "tost_p", "tost_ci_low"):
+        assert math.isnan(comparison.loc["rte", col]), col
+    assert comparison.loc["rte", "seed_test_undefined_reason"] == row["seed_test_undefined_reason"]
+
+
+def test_verdict_rows_keep_their_keys_and_add_the_new_ones(tmp_path):
+    write_study(tmp_path)
+    report = build_report(tmp_path, n_resamples=200, with_figures=False)
+    old = {"task", "metric", "word", "sentence", "lora", "full", "difference", "ci_low", "ci_high", "design", "p",
+           "margin", "n_seeds", "seed_differences"}
+    new = {"p_adjusted", "p_decision", "decided_on", "baseline", "unlearned_arms", "seed_test_undefined_reason"}
+    rows = {r["task"]: r for r in report.verdict_rows}
+    assert all(set(r) == old | new for r in rows.values())
+    # sst2 and squad_v2 have predictions (baselines), mrpc / rte none
+    assert rows["sst2"]["baseline"]["name"].startswith("majority class") and rows["mrpc"]["baseline"] is None
+    assert rows["squad_v2"]["baseline"] == {"name": "always no answer", "value": 0.0}   # fake rows: all answerable
+    # mrpc's LoRA - full is -2 points on every seed and it has no predictions to fall back on: outside the family
+    assert rows["mrpc"]["seed_test_undefined_reason"].startswith("LoRA - full is -2.00 points on each of the 3")
+    assert math.isnan(rows["mrpc"]["p_adjusted"]) and rows["mrpc"]["word"] == "inconclusive"
+    from tunebench.report.stats import holm
+
+    family = [rows["sst2"], rows["squad_v2"]]
+    assert [r["p_adjusted"] for r in family] == pytest.approx(holm([r["p"] for r in family]))
+    assert math.isnan(rows["rte"]["p_adjusted"]) and rows["rte"]["word"] == "no comparison"
+
+
+def test_every_run_predicting_the_majority_class_is_not_learned(tmp_path):
+    # issue 13's demo RTE: all six runs make the same 142/58 split of 200 test examples by predicting class 0
+    labels = np.array([0] * 142 + [1] * 58)
+    for seed in SEEDS:
+        for method in ("lora", "full"):
+            write_fake_run(tmp_path, "rte", method, seed, test=0.71, validation=0.7,
+                           predictions=classification_predictions(labels, labels == 0))
+    report = build_report(tmp_path, n_resamples=200, with_figures=False)
+    (row,) = report.verdict_rows
+    assert row["word"] == "not learned" and row["unlearned_arms"] == ["lora", "full"]
+    assert row["baseline"] == {"name": "majority class 'entailment' (of the test split)", "value": pytest.approx(71.0)}
+    assert report.verdicts["rte"].startswith(
+        "rte: not learned: neither LoRA (71.00) nor full fine-tuning (71.00) beats the trivial baseline (majority "
+        "class 'entailment' (of the test split): 71.00 points of accuracy on test) by more than ±1 point")
+    assert "matches" not in report.verdicts["rte"]

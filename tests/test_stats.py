@@ -9,13 +9,17 @@ import pytest
 from scipy import stats
 
 from tunebench.report.stats import (
+    binary_f1,
+    bootstrap_f1_differences,
     cohens_dz,
     compare_paired_seeds,
     compare_unpaired_seeds,
     equivalence_test,
+    holm,
     mcnemar,
     mcnemar_from_correct,
     paired_bootstrap,
+    paired_bootstrap_f1,
     summarize,
     t_critical,
 )
@@ -63,9 +67,130 @@ def test_wilcoxon_cannot_reject_with_five_seeds():
     assert r.t_p < 0.05
 
 
-def test_identical_arms_give_p_one_not_nan():
+# ---------------------------------------------------------------- no spread across seeds (issue 13)
+
+# RTE-like accuracies in points as the report computes them (fraction correct x 100): LoRA gets one more
+# test example right than full on every seed.
+RTE_FULL_200 = [100 * k / 200 for k in (150, 155, 160)]
+RTE_LORA_200 = [100 * (k + 1) / 200 for k in (150, 155, 160)]
+RTE_FULL_277 = [100 * k / 277 for k in (150, 155, 160)]
+RTE_LORA_277 = [100 * (k + 1) / 277 for k in (150, 155, 160)]
+
+
+@pytest.mark.parametrize(("lora", "full", "diff"), [(RTE_LORA_200, RTE_FULL_200, 0.5),
+                                                     (RTE_LORA_277, RTE_FULL_277, 100 / 277)])
+def test_constant_differences_leave_the_paired_t_test_undefined(lora, full, diff):
+    # Before issue 13: t = inf (200) or 1.5e14 (277, float noise in the 14th digit), p ~ 0, CI [d, d].
+    r = compare_paired_seeds(lora, full)
+    assert r.design == "paired" and r.n_pairs == 3 and r.mean_diff == pytest.approx(diff)
+    for x in (r.t_stat, r.t_p, r.ci_low, r.ci_high, r.effect_size):
+        assert math.isnan(x)
+    assert r.undefined and r.undefined_reason == (
+        f"LoRA - full is +{diff:.2f} points on each of the 3 seeds: with no spread across seeds the paired t-test "
+        "and its interval are undefined")
+    assert r.rank_p == pytest.approx(0.25) and r.rank_stat == 0.0   # Wilcoxon: 3 tied positive ranks, 2/2^3
+    assert math.isnan(cohens_dz(np.subtract(lora, full)))
+
+
+def test_identical_arms_leave_both_seed_tests_undefined():
     r = compare_paired_seeds([0.9, 0.8, 0.7], [0.9, 0.8, 0.7])
-    assert r.t_p == 1.0 and r.rank_p == 1.0 and r.mean_diff == 0.0
+    assert r.mean_diff == 0.0 and r.undefined and "+0.00 points on each of the 3 seeds" in r.undefined_reason
+    assert math.isnan(r.t_p) and math.isnan(r.rank_p) and math.isnan(r.ci_low)
+
+
+def test_a_small_real_spread_is_still_tested():
+    # One seed differs by one more example: a spread of 0.5 points is data, not rounding.
+    r = compare_paired_seeds([75.5, 78.0, 80.5], [75.0, 77.5, 79.5])
+    t = stats.ttest_rel([75.5, 78.0, 80.5], [75.0, 77.5, 79.5])
+    assert not r.undefined and r.t_p == pytest.approx(t.pvalue) and r.ci_high - r.ci_low > 0
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")   # scipy's own call below, on a constant arm
+def test_both_arms_constant_leave_welch_undefined():
+    r = compare_unpaired_seeds([80.5, 80.5], [80.0, 80.0, 80.0])
+    assert r.design == "unpaired" and r.mean_diff == pytest.approx(0.5) and r.undefined
+    assert math.isnan(r.t_p) and math.isnan(r.ci_low) and math.isnan(r.ci_high) and math.isnan(r.effect_size)
+    assert r.undefined_reason.startswith("each method scores the same on all of its seeds (LoRA - full = +0.50")
+    assert r.rank_p == pytest.approx(stats.mannwhitneyu([80.5, 80.5], [80.0] * 3).pvalue)
+    one_constant = compare_unpaired_seeds([80.5, 80.5], [79.0, 80.0, 81.5])   # one arm varies: Welch is defined
+    assert not one_constant.undefined and one_constant.t_p == pytest.approx(
+        stats.ttest_ind([80.5, 80.5], [79.0, 80.0, 81.5], equal_var=False).pvalue)
+
+
+@pytest.mark.parametrize(("lora", "full"), [(RTE_LORA_200, RTE_FULL_200), (RTE_LORA_277, RTE_FULL_277)])
+def test_constant_differences_leave_the_equivalence_test_undefined(lora, full):
+    # Before issue 13: p = 0 and "equivalent" with a 90% interval [0.50, 0.50].
+    e = equivalence_test(lora, full, margin=1)
+    assert e.design == "paired" and math.isnan(e.p) and not e.equivalent
+    assert math.isnan(e.ci_low) and math.isnan(e.ci_high)
+    assert "the equivalence test (TOST) and its interval are undefined" in e.undefined_reason
+
+
+# ---------------------------------------------------------------- Holm
+
+
+def test_holm_by_hand():
+    # sorted: 0.005 x 4 = 0.02; 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04 -> max(0.06, 0.04) = 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # NaN: not in the family (m = 2); caps at 1; a family of one is unadjusted
+    adjusted = holm([0.02, math.nan, 0.5])
+    assert adjusted[0] == pytest.approx(0.04) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.5)
+    assert holm([0.6, 0.7]) == [1.0, 1.0]
+    assert holm([0.03]) == [0.03] and holm([]) == []
+    # ties keep their order and get the same adjusted value: 0.01 x 3, then max(0.03, 0.01 x 2), then 0.02 x 1
+    assert holm([0.01, 0.01, 0.02]) == pytest.approx([0.03, 0.03, 0.03])
+
+
+def test_holm_rejects_what_bonferroni_would_not():
+    # alpha 0.05, four tasks: Bonferroni needs p < 0.0125 for all; Holm steps down.
+    adjusted = holm([0.011, 0.014, 0.02, 0.04])
+    assert adjusted == pytest.approx([0.044, 0.044, 0.044, 0.044])
+    assert all(p < 0.05 for p in adjusted) and not all(4 * p < 0.05 for p in (0.011, 0.014, 0.02, 0.04))
+
+
+# ---------------------------------------------------------------- example-level F1 (MRPC)
+
+# 4 positives, 6 negatives. LoRA always says "not a paraphrase": accuracy 0.6, F1 0. Full always says
+# "paraphrase": accuracy 0.4, F1 = 2 x 4 / (2 x 4 + 6) = 8/14. Accuracy favours LoRA, F1 favours full.
+F1_LABELS = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+LORA_NEG = [0] * 10
+FULL_POS = [1] * 10
+
+
+def test_binary_f1_against_scikit_learn():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        y, p = rng.integers(0, 2, 30), rng.integers(0, 2, 30)
+        assert binary_f1(y, p) == pytest.approx(f1_score(y, p, zero_division=0))
+    assert binary_f1(F1_LABELS, FULL_POS) == pytest.approx(8 / 14) and binary_f1(F1_LABELS, LORA_NEG) == 0.0
+    assert binary_f1([0, 0], [0, 0]) == 0.0   # no positive label or prediction: 0, as zero_division=0
+
+
+def test_f1_bootstrap_recomputes_f1_on_each_resample():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 40)
+    lora = [np.where(rng.random(40) < 0.8, y, 1 - y) for _ in range(2)]
+    full = [np.where(rng.random(40) < 0.7, y, 1 - y) for _ in range(2)]
+    got = bootstrap_f1_differences(y, lora, full, n_resamples=30, seed=5)
+    idx = np.random.default_rng(5).integers(0, 40, size=(30, 40))   # the resamples, drawn as bootstrap_means does
+    want = [np.mean([f1_score(y[i], p[i], zero_division=0) for p in lora])
+            - np.mean([f1_score(y[i], p[i], zero_division=0) for p in full]) for i in idx]
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_f1_bootstrap_where_accuracy_favours_the_other_arm():
+    y = F1_LABELS * 10   # 100 examples, 40 positive
+    r = paired_bootstrap_f1(y, [LORA_NEG * 10], [FULL_POS * 10], n_resamples=2000, seed=0)
+    assert r.n == 100 and r.mean_diff == pytest.approx(-8 / 14) and math.isnan(r.effect_size)
+    assert r.ci_high < 0 and r.p == pytest.approx(1 / 2001)   # no resample gets F1(full) anywhere near 0
+    assert mcnemar_from_correct(np.equal(LORA_NEG * 10, y), np.equal(FULL_POS * 10, y)).b == 60   # accuracy: LoRA
+    assert paired_bootstrap_f1(y, [FULL_POS * 10], [FULL_POS * 10], n_resamples=100).p == 1.0
+    with pytest.raises(ValueError, match="predictions for 100 labels"):
+        paired_bootstrap_f1(y, [LORA_NEG], [FULL_POS * 10])
 
 
 def test_paired_needs_equal_lengths():
@@ -181,14 +306,16 @@ def test_tost_unpaired_uses_welch():
 def test_tost_edge_cases():
     one = equivalence_test([90.0], [89.0], margin=1)
     assert one.design == "none" and math.isnan(one.p) and not one.equivalent
-    same = equivalence_test([90.0, 91.0], [89.8, 90.8], margin=1)     # constant difference 0.2
-    assert same.p == 0.0 and same.equivalent and same.ci_low == pytest.approx(0.2)
+    same = equivalence_test([90.0, 91.0], [89.8, 90.8], margin=1)     # constant difference 0.2: no spread
+    assert math.isnan(same.p) and not same.equivalent and math.isnan(same.ci_low) and same.undefined_reason
     assert not equivalence_test([90.0, 91.0], [88.0, 89.0], margin=1).equivalent   # constant 2 > margin
     with pytest.raises(ValueError, match="margin must be positive"):
         equivalence_test([1.0, 2.0], [1.0, 2.0], margin=0)
     with pytest.raises(ValueError, match=r"alpha must be in \(0, 0.5\)"):
         equivalence_test([91.05, 92.05, 90.05], [90.0, 90.0, 90.0], margin=1, alpha=0.6)
     # undefined wherever the matching t-test is: both arms constant (Welch), a missing paired value
-    assert equivalence_test([90.0, 90.0], [90.0, 90.0, 90.0], margin=1, paired=False).design == "none"
+    welch = equivalence_test([90.0, 90.0], [90.0, 90.0, 90.0], margin=1, paired=False)
+    assert welch.design == "unpaired" and math.isnan(welch.p) and not welch.equivalent
+    assert "Welch's equivalence test (TOST) and its interval are undefined" in welch.undefined_reason
     missing = equivalence_test([90.2, 91.2, math.nan], [90.0, 91.0, 89.0], margin=1)
     assert missing.design == "none" and not missing.equivalent

@@ -12,7 +12,7 @@ import pandas as pd
 from tunebench.data.tasks import TASKS
 from tunebench.errors import TunebenchError
 from tunebench.report import collect, tables
-from tunebench.report.compare import TaskComparison, compare_task
+from tunebench.report.compare import TaskComparison, adjust_across_tasks, compare_task
 from tunebench.report.select import Selection, select_settings, summarize_settings
 from tunebench.report.stats import DEFAULT_BOOTSTRAP_RESAMPLES, DEFAULT_BOOTSTRAP_SEED
 from tunebench.report.verdict import compose_verdict, verdict_row
@@ -101,6 +101,8 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
                      margin, alpha)
         for task in _tasks_present(runs)
     ]
+    comparisons = adjust_across_tasks(comparisons)   # Holm needs every task's p before any word is said
+    notes += baseline_notes(comparisons)
     efficiency = tables.build_efficiency_table(headline)
     verdicts = {c.task: compose_verdict(c, tables.efficiency_ratios(efficiency, c.task), alpha)
                 for c in comparisons}
@@ -121,6 +123,16 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
     if inputs.analysis_pairs:
         add_analysis(report, inputs.analysis_pairs, with_figures)
     return report
+
+
+def baseline_notes(comparisons: list[TaskComparison]) -> list[str]:
+    """Say where the majority-class baselines come from when it is the test split (compare.trivial_baseline)."""
+    tasks = [c.task for c in comparisons if c.baseline is not None and c.baseline.majority_from_test]
+    if not tasks:
+        return []
+    return [f"{', '.join(tasks)}: the trivial baseline is the test split's majority class, since the run folders "
+            "do not record the train split's label distribution; on test it is the best constant prediction, so "
+            "the 'not learned' check against it is if anything strict"]
 
 
 def add_analysis(report: Report, pairs: list[tuple[dict, dict]], with_figures: bool) -> None:

@@ -1,13 +1,26 @@
 """Render the report as a self-contained HTML page and a Markdown summary, and write the report folder.
 
+The page reads top-down, most important first:
+  1. the verdict figure (LoRA - full per task: interval, the equivalence margin's band, each seed as a dot) and
+     the verdict table (task, metric, LoRA, full, baseline, difference [CI], p, the verdict in a word, seeds);
+     the verdict sentences folded below them;
+  2. efficiency (human units), stability across seeds, generalization: each one small table and one figure;
+  3. forgetting and weight-update spectra when `tunebench analyze` has run;
+  4. long tables (every test, example-level tests, all metrics, settings) and the other figures, folded
+     under <details>; runs not ok; notes; the methods last.
+Intervals never leave the metric's range: a difference lies in [-100, 100] points and a score in [0, 100];
+a clipped interval is marked (figures: an arrow head; tables: "‡").
+
 Layout of the report folder (`write_report`):
-  report.html                 self-contained: figures embedded as base64 PNG data URIs, tables inline
-  summary.md                  verdicts, headline / efficiency / failed-runs tables, notes
-  verdicts.json               {task: sentence}
+  report.html                 self-contained: figures embedded as base64 PNG data URIs, tables inline, no script
+  summary.md                  the verdict table and sentences, efficiency / stability / generalization, failed runs
+  verdicts.json               {task: verdict row} (report.verdict.verdict_row; JSON-safe: NaN -> null, seed
+                              keys as strings)
   tables/runs.csv, runs.parquet   the tidy table: one row per run folder
   tables/<name>.csv           comparison, example_tests, metric_summary, efficiency, stability,
-                              generalization, settings, failed_runs
-  plots/<name>.png            metric_by_task, loss_curves, metric_vs_params, metric_vs_memory, lr_sweep
+                              generalization, settings, failed_runs (and analysis_* after `tunebench analyze`)
+  plots/<name>.png            verdict, metric_by_task, efficiency, stability, generalization, loss_curves,
+                              metric_vs_params, metric_vs_memory, lr_sweep (and the analysis figures)
 """
 
 from __future__ import annotations
@@ -24,32 +37,44 @@ from tunebench.io import atomic_write_bytes, atomic_write_json, atomic_write_tex
 from tunebench.report.build import Report
 
 FIGURE_CAPTIONS = {
-    "metric_by_task.png": "Test primary metric per task and method (mean and 95% t-interval over seeds).",
-    "loss_curves.png": "Training and validation loss, aligned on step; line = mean over seeds, band = +-1 sd.",
-    "metric_vs_params.png": "Test primary metric against trainable parameters (log scale).",
-    "metric_vs_memory.png": "Test primary metric against peak memory.",
-    "lr_sweep.png": "Learning-rate sweep: validation primary metric (mean +- sd over seeds); star = headline.",
-    "effective_rank_by_layer.png": "Effective rank (90% energy) of the weight update per layer; LoRA ranks and "
-                                   "full fine-tuning.",
-    "intruders_vs_rank.png": "Intruder dimensions (top-10 singular vectors of W_after with max |cos| < 0.5 to "
-                             "every singular vector of W_before) against LoRA rank; full fine-tuning as reference.",
-    "forgetting_vs_rank.png": "Forgetting: LM loss on held-out text after minus before fine-tuning, against rank.",
-    "accuracy_vs_rank.png": "Test primary metric against LoRA rank; full fine-tuning as reference.",
+    "verdict.png": "LoRA − full per task, in points of the task's metric, each row on its own scale. Diamond: "
+                   "mean difference over seeds; thin bar: its 95% t-interval; thick bar: the equivalence test's "
+                   "{tost_level} interval (“matches” when it lies inside the green ±margin band); dots: each "
+                   "seed's difference. Intervals are clipped at ±100 points (arrow head).",
+    "metric_by_task.png": "Test primary metric per task and method: mean and 95% t-interval over seeds (clipped "
+                          "to 0–100, arrow head where clipped); dots: each seed.",
+    "efficiency.png": "Efficiency per task (means over seeds of the headline setting): trainable parameters (log "
+                      "scale), peak memory, wall time per run, training tokens per second.",
+    "stability.png": "Seed-to-seed spread: each seed's test score (dots), the mean (bar) and the standard deviation "
+                     "over seeds; each task on its own scale.",
+    "generalization.png": "Generalization: train score (a re-scored subset of train, triangle) against test score "
+                          "(dot), means over seeds; the number is the gap train − test in points.",
+    "loss_curves.png": "Training and validation loss, aligned on step; line = mean over seeds, band = ±1 sd.",
+    "metric_vs_params.png": "Test primary metric (mean, 95% CI) against trainable parameters (log scale).",
+    "metric_vs_memory.png": "Test primary metric (mean, 95% CI) against peak memory.",
+    "lr_sweep.png": "Learning-rate sweep: validation primary metric (mean ± sd over seeds); star = headline.",
 }
+SECTION_FIGURES = {"efficiency": "efficiency.png", "stability": "stability.png",
+                   "generalization": "generalization.png"}
+ANALYSIS_FIGURES = ("forgetting_vs_rank.png", "energy_rank_by_layer.png", "effective_rank_by_layer.png",
+                    "intruders_vs_rank.png", "accuracy_vs_rank.png")  # tunebench.analysis.figures, page order
 
 METHODS_TEXT = [
     "Points: classification metrics x 100 (percentage points); SQuAD v2 metrics as the official script "
-    "reports them (0-100). Differences are LoRA - full.",
+    "reports them (0-100). Differences are LoRA - full, so they lie in [-100, 100]. A t-interval on a few "
+    "seeds can reach past those bounds: intervals are shown clipped to the metric's range and marked where "
+    "clipped (the tables in tables/*.csv keep the unclipped values), and each seed is shown as a dot.",
     "Headline setting per task x method: the one named by the plan engine's selection.json when present, "
     "otherwise the setting with the best mean validation primary metric over seeds (never test).",
     "Seed level (the verdict): runs paired by seed, only seeds present in both methods; paired t-test "
     "(decision at alpha) with a 95% t-interval of the mean difference, Wilcoxon signed-rank as a "
     "distribution-free check (with 5 seeds its exact p cannot go below 0.0625), Cohen's d_z. Arms without "
     "2 shared seeds: Welch's t-test and Mann-Whitney U. One seed per arm: no test, no significance claimed.",
-    "Example level (test-set noise only): McNemar per seed pair (exact binomial when b + c < 25, else "
-    "chi-square with continuity correction; b = only LoRA right, c = only full right, odds ratio b / c) and "
-    "on the majority vote over seeds; SQuAD: paired bootstrap (fixed seed) of per-question F1, per seed pair "
-    "and on the seed-averaged F1. Per-seed tests are reported separately, never pooled.",
+    "Example level (test-set noise only), on the verdict's metric: for accuracy, McNemar per seed pair (exact "
+    "binomial when b + c < 25, else chi-square with continuity correction; b = only LoRA right, c = only full "
+    "right, odds ratio b / c) and on the majority vote over seeds; for MRPC's F1 and SQuAD's F1, a paired "
+    "bootstrap (fixed seed) over examples, per seed pair and on the seed average. Per-seed tests are reported "
+    "separately, never pooled.",
     "Equivalence: two one-sided tests (TOST) on the same seeds and design, against a margin of +-M points "
     "declared before looking (`tunebench report --margin`, default 1): 'LoRA matches full fine-tuning' only "
     "when both one-sided tests reject at alpha (equivalently, the 1 - 2 alpha interval, 90% at alpha = 0.05, "
@@ -57,6 +82,17 @@ METHODS_TEXT = [
     "Non-significant alone means no significant difference, not equivalence. Failed, running and unreadable "
     "runs are listed and never averaged.",
 ]
+
+WORD_MEANING = {
+    "matches": "the equivalence test puts LoRA − full within ±margin",
+    "better": "LoRA significantly better",
+    "worse": "LoRA significantly worse",
+    "inconclusive": "neither a significant difference nor equivalence",
+    "not learned": "an arm does not beat the trivial baseline by more than the margin",
+    "no comparison": "an arm has no completed run",
+}
+CLIPPED_MARK = "‡"
+NO_CI_MARK = "†"
 
 
 # ---------------------------------------------------------------- formatting
@@ -95,10 +131,182 @@ def html_table(df: pd.DataFrame) -> str:
     return format_frame(df).to_html(index=False, escape=True, border=0, classes="tbl")
 
 
+def _f(x: object) -> float:
+    """A finite float or NaN (None, NA, strings and infinities become NaN)."""
+    try:
+        v = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+    return v if math.isfinite(v) else math.nan
+
+
+def _pts(x: object, digits: int = 1, sign: bool = False) -> str:
+    v = _f(x)
+    if math.isnan(v):
+        return "–"
+    return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+
+
+def _p_text(p: object) -> str:
+    v = _f(p)
+    if math.isnan(v):
+        return "–"
+    return "< 0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def clipped_interval_text(lo: object, hi: object, bounds: tuple[float, float] = (-100.0, 100.0),
+                          digits: int = 2) -> tuple[str, bool]:
+    """'[-3.40, 0.94]' with each end clipped to bounds; whether an end was clipped. '' when undefined."""
+    lo_v, hi_v = _f(lo), _f(hi)
+    if math.isnan(lo_v) or math.isnan(hi_v):
+        return "", False
+    cut = lo_v < bounds[0] or hi_v > bounds[1]
+    lo_v, hi_v = max(lo_v, bounds[0]), min(hi_v, bounds[1])
+    return f"[{lo_v:.{digits}f}, {hi_v:.{digits}f}]", cut
+
+
 def _ci(mean: float, lo: float, hi: float) -> str:
     if pd.isna(mean):
         return ""
     return f"{mean:.2f}" + ("" if pd.isna(lo) else f" [{lo:.2f}, {hi:.2f}]")
+
+
+def json_safe(obj: object) -> object:
+    """JSON-safe copy: NaN / inf -> None, numpy scalars -> Python, dict keys -> str, tuples -> lists."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):  # numpy / pandas scalars
+        try:
+            obj = obj.item()
+        except (TypeError, ValueError):
+            pass
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+# ---------------------------------------------------------------- the verdict table
+
+
+def verdict_table_rows(report: Report) -> list[dict]:
+    """The verdict table as display strings, one dict per task (shared by HTML and Markdown).
+
+    Keys: task, metric, lora, full, baseline (or absent), difference (with its CI, clipped), p, word,
+    seeds; plus the footnotes `clipped` (bool) and `no_ci` (the reason the seed-level test is undefined)."""
+    rows = report.verdict_rows or []
+    show_baseline = any(r.get("baseline") for r in rows)
+    out = []
+    for r in rows:
+        d: dict[str, object] = {"task": str(r.get("task", "")), "metric": str(r.get("metric", "")),
+                                "lora": _pts(r.get("lora")), "full": _pts(r.get("full"))}
+        if show_baseline:
+            b = r.get("baseline") or {}
+            d["baseline"] = (_pts(b.get("value")), str(b.get("name", ""))) if b else ("–", "")
+        ci, cut = clipped_interval_text(r.get("ci_low"), r.get("ci_high"))
+        diff = _pts(r.get("difference"), 2, sign=True)
+        reason = r.get("seed_test_undefined_reason")
+        no_ci = not ci and not math.isnan(_f(r.get("difference")))
+        d["difference"] = diff + (f" {ci}" if ci else "") + (CLIPPED_MARK if cut else "") + \
+            (NO_CI_MARK if no_ci and reason else "")
+        d["clipped"], d["no_ci"] = cut, (str(reason) if no_ci and reason else "")
+        d["p"] = _p_cell(r)
+        d["word"] = str(r.get("word") or "")
+        n = r.get("n_seeds")
+        design = r.get("design")
+        d["seeds"] = ("–" if math.isnan(_f(n)) else str(int(_f(n)))) + \
+            {"unpaired": " (unpaired)", "none": " (no test)"}.get(str(design), "")
+        d["sentence"] = str(r.get("sentence") or "")
+        out.append(d)
+    return out
+
+
+def _p_cell(r: dict) -> str:
+    """The decision's p: raw, and Holm-adjusted when given ('0.012 → 0.048'); '(examples)' when the decision
+    fell back to the example-level test."""
+    raw = r.get("p_decision", r.get("p"))
+    text = _p_text(raw)
+    if "p_adjusted" in r and not math.isnan(_f(r.get("p_adjusted"))) and _f(r.get("p_adjusted")) != _f(raw):
+        text += f" → {_p_text(r['p_adjusted'])}"
+    if r.get("decided_on") == "examples":
+        text += " (examples)"
+    return text
+
+
+def _holm_shown(report: Report) -> bool:
+    return any("p_adjusted" in r for r in report.verdict_rows or [])
+
+
+def verdict_table_html(report: Report) -> str:
+    rows = verdict_table_rows(report)
+    if not rows:
+        return "<p><em>(no task to compare)</em></p>"
+    esc = html.escape
+    baseline = "baseline" in rows[0]
+    p_head = "p (raw → Holm)" if _holm_shown(report) else "p"
+    heads = ["task", "metric", "LoRA", "full", *(["trivial baseline"] if baseline else []),
+             "LoRA − full [95% CI]", p_head, "verdict", "seeds"]
+    body = []
+    for d in rows:
+        cells = [f'<td><b>{esc(d["task"])}</b></td>', f'<td>{esc(d["metric"])}</td>',
+                 f"<td>{esc(d['lora'])}</td>", f"<td>{esc(d['full'])}</td>"]
+        if baseline:
+            value, name = d["baseline"]  # type: ignore[misc]
+            cells.append(f'<td class="b">{esc(value)}<br><span class="small">{esc(name)}</span></td>')
+        word = d["word"]
+        cls = "w-" + word.replace(" ", "-") if word else "w-none"
+        cells += [f"<td>{esc(d['difference'])}</td>", f"<td>{esc(d['p'])}</td>",
+                  f'<td class="c"><span class="word {esc(cls)}" title="{esc(WORD_MEANING.get(word, ""))}">'
+                  f"{esc(word or '?')}</span></td>", f"<td>{esc(d['seeds'])}</td>"]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    head = "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in heads) + "</tr>"
+    table = f'<table class="tbl verdict"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
+    return table + _verdict_footnotes_html(report, rows)
+
+
+def _verdict_footnotes_html(report: Report, rows: list[dict]) -> str:
+    esc = html.escape
+    notes = []
+    if any(d["clipped"] for d in rows):
+        notes.append(f"{CLIPPED_MARK} interval clipped to the metric's range (a difference lies in [−100, 100] "
+                     "points); the unclipped t-interval is in tables/comparison.csv.")
+    for d in rows:
+        if d["no_ci"]:
+            notes.append(f"{NO_CI_MARK} {d['task']}: no seed-level interval: {d['no_ci']}")
+    margins = sorted({_f(r.get("margin")) for r in report.verdict_rows if not math.isnan(_f(r.get("margin")))})
+    margin = " / ".join(f"±{m:g}" for m in margins) + (" point" if margins == [1.0] else " points") \
+        if margins else "the margin"
+    words = [w for w in WORD_MEANING if any(d["word"] == w for d in rows)]
+    legend = "; ".join(f"<b>{esc(w)}</b>: {esc(WORD_MEANING[w].replace('±margin', margin))}"
+                       for w in words)
+    p_note = (" p: the decision's test (the seed-level t-test, or the example-level test where marked), raw "
+              f"and Holm-adjusted across tasks; decisions at alpha = {report.alpha:g}." if _holm_shown(report)
+              else f" p: seed-level t-test; decisions at alpha = {report.alpha:g}.")
+    parts = [f'<p class="small">{legend}.{esc(p_note)} Scores are means over seeds, in points.</p>']
+    parts += [f'<p class="small">{esc(n)}</p>' for n in notes]
+    return "".join(parts)
+
+
+def verdict_display(report: Report) -> pd.DataFrame:
+    """The verdict table for Markdown."""
+    rows = verdict_table_rows(report)
+    out = []
+    for d in rows:
+        row = {"task": d["task"], "metric": d["metric"], "LoRA": d["lora"], "full": d["full"]}
+        if "baseline" in d:
+            value, name = d["baseline"]  # type: ignore[misc]
+            row["trivial baseline"] = f"{value} ({name})" if name else value
+        row |= {"LoRA - full [95% CI]": d["difference"], "p": d["p"], "verdict": d["word"], "seeds": d["seeds"]}
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------- small tables in human units
 
 
 def headline_display(comparison: pd.DataFrame) -> pd.DataFrame:
@@ -112,6 +320,8 @@ def headline_display(comparison: pd.DataFrame) -> pd.DataFrame:
             row |= {"LoRA - full": _ci(r["diff"], r["diff_ci_low"], r["diff_ci_high"]), "design": r["design"],
                     "pairs": r["n_pairs"], "t-test p": r["t_p"], "rank test p": r["rank_p"],
                     "effect size": r["effect_size"]}
+        if pd.notna(r.get("p_adjusted")):
+            row["decision p (Holm)"] = r["p_adjusted"]
         if pd.notna(r.get("tost_p")):
             row |= {f"TOST p (±{r['equivalence_margin']:g})": r["tost_p"],
                     "equivalent": "yes" if r["equivalent"] else "not shown"}
@@ -120,38 +330,97 @@ def headline_display(comparison: pd.DataFrame) -> pd.DataFrame:
 
 
 def efficiency_display(efficiency: pd.DataFrame) -> pd.DataFrame:
+    """Efficiency in human units: parameters (k / M) with their share, memory in MiB / GiB, times in s / min."""
+    from tunebench.report.plots import human_count, human_mib, human_seconds
+
     if efficiency.empty:
         return efficiency
+    e = efficiency
+    share = [f" ({_share(s)})" if pd.notna(s) else "" for s in e["params_trainable_share"]]
     return pd.DataFrame({
-        "task": efficiency["task"], "method": efficiency["method"], "seeds": efficiency["n_seeds"],
-        "trainable params": efficiency["params_trainable"],
-        "trainable %": 100 * efficiency["params_trainable_share"],
-        "peak memory (MiB)": efficiency["peak_memory_mib"], "memory kind": efficiency["memory_kind"],
-        "wall (s)": efficiency["wall_s"], "tokens/s": efficiency["tokens_per_s"],
-        "time to best val (s)": efficiency["time_to_best_validation_s"],
+        "task": e["task"], "method": e["method"].map(_method_name),
+        "seeds": e["n_seeds"],
+        "trainable params": [human_count(p) + s for p, s in zip(e["params_trainable"], share, strict=True)],
+        "peak memory": [human_mib(m) for m in e["peak_memory_mib"]],
+        "memory measured as": e["memory_kind"].fillna(""),
+        "wall time per run": [human_seconds(s) for s in e["wall_s"]],
+        "tokens / s": [human_count(t) for t in e["tokens_per_s"]],
+        "time to best validation": [human_seconds(s) for s in e["time_to_best_validation_s"]],
     })
+
+
+def _method_name(m: object) -> object:
+    return {"lora": "LoRA", "full": "full"}.get(m, m) if isinstance(m, str) else m
+
+
+def _share(fraction: float) -> str:
+    pct = 100 * float(fraction)
+    return f"{pct:.0f}%" if pct >= 10 else f"{pct:.2g}%"
+
+
+def stability_display(stability: pd.DataFrame) -> pd.DataFrame:
+    if stability.empty:
+        return stability
+    s = stability
+    return pd.DataFrame({
+        "task": s["task"], "method": s["method"].map(_method_name), "seeds": s["n_seeds"],
+        "test sd (points)": [_pts(v, 2) for v in s["test_sd"]],
+        "test range": [f"{_pts(a)} – {_pts(b)}" for a, b in zip(s["test_min"], s["test_max"], strict=True)],
+        "validation sd": [_pts(v, 2) for v in s["validation_sd"]],
+        "final train loss": [f"{_pts(m, 3)} ± {_pts(sd, 3)}" if pd.notna(sd) else _pts(m, 3)
+                             for m, sd in zip(s["train_loss_mean"], s["train_loss_sd"], strict=True)],
+    })
+
+
+def generalization_display(generalization: pd.DataFrame) -> pd.DataFrame:
+    if generalization.empty:
+        return generalization
+    g = generalization
+    gaps = []
+    for m, lo, hi in zip(g["gap_mean"], g["gap_ci_low"], g["gap_ci_high"], strict=True):
+        ci, cut = clipped_interval_text(lo, hi)
+        gaps.append(_pts(m, 2, sign=True) + (f" {ci}" if ci else "") + (CLIPPED_MARK if cut else ""))
+    return pd.DataFrame({"task": g["task"], "method": g["method"].map(_method_name), "seeds": g["n"],
+                         "train": [_pts(v) for v in g["train_mean"]], "test": [_pts(v) for v in g["test_mean"]],
+                         "gap train − test [95% CI]": gaps})
 
 
 # ---------------------------------------------------------------- documents
 
 
+def methods_text(report: Report) -> list[str]:
+    """METHODS_TEXT, the verdict's corner cases (Holm, undefined seed tests, baselines) and, when the report
+    holds `tunebench analyze` results, how the forgetting and spectrum figures are computed."""
+    from tunebench.report.verdict import verdict_methods_text
+
+    analysis: list[str] = []
+    if report.analysis:
+        from tunebench.analysis.texts import analysis_methods_text
+
+        analysis = analysis_methods_text()
+    return [*METHODS_TEXT, *verdict_methods_text(), *analysis]
+
+
 def render_markdown(report: Report) -> str:
     parts = [f"# LoRA vs full fine-tuning: report for `{report.results_dir}`\n",
-             f"{len(report.runs)} runs read, {report.n_ok} ok, {len(report.failed)} not ok.\n",
-             "## Verdicts\n", *[f"- {v}" for v in report.verdicts.values()], ""]
+             f"{len(report.runs)} runs read, {report.n_ok} ok, {len(report.failed)} not ok.\n"]
     if report.n_ok == 0:
         parts.append("**No run finished ok: nothing can be compared; see the failed runs below.**\n")
-    parts += ["## LoRA vs full (test primary metric, points)\n", markdown_table(headline_display(report.comparison)),
-              "## Example-level tests (test-set noise only)\n", markdown_table(report.example_tests),
+    parts += ["## Verdicts (LoRA - full, points)\n", markdown_table(verdict_display(report)),
+              *[f"- {v}" for v in report.verdicts.values()], "",
               "## Efficiency (means over seeds of the headline setting)\n",
               markdown_table(efficiency_display(report.efficiency)),
-              "## Stability (seed spread, points)\n", markdown_table(report.stability),
-              "## Generalization (train_eval - test, points)\n", markdown_table(report.generalization),
-              "## Headline settings\n", markdown_table(_selected_settings(report.settings)),
-              "## Failed runs (not averaged)\n", markdown_table(report.failed)]
+              "## Stability (seed spread, points)\n", markdown_table(stability_display(report.stability)),
+              "## Generalization (train_eval - test, points)\n",
+              markdown_table(generalization_display(report.generalization)),
+              "## Failed runs (not averaged)\n", markdown_table(report.failed),
+              "## Every test of LoRA vs full (test primary metric, points)\n",
+              markdown_table(headline_display(report.comparison)),
+              "## Example-level tests (test-set noise only)\n", markdown_table(report.example_tests),
+              "## Headline settings\n", markdown_table(_selected_settings(report.settings))]
     if report.notes:
         parts += ["## Notes\n", *[f"- {n}" for n in report.notes], ""]
-    parts += ["## Methods\n", *[f"- {t}" for t in METHODS_TEXT], ""]
+    parts += ["## Methods\n", *[f"- {t}" for t in methods_text(report)], ""]
     return "\n".join(parts)
 
 
@@ -163,45 +432,162 @@ def _selected_settings(settings: pd.DataFrame) -> pd.DataFrame:
     return settings.loc[settings["selected"], cols]
 
 
-def render_html(report: Report) -> str:
+def ensure_verdict_figure(report: Report) -> None:
+    """Draw the verdict figure from report.verdict_rows into report.figures["verdict.png"] (first), when the
+    report has figures at all (build_report(with_figures=False) has none) and has not drawn it already."""
+    if not report.figures or "verdict.png" in report.figures or not report.verdict_rows:
+        return
+    from tunebench.report.plots import plot_verdicts, render_png
+
+    fig = plot_verdicts(report.verdict_rows, _tost_intervals(report.comparison))
+    if fig is not None:
+        report.figures = {"verdict.png": render_png(fig)} | report.figures
+
+
+def _tost_intervals(comparison: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    if comparison.empty or "tost_ci_low" not in comparison:
+        return {}
+    return {str(t): (float(lo), float(hi)) for t, lo, hi in
+            zip(comparison["task"], comparison["tost_ci_low"], comparison["tost_ci_high"], strict=True)
+            if pd.notna(lo) and pd.notna(hi)}
+
+
+def _figure_html(report: Report, name: str, alt_level: str = "") -> str:
+    png = report.figures.get(name)
+    if png is None:
+        return ""
     esc = html.escape
-    body = [f"<h1>LoRA vs full fine-tuning</h1><p>Results: <code>{esc(str(report.results_dir))}</code> &mdash; "
-            f"{len(report.runs)} runs read, {report.n_ok} ok, {len(report.failed)} not ok.</p>",
-            "<h2>Verdicts</h2><ul>" + "".join(f"<li>{esc(v)}</li>" for v in report.verdicts.values()) + "</ul>"]
+    uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    caption = FIGURE_CAPTIONS.get(name) or _analysis_caption(name)
+    caption = caption.replace("{tost_level}", alt_level)
+    return f'<figure><img alt="{esc(name)}" src="{uri}"><figcaption>{esc(caption)}</figcaption></figure>'
+
+
+def _analysis_caption(name: str) -> str:
+    """The analysis module's caption of one of its figures (its names have no .png), else the name."""
+    try:
+        from tunebench.analysis.figures import FIGURE_CAPTIONS as ANALYSIS_CAPTIONS
+    except ImportError:
+        return name
+    return ANALYSIS_CAPTIONS.get(name.removesuffix(".png"), name)
+
+
+def _details(summary: str, content: str, open_: bool = False) -> str:
+    return f"<details{' open' if open_ else ''}><summary>{html.escape(summary)}</summary>{content}</details>"
+
+
+def render_html(report: Report, analysis_label: str | None = None) -> str:
+    """The report page (layout in the module docstring). `analysis_label`: a line shown at the top of the
+    analysis section (the demo says there that its analysis is a plumbing check on a random model)."""
+    esc = html.escape
+    ensure_verdict_figure(report)
+    tost_level = f"{100 * (1 - 2 * report.alpha):g}%"
+    placed: set[str] = set()
+
+    def figure(name: str) -> str:
+        placed.add(name)
+        return _figure_html(report, name, tost_level)
+
+    n_bad = len(report.failed)
+    body = [f"<h1>Does LoRA match full fine-tuning?</h1><p class=\"lede\">Results: "
+            f"<code>{esc(str(report.results_dir))}</code> &mdash; {len(report.runs)} runs read, {report.n_ok} ok"
+            + (f", <b>{n_bad} not ok</b> (listed under “Runs not ok”, never averaged)" if n_bad else "")
+            + ".</p>"]
     if report.n_ok == 0:
         body.append("<p><strong>No run finished ok: nothing can be compared.</strong></p>")
+    body += [figure("verdict.png"), verdict_table_html(report)]
+    if report.verdicts:
+        body.append(_details("Each verdict in a sentence (tests, p-values, efficiency)",
+                             '<ul class="sentences">' + "".join(f"<li>{esc(v)}</li>"
+                                                                for v in report.verdicts.values()) + "</ul>"))
     sections = [
-        ("LoRA vs full (test primary metric, points)", headline_display(report.comparison)),
-        ("Example-level tests (per seed pair and combined)", report.example_tests),
-        ("Efficiency (means over seeds)", efficiency_display(report.efficiency)),
-        ("Stability (seed spread, points)", report.stability),
-        ("Generalization (train_eval - test, points)", report.generalization),
-        ("Settings and headline selection", report.settings),
-        ("All metrics over seeds (headline settings, raw units)", report.metric_summary),
-        ("Failed runs (not averaged)", report.failed),
+        ("Efficiency", "efficiency", efficiency_display(report.efficiency),
+         "Means over seeds of each task's headline setting."),
+        ("Stability across seeds", "stability", stability_display(report.stability),
+         "Spread of the test score (points) over seeds."),
+        ("Generalization", "generalization", generalization_display(report.generalization),
+         "Score on a re-scored subset of train minus the test score (points)."),
     ]
+    for title, key, df, lede in sections:
+        body.append(f'<h2>{esc(title)}</h2><p class="small">{esc(lede)}</p>{html_table(df)}'
+                    f"{figure(SECTION_FIGURES[key])}")
     if report.analysis:
-        sections += [("Forgetting and update spectra per run (tunebench analyze)", report.analysis["runs"]),
-                     ("Update spectra per layer and module type (mean over seeds)", report.analysis["layers"])]
-    body += [f"<h2>{esc(title)}</h2>{html_table(df)}" for title, df in sections]
-    body.append("<h2>Figures</h2>")
-    for name, png in report.figures.items():
-        uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-        body.append(f'<figure><img alt="{esc(name)}" src="{uri}"><figcaption>{esc(FIGURE_CAPTIONS.get(name, name))}'
-                    "</figcaption></figure>")
+        body.append(_analysis_html(report, analysis_label, figure))
+    more = [("Every test of LoRA vs full (seed level, equivalence)", headline_display(report.comparison)),
+            (f"Example-level tests, per seed pair and combined ({len(report.example_tests)} rows)",
+             report.example_tests),
+            (f"All metrics over seeds, headline settings, raw units ({len(report.metric_summary)} rows)",
+             report.metric_summary),
+            (f"Settings and headline selection ({len(report.settings)} rows)", report.settings)]
+    body.append("<h2>Details</h2>" + "".join(_details(t, html_table(df)) for t, df in more))
+    rest = [name for name in report.figures if name not in placed and name not in ANALYSIS_FIGURES]
+    if rest:
+        body.append(_details("More figures: scores per task, loss curves, metric against cost, learning-rate sweep",
+                             "".join(figure(n) for n in rest)))
+    if n_bad:
+        body.append(f"<h2>Runs not ok ({n_bad})</h2>" + _details(
+            "Failed, running and unreadable runs, each with its reason (never averaged)",
+            html_table(report.failed), open_=n_bad <= 10))
     if report.notes:
         body.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in report.notes) + "</ul>")
-    body.append("<h2>Methods</h2><ul>" + "".join(f"<li>{esc(t)}</li>" for t in METHODS_TEXT) + "</ul>")
+    body.append("<h2>Methods</h2><ul class=\"methods\">" + "".join(f"<li>{esc(t)}</li>"
+                                                                  for t in methods_text(report)) + "</ul>")
     return _HTML_HEAD + "\n".join(body) + "\n</body></html>\n"
 
+
+def _analysis_html(report: Report, label: str | None, figure) -> str:
+    esc = html.escape
+    parts = ["<h2>Forgetting and weight-update spectra (tunebench analyze)</h2>"]
+    if label:
+        parts.append(f'<p class="plumbing">{esc(label)}</p>')
+    parts.append('<p class="small">Forgetting: the causal-LM loss on a held-out general text after minus before '
+                 "fine-tuning (positive: the model got worse at it). Spectra: per adapted matrix, the ranks of the "
+                 "weight update (energy rank, effective rank; defined under each figure), its stable rank and its "
+                 "intruder dimensions.</p>")
+    parts += [figure(name) for name in _analysis_figures_shown(report)]
+    tables = [("Forgetting and update spectra per run (tunebench analyze)", report.analysis.get("runs")),
+              ("Update spectra per layer and module type (mean over seeds)", report.analysis.get("layers"))]
+    parts += [_details(f"{t} ({len(df)} rows)", html_table(df)) for t, df in tables if df is not None]
+    return "".join(parts)
+
+
+def _analysis_figures_shown(report: Report) -> list[str]:
+    """The analysis figures on the page; against LoRA rank with a single rank, the test metric repeats the
+    verdict figure and is left out of the page (still in plots/)."""
+    names = [n for n in ANALYSIS_FIGURES if n in report.figures]
+    by_rank = report.analysis.get("by_rank")
+    if by_rank is not None and "lora_r" in by_rank and by_rank["lora_r"].dropna().nunique() <= 1:
+        names = [n for n in names if n != "accuracy_vs_rank.png"]
+    return names
+
+
+_WORD_CSS = {"matches": "#2ca02c", "better": "#1f77b4", "worse": "#d62728", "inconclusive": "#7f7f7f",
+             "not-learned": "#b5179e", "no-comparison": "#999999", "none": "#555555"}  # = plots.WORD_COLORS
 
 _HTML_HEAD = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>tunebench report</title>
 <style>
-body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; }
-table.tbl { border-collapse: collapse; font-size: 0.85em; margin-bottom: 1em; }
-table.tbl th, table.tbl td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
-figure img { max-width: 100%; } li { margin-bottom: 0.4em; }
+body { font-family: system-ui, sans-serif; max-width: 1180px; margin: 1.5em auto; padding: 0 1em; color: #222;
+       line-height: 1.4; }
+h1 { margin-bottom: 0.1em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; padding-bottom: 0.15em; }
+.lede { color: #555; margin-top: 0.2em; }
+table.tbl { border-collapse: collapse; font-size: 0.85em; margin: 0.4em 0 0.8em; }
+table.tbl th, table.tbl td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; vertical-align: top; }
+table.tbl th { background: #f4f4f4; }
+table.verdict { font-size: 1em; } table.verdict td { padding: 5px 10px; }
+table.verdict td { white-space: nowrap; } table.verdict td.b { white-space: normal; max-width: 14em; }
+table.tbl td:nth-child(-n+2), table.tbl th:nth-child(-n+2) { text-align: left; }
+table.tbl td.c { text-align: center; }
+.word { display: inline-block; min-width: 6.5em; font-weight: 600; padding: 1px 8px; border-radius: 10px;
+        color: #fff; text-align: center; }
+""" + "".join(f".w-{k} {{ background: {v}; }}\n" for k, v in _WORD_CSS.items()) + """\
+.small { font-size: 0.85em; color: #555; margin: 0.3em 0; }
+details { margin: 0.35em 0; } summary { cursor: pointer; font-weight: 600; color: #333; }
+details > table.tbl, details > ul, details > figure { margin-left: 1em; }
+ul.sentences li, ul.methods li { font-size: 0.9em; margin-bottom: 0.4em; }
+.plumbing { background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.5em 0.8em; }
+figure { margin: 0.6em 0; } figure img { max-width: 100%; }
+figcaption { font-size: 0.85em; color: #555; max-width: 60em; }
 </style></head><body>
 """
 
@@ -213,9 +599,18 @@ TABLES = ("comparison", "example_tests", "metric_summary", "efficiency", "stabil
           "settings", "failed")
 
 
-def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
+def verdicts_json(report: Report) -> dict[str, object]:
+    """{task: verdict row} (JSON-safe); a task without a row keeps at least its sentence."""
+    out: dict[str, object] = {str(r.get("task")): json_safe(r) for r in report.verdict_rows or []}
+    for task, sentence in report.verdicts.items():
+        out.setdefault(task, {"task": task, "sentence": sentence})
+    return out
+
+
+def write_report(report: Report, out_dir: str | Path, analysis_label: str | None = None) -> dict[str, Path]:
     """Write the report folder (layout in the module docstring); returns {name: path}."""
     out = Path(out_dir)
+    ensure_verdict_figure(report)
     written = {"runs.csv": atomic_write_text(out / "tables" / "runs.csv", report.runs.to_csv(index=False)),
                "runs.parquet": atomic_write_bytes(out / "tables" / "runs.parquet", to_parquet_bytes(report.runs))}
     for name in TABLES:
@@ -226,9 +621,9 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
         written[file] = atomic_write_text(out / "tables" / file, df.to_csv(index=False))
     for name, png in report.figures.items():
         written[name] = atomic_write_bytes(out / "plots" / name, png)
-    written["verdicts.json"] = atomic_write_json(out / "verdicts.json", report.verdicts)
+    written["verdicts.json"] = atomic_write_json(out / "verdicts.json", verdicts_json(report))
     written["summary.md"] = atomic_write_text(out / "summary.md", render_markdown(report))
-    written["report.html"] = atomic_write_text(out / "report.html", render_html(report))
+    written["report.html"] = atomic_write_text(out / "report.html", render_html(report, analysis_label))
     return written
 
 

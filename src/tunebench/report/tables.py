@@ -100,14 +100,20 @@ def build_comparison_table(comparisons: list[TaskComparison]) -> pd.DataFrame:
             e = c.equivalence
             row |= {"equivalence_margin": e.margin, "tost_p": e.p, "tost_ci_low": e.ci_low,
                     "tost_ci_high": e.ci_high, "equivalent": e.equivalent}
+        if c.seeds is not None:
+            row |= {"seed_test_undefined_reason": c.seed_test_undefined_reason, "decided_on": c.decided_on,
+                    "p_decision": c.decision_p, "p_adjusted": c.decision_p_adjusted}
+        if c.baseline is not None:
+            row |= {"baseline": c.baseline.name, "baseline_value": c.baseline.value}
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def build_example_tests_table(comparisons: list[TaskComparison]) -> pd.DataFrame:
     rows = [r for c in comparisons for r in c.example_tests]
-    return pd.DataFrame(rows, columns=["task", "comparison", "seeds", "test", "n_examples", "b", "c", "odds_ratio",
-                                       "mean_diff", "ci_low", "ci_high", "statistic", "p", "effect_size"])
+    return pd.DataFrame(rows, columns=["task", "comparison", "seeds", "test", "metric", "n_examples", "b", "c",
+                                       "odds_ratio", "mean_diff", "ci_low", "ci_high", "statistic", "p",
+                                       "effect_size"])
 
 
 def build_efficiency_table(headline: pd.DataFrame) -> pd.DataFrame:

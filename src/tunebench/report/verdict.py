@@ -1,12 +1,20 @@
 """One honest sentence per task (pure: a TaskComparison and efficiency ratios in, text out).
 
-Rules: the decision is the seed-level t-test at `alpha` (paired when 2+ seeds are shared, Welch when the
-arms ran different seeds). Absence of evidence is not evidence of equivalence: "LoRA matches full
-fine-tuning" is said only when the equivalence test (TOST, same seeds and design) against the pre-declared
-margin succeeds at `alpha`, and it is said with the margin; otherwise a non-significant result is "no
-significant difference" with a note that equivalence was not shown. Never "equal". With too few seeds the
-sentence says no significance can be claimed. Example-level tests are added as a second sentence: they
-speak to test-set noise only.
+Rules, in order:
+1. "not learned": when either arm's mean test score does not beat the task's trivial baseline on test
+   (compare.trivial_baseline) by more than the equivalence margin, LoRA is not compared with full
+   fine-tuning at all: matching or beating a model that learned nothing says nothing about the methods.
+2. The decision is the seed-level t-test (paired when 2+ seeds are shared, Welch when the arms ran
+   different seeds), its p-value Holm-adjusted across the tasks (compare.adjust_across_tasks), at `alpha`.
+   When that test is undefined for want of spread across seeds (stats: constant differences), the
+   decision falls back to the example-level test on the combined predictions and the sentence says so.
+3. Absence of evidence is not evidence of equivalence: "LoRA matches full fine-tuning" is said only when
+   the equivalence test (TOST, same seeds and design) against the pre-declared margin succeeds at `alpha`,
+   and it is said with the margin; otherwise a non-significant result is "no significant difference" with
+   a note that equivalence was not shown. Never "equal". With too few seeds the sentence says no
+   significance can be claimed.
+Example-level tests are added as a second sentence: they speak to test-set noise only. `verdict_word`
+gives the same decision in a word, and `compose_verdict` always agrees with it.
 """
 
 from __future__ import annotations
@@ -27,27 +35,52 @@ def compose_verdict(c: TaskComparison, ratios: dict | None = None, alpha: float 
         n = c.lora.n if method == "lora" else c.full.n
         return (f"{c.task}: only {_NAMES[method]} has completed runs ({_count(n, 'seed')}); "
                 f"LoRA and full fine-tuning cannot be compared.")
+    if c.unlearned_arms:
+        return f"{c.task}: {describe_not_learned(c)}{describe_efficiency(ratios or {})}."
     text = f"{c.task}: {describe_seed_result(c, alpha)}{describe_efficiency(ratios or {})}."
     evidence = describe_example_tests(c.example_tests, alpha)
     return f"{text} {evidence}" if evidence else text
+
+
+def describe_not_learned(c: TaskComparison) -> str:
+    """"not learned: full fine-tuning (58.00) does not beat the trivial baseline (...) by more than ±1 point"."""
+    b = c.baseline
+    assert b is not None
+    scores = {"lora": c.lora.mean, "full": c.full.mean}
+    arms = c.unlearned_arms
+    if len(arms) == 2:
+        who = f"neither LoRA ({_num(scores['lora'])}) nor full fine-tuning ({_num(scores['full'])}) beats"
+    else:
+        (arm,) = arms
+        other = "full" if arm == "lora" else "lora"
+        who = (f"{_NAMES[arm]} ({_num(scores[arm])}; {_NAMES[other]} {_num(scores[other])}) does not "
+               f"beat")
+    k = c.seeds
+    diff = f"LoRA - full = {_pts(k.mean_diff)} points" if k is not None else ""
+    return (f"not learned: {who} the trivial baseline ({b.name}: {_num(b.value)} points of {c.primary_metric} on "
+            f"test) by more than {_margin(c.margin)}, so LoRA is not compared with full fine-tuning here ({diff})")
 
 
 def describe_seed_result(c: TaskComparison, alpha: float) -> str:
     k = c.seeds
     assert k is not None
     diff = f"{c.primary_metric}: LoRA - full = {_pts(k.mean_diff)} points"
+    if k.undefined:
+        return describe_fallback(c, alpha, diff)
     if k.design == "none" or math.isnan(k.t_p):
         return f"with {_seed_phrase(c)} no significance can be claimed ({diff}{_single_values(c)})"
     ci = f"95% CI [{_num(k.ci_low)}, {_num(k.ci_high)}]"
-    tests = (f"paired t-test {_p(k.t_p)}, Wilcoxon {_p(k.rank_p)}, d_z = {_num(k.effect_size)}"
+    tests = (f"paired t-test {_p(k.t_p)}{_holm(c)}, Wilcoxon {_p(k.rank_p)}, d_z = {_num(k.effect_size)}"
              if k.design == "paired" else
-             f"no common seeds: Welch t-test {_p(k.t_p)}, Mann-Whitney {_p(k.rank_p)}, d = {_num(k.effect_size)}")
+             f"no common seeds: Welch t-test {_p(k.t_p)}{_holm(c)}, Mann-Whitney {_p(k.rank_p)}, "
+             f"d = {_num(k.effect_size)}")
     e = c.equivalence
     shown = e is not None and e.equivalent
-    if k.t_p >= alpha and shown:
+    significant = c.decision_p_adjusted < alpha
+    if not significant and shown:
         return (f"LoRA matches full fine-tuning within {_margin(e.margin)} of {c.primary_metric} at alpha = "
                 f"{e.alpha:g} with {_seed_phrase(c)} ({_tost(e)}; {diff}, {ci}; {tests})")
-    if k.t_p >= alpha:
+    if not significant:
         text = f"no significant difference at alpha = {alpha:g} with {_seed_phrase(c)} ({diff}, {ci}; {tests})"
         if e is not None and not math.isnan(e.p):
             text += f"; equivalence within {_margin(e.margin)} is not shown ({_tost(e)})"
@@ -59,6 +92,36 @@ def describe_seed_result(c: TaskComparison, alpha: float) -> str:
     if shown:
         text += f", a difference within the {_margin(e.margin)} equivalence margin ({_tost(e)})"
     return text
+
+
+def describe_fallback(c: TaskComparison, alpha: float, diff: str) -> str:
+    """The seed-level test is undefined (no spread): say so, and decide on the example-level test."""
+    k = c.seeds
+    assert k is not None
+    head = f"the seed-level test is undefined with {_seed_phrase(c)} ({k.undefined_reason})"
+    t = c.fallback_test if c.decided_on == "examples" else None
+    if t is None:
+        return f"{head}, and there is no example-level test to fall back on: nothing is claimed ({diff})"
+    evidence = f"{t['test']} on {_on(t)}{_counts(t)}, {_p(t['p'])}{_holm(c)}"
+    if c.decision_p_adjusted < alpha:
+        better, worse = ("lora", "full") if c.decision_diff > 0 else ("full", "lora")
+        return (f"{head}; on the example-level evidence instead (test-set noise only, not seed variance), "
+                f"{_NAMES[better]} is significantly better than {_NAMES[worse]} at alpha = {alpha:g} ({evidence})")
+    return (f"{head}; on the example-level evidence instead (test-set noise only, not seed variance) there is no "
+            f"significant difference at alpha = {alpha:g} ({evidence}), and without spread across seeds "
+            f"equivalence cannot be shown")
+
+
+def _on(t: dict) -> str:
+    comparison = str(t["comparison"])
+    return comparison if comparison.startswith("seed ") else f"the {comparison}"
+
+
+def _holm(c: TaskComparison) -> str:
+    """", Holm-adjusted over 4 tasks p = 0.048" (nothing for a family of one)."""
+    if c.p_adjusted is None or c.family_size < 2 or math.isnan(c.p_adjusted):
+        return ""
+    return f", Holm-adjusted over {c.family_size} tasks {_p(c.p_adjusted)}"
 
 
 def _margin(m: float) -> str:
@@ -104,7 +167,7 @@ def describe_example_tests(tests: list[dict], alpha: float) -> str:
         return ""
     per_seed = [t for t in tests if str(t["comparison"]).startswith("seed ")]
     combined = [t for t in tests if not str(t["comparison"]).startswith("seed ")]
-    name = tests[0]["test"].split(" ")[0] if tests[0]["test"].startswith("McNemar") else "paired bootstrap"
+    name = "McNemar" if tests[0]["test"].startswith("McNemar") else tests[0]["test"]
     parts = []
     if len(per_seed) == 1:
         t = per_seed[0]
@@ -160,22 +223,31 @@ VERDICT_WORDS = ("matches", "better", "worse", "inconclusive", "not learned", "n
 
 
 def verdict_word(c: TaskComparison, alpha: float = 0.05) -> str:
-    """The verdict in a word: matches (equivalence shown), better / worse (LoRA against full, significant),
-    inconclusive (neither), no comparison (an arm has no completed run)."""
+    """The verdict in a word, by the module's rules: no comparison (an arm has no completed run), not learned
+    (an arm does not beat the trivial baseline by more than the margin), better / worse (LoRA against full,
+    significant after the Holm adjustment; on the example-level test when the seed-level one is undefined),
+    matches (equivalence shown), inconclusive (none of these)."""
     k, e = c.seeds, c.equivalence
     if k is None:
         return "no comparison"
-    significant = k.design != "none" and not math.isnan(k.t_p) and k.t_p < alpha
-    if significant:
-        return "better" if k.mean_diff > 0 else "worse"
-    if e is not None and e.equivalent:
+    if c.unlearned_arms:
+        return "not learned"
+    if c.decision_p_adjusted < alpha:   # False for NaN: no test, nothing claimed
+        return "better" if c.decision_diff > 0 else "worse"
+    if c.decided_on == "seeds" and e is not None and e.equivalent:
         return "matches"
     return "inconclusive"
 
 
 def verdict_row(c: TaskComparison, sentence: str, alpha: float = 0.05) -> dict:
     """One task's row of the verdict table (what verdicts.json holds per task and the report's first table
-    shows): means in points, LoRA - full with its interval, the word, the seeds and each seed's difference."""
+    shows): means in points, LoRA - full with its interval, the word, the seeds and each seed's difference.
+
+    `p` is the seed-level t-test's (NaN when undefined or not run); `p_decision` the raw p of the test the
+    decision rests on (`decided_on`: "seeds", "examples" -- the fallback when the seed-level test is
+    undefined -- or None) and `p_adjusted` its Holm adjustment across tasks, which the word uses.
+    `ci_low` / `ci_high` are NaN when the seed-level test is undefined (`seed_test_undefined_reason`).
+    `baseline`: {"name", "value" (points)} of the trivial predictor on test, None when no predictions."""
     k = c.seeds
     nan = math.nan
     lora_by_seed = dict(zip(c.lora_seeds, c.lora_values, strict=True)) if c.lora_values else {}
@@ -191,4 +263,41 @@ def verdict_row(c: TaskComparison, sentence: str, alpha: float = 0.05) -> dict:
         "n_seeds": len(c.common_seeds) if k is not None and k.design == "paired" else min(c.lora.n, c.full.n),
         "seed_differences": {s: lora_by_seed[s] - full_by_seed[s] for s in c.common_seeds
                              if s in lora_by_seed and s in full_by_seed},
+        "p_adjusted": c.decision_p_adjusted, "p_decision": c.decision_p, "decided_on": c.decided_on,
+        "baseline": c.baseline.as_dict() if c.baseline is not None else None,
+        "unlearned_arms": c.unlearned_arms,
+        "seed_test_undefined_reason": c.seed_test_undefined_reason,
     }
+
+
+def verdict_methods_text() -> list[str]:
+    """Paragraphs for the report's methods section on the verdict's corner cases: the Holm adjustment and
+    why equivalence needs none, undefined seed-level tests, the example-level test per metric, and the
+    trivial baselines behind "not learned"."""
+    return [
+        "Several tasks, one family: each task's better / worse decision uses its p-value Holm-adjusted (Holm "
+        "1979) over the tasks that have one; both the raw and the adjusted p are shown. Unadjusted, four "
+        "tests at alpha = 0.05 would allow up to a 1 - 0.95^4 = 18.5% chance of at least one false 'better' "
+        "or 'worse'; adjusted, that chance is at most alpha. The equivalence claims ('matches') are not "
+        "adjusted, and need not be: each is an intersection-union test (Berger 1982; Berger and Hsu 1996, "
+        "Stat. Sci. 11:283-319). Its null, 'the difference is at or beyond -M or at or beyond +M', is a "
+        "union, rejected only when every one-sided test rejects, each at alpha, so the claim errs with "
+        "probability at most alpha with no correction; a conclusion that LoRA matches full fine-tuning on "
+        "every task at once is the same kind of test over the tasks and is likewise at level alpha.",
+        "No spread across seeds: when LoRA - full is the same on every seed (a metric moving in steps of one "
+        "test example can do that, e.g. 0.36 points on RTE), the seed-level t-test, its interval and the "
+        "TOST are undefined (zero standard deviation: t would be infinite and the interval of zero width); "
+        "the report says so and shows no interval, the better / worse decision falls back to the "
+        "example-level test on the combined predictions (test-set noise only, in the Holm family like any "
+        "other), and 'matches' is not claimed.",
+        "Example-level tests are on each task's verdict metric: McNemar only where it is accuracy (SST-2, "
+        "RTE); MRPC's F1 (positive class) is not a mean over examples, so it gets a paired bootstrap over "
+        "examples that recomputes each arm's F1 on every resample (the seed-averaged F1 for the combined "
+        "version); SQuAD v2, a paired bootstrap of per-question F1.",
+        "'Not learned': a task where either arm's mean test score does not beat a trivial predictor's score "
+        "on test by more than the equivalence margin M gets no better / worse / matches verdict. Trivial "
+        "predictors: the majority class (accuracy; the test split's own majority when the train split's "
+        "label distribution is not recorded in the run folders, as today -- on test that is the best "
+        "constant prediction, so the check is if anything strict), always the positive class (MRPC F1), "
+        "always no answer (SQuAD v2 F1 = the share of unanswerable questions, 50.07 on the official dev set).",
+    ]
