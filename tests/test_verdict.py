@@ -262,3 +262,27 @@ def test_methods_text_explains_holm_and_why_equivalence_needs_no_adjustment():
     assert len(text) == 4 and all(isinstance(t, str) for t in text)
     assert "Holm" in text[0] and "18.5%" in text[0] and "intersection-union test" in text[0]
     assert "50.07" in text[3] and "not learned" in text[3].lower()
+
+
+def test_the_report_scores_trains_majority_class_the_runs_recorded(tmp_path):
+    """metrics.json data.train_majority_label (written by the engine) names the baseline's class; the test
+    split's majority is only the fallback for runs that did not record it."""
+    from fake_results import classification_predictions, write_fake_run
+    from tunebench.report.build import build_report
+
+    labels = [0] * 6 + [1] * 4                               # test: 60% class 0, train's majority is class 1
+    for method in ("lora", "full"):
+        for seed in (42, 43):
+            preds = classification_predictions(labels, [True] * 9 + [False])
+            write_fake_run(tmp_path, "rte", method, seed, test=0.9, predictions=preds,
+                           extra={"data": {"train_majority_label": 1}})
+    (row,) = build_report(tmp_path, with_figures=False).verdict_rows
+    assert row["baseline"] == {"name": "train's majority class 'not_entailment'", "value": 40.0}
+
+
+def test_the_engine_records_trains_majority_label():
+    from tunebench.train import majority_label
+
+    assert majority_label([{"label": 1}, {"label": 0}, {"label": 1}]) == 1
+    assert majority_label([{"label": 1}, {"label": 0}]) == 0          # a tie: the lower label id
+    assert majority_label([]) is None

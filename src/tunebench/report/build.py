@@ -98,7 +98,7 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
                         on=["task", "method", "setting_id"])
     comparisons = [
         compare_task(task, headline, inputs.predictions, _count_not_ok(runs, task), n_resamples, bootstrap_seed,
-                     margin, alpha)
+                     margin, alpha, train_majority=_train_majority(headline, task))
         for task in _tasks_present(runs)
     ]
     comparisons = adjust_across_tasks(comparisons)   # Holm needs every task's p before any word is said
@@ -187,6 +187,15 @@ def _configs_by_setting(ok: pd.DataFrame, configs: dict[str, dict]) -> dict[str,
 def _tasks_present(runs: pd.DataFrame) -> list[str]:
     present = set(runs["task"].dropna())
     return [t for t in TASKS if t in present]
+
+
+def _train_majority(headline: pd.DataFrame, task: str) -> int | None:
+    """The train split's majority class the task's runs recorded (metrics.json data.train_majority_label), when
+    they all agree (the split is fixed across seeds); None otherwise: the baseline then uses test's."""
+    if "train_majority_label" not in headline:
+        return None
+    labels = set(headline.loc[headline["task"] == task, "train_majority_label"].dropna().astype(int))
+    return labels.pop() if len(labels) == 1 else None
 
 
 def _count_not_ok(runs: pd.DataFrame, task: str) -> int:

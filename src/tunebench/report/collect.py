@@ -134,6 +134,8 @@ def flatten_metrics(m: dict[str, Any]) -> dict[str, Any]:
             if _is_number(value):
                 row[f"{split}_{name}"] = float(value)
     row.update(_efficiency_fields(m))
+    label = (m.get("data") or {}).get("train_majority_label")
+    row["train_majority_label"] = int(label) if _is_number(label) else None
     return row
 
 
