@@ -155,3 +155,16 @@ def test_no_pairs_give_empty_tables_and_no_figures():
     tables = analysis_tables([])
     assert all(df.empty for df in tables.values())
     assert analysis_figures([]) == {}
+
+
+def test_error_bars_stay_inside_the_measures_range():
+    """issue 13: a mean +- sd bar never leaves the metric's range (accuracy 0.95 +- 0.1 stops at 1.0)."""
+    import numpy as np
+
+    from tunebench.analysis.figures import clipped_error, value_bounds
+
+    assert value_bounds("test_primary", "sst2") == (0.0, 1.0)
+    assert value_bounds("test_primary", "squad_v2") == (0.0, 100.0)
+    assert value_bounds("intruders_total", "rte")[0] == 0.0
+    err = clipped_error(np.array([0.95, 0.02, 0.5]), np.array([0.1, 0.1, 0.1]), (0.0, 1.0))
+    assert np.allclose(err, [[0.1, 0.02, 0.1], [0.05, 0.1, 0.1]])

@@ -18,6 +18,7 @@ An empty input gives an empty dict. FIGURE_CAPTIONS holds a caption per figure n
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -136,8 +137,9 @@ def plot_vs_rank(by_rank: pd.DataFrame, column: str, ylabel: str, title: str) ->
     axes = fig.subplots(1, max(len(tasks), 1), squeeze=False)[0]
     for ax, task in zip(axes, tasks, strict=False):
         data = by_rank[by_rank["task"] == task]
-        _draw_lora_points(ax, data[data["method"] == "lora"], column)
-        _draw_full_reference(ax, data[data["method"] == "full"], column)
+        bounds = value_bounds(column, task)
+        _draw_lora_points(ax, data[data["method"] == "lora"], column, bounds)
+        _draw_full_reference(ax, data[data["method"] == "full"], column, bounds)
         ax.set_title(task)
         ax.set_xlabel("LoRA rank r")
         ax.set_ylabel(ylabel)
@@ -149,19 +151,40 @@ def plot_vs_rank(by_rank: pd.DataFrame, column: str, ylabel: str, title: str) ->
     return fig
 
 
-def _draw_lora_points(ax, lora: pd.DataFrame, column: str) -> None:
+def value_bounds(column: str, task: str) -> tuple[float, float]:
+    """The range a measure can take, which a mean +- sd bar must not leave: a test metric in [0, 1] (SQuAD's
+    F1 in [0, 100], the official scale), an intruder count >= 0; a loss difference is unbounded."""
+    from tunebench.data.tasks import TASKS
+
+    if column == "test_primary":
+        return 0.0, 100.0 if task in TASKS and TASKS[task].is_qa else 1.0
+    if column.startswith("intruders"):
+        return 0.0, math.inf
+    return -math.inf, math.inf
+
+
+def clipped_error(mean: np.ndarray, sd: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """Asymmetric error bars: mean - sd and mean + sd cut at the measure's bounds (shape (2, n))."""
+    lo, hi = bounds
+    return np.vstack([np.minimum(sd, np.maximum(mean - lo, 0.0)), np.minimum(sd, np.maximum(hi - mean, 0.0))])
+
+
+def _draw_lora_points(ax, lora: pd.DataFrame, column: str,
+                      bounds: tuple[float, float] = (-math.inf, math.inf)) -> None:
     lora = lora.dropna(subset=["lora_r"]).sort_values("lora_r")
     if lora.empty:
         return
     r = lora["lora_r"].to_numpy(float)
     sd = np.nan_to_num(lora[f"{column}_sd"].to_numpy(float))
-    ax.errorbar(r, lora[f"{column}_mean"].to_numpy(float), yerr=sd, fmt="o-", capsize=3, color=LORA_COLOR,
+    mean = lora[f"{column}_mean"].to_numpy(float)
+    ax.errorbar(r, mean, yerr=clipped_error(mean, sd, bounds), fmt="o-", capsize=3, color=LORA_COLOR,
                 label="LoRA")
     ax.set_xscale("log", base=2)
     ax.set_xticks(r, [str(int(v)) for v in r])
 
 
-def _draw_full_reference(ax, full: pd.DataFrame, column: str) -> None:
+def _draw_full_reference(ax, full: pd.DataFrame, column: str,
+                         bounds: tuple[float, float] = (-math.inf, math.inf)) -> None:
     if full.empty:
         return
     mean = float(full[f"{column}_mean"].iloc[0])
@@ -170,4 +193,4 @@ def _draw_full_reference(ax, full: pd.DataFrame, column: str) -> None:
         return
     ax.axhline(mean, ls="--", lw=2, color=FULL_COLOR, label="full FT")
     if sd > 0:
-        ax.axhspan(mean - sd, mean + sd, color=FULL_COLOR, alpha=0.12)
+        ax.axhspan(max(mean - sd, bounds[0]), min(mean + sd, bounds[1]), color=FULL_COLOR, alpha=0.12)
