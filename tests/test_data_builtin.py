@@ -50,7 +50,7 @@ def test_vocabulary_is_exactly_the_emitted_tokens():
     assert emitted == set(VOCABULARY)
     assert list(VOCABULARY) == sorted(set(VOCABULARY))  # deterministic order, no repeats
     assert not {"<unk>", "<s>", "</s>", ""} & set(VOCABULARY)
-    assert len(VOCABULARY) == 255
+    assert len(VOCABULARY) == 260
 
 
 @pytest.mark.parametrize("task", list(TASKS))
@@ -60,14 +60,26 @@ def test_text_is_lowercase_words_separated_by_single_spaces(task):
             assert t == t.lower() == " ".join(t.split())
 
 
-def test_sst2_label_is_the_polarity_of_its_sentiment_words():
+def test_sst2_label_is_the_polarity_of_its_sentiment_words_flipped_by_not_and_a_coin_flip_when_mixed():
     records = generate("sst2", 500, seed=3)
+    kinds = Counter()
     for r in records:
         words = set(r["text_a"].split())
         assert r["text_b"] is None
-        assert bool(words & set(builtin.POSITIVE)) == (r["label"] == 1)
-        assert bool(words & set(builtin.NEGATIVE)) == (r["label"] == 0)
+        positive, negative = bool(words & set(builtin.POSITIVE)), bool(words & set(builtin.NEGATIVE))
+        if positive and negative:  # a mixed review: one word of each polarity, the label decided by nothing
+            kind = "mixed"
+            assert "not" not in words
+        elif "not" in words:  # one sentiment word, negated: the label is the opposite of its polarity
+            kind = "negated"
+            assert positive == (r["label"] == 0)
+        else:
+            kind = "plain"
+            assert positive == (r["label"] == 1) and negative == (r["label"] == 0)
+        kinds[kind, r["label"]] += 1
     assert Counter(r["label"] for r in records) == {1: 259, 0: 241}
+    assert kinds == {("plain", 1): 188, ("plain", 0): 180, ("negated", 1): 37, ("negated", 0): 36,
+                     ("mixed", 1): 34, ("mixed", 0): 25}
 
 
 def test_mrpc_pairs_are_paraphrases_exactly_when_they_share_the_subject():
@@ -78,6 +90,27 @@ def test_mrpc_pairs_are_paraphrases_exactly_when_they_share_the_subject():
         assert r["text_a"] != r["text_b"]  # a restatement, never a copy
 
 
+def test_mrpc_paraphrases_mostly_reword_verb_and_object_and_unrelated_sentences_mostly_do_not():
+    synonyms = {v[1] for v in builtin.VERBS} | {o[1] for o in builtin.OBJECTS}
+    reworded = Counter()
+    for r in generate("mrpc", 500, seed=3):
+        assert not set(r["text_a"].split()) & synonyms  # sentence 1 uses the plain words
+        reworded[r["label"], len(set(r["text_b"].split()) & synonyms)] += 1
+    assert reworded == {(1, 2): 224, (1, 1): 39, (1, 0): 2, (0, 2): 3, (0, 1): 41, (0, 0): 191}
+
+
+def _polarity_flipped(sentence: str) -> set[str]:
+    """The sentence with its polarity reversed, in every way a fact can be stated or negated."""
+    for rel in builtin.RELATIONS.values():
+        for v in rel[3]:
+            for e in builtin.ENTITIES:
+                if sentence == rel[0].format(e=e, v=v):
+                    return {rel[1].format(e=e, v=v)}
+                if sentence == rel[1].format(e=e, v=v):
+                    return {rel[0].format(e=e, v=v)}
+    raise AssertionError(sentence)
+
+
 def test_rte_hypothesis_is_entailed_exactly_when_it_restates_a_premise_fact():
     kinds = Counter()
     for r in generate("rte", 600, seed=3):
@@ -85,10 +118,17 @@ def test_rte_hypothesis_is_entailed_exactly_when_it_restates_a_premise_fact():
         assert 2 <= len(facts) <= 3
         assert (r["text_b"] in facts) == (r["label"] == 0)  # 0 = entailment (GLUE order)
         entity = r["text_b"].split()[1]
-        kind = "restated" if r["label"] == 0 else ("negated" if " not " in r["text_b"] else "absent")
-        assert (f"the {entity} " in r["text_a"]) == (kind != "absent")
-        kinds[kind] += 1
-    assert kinds == {"restated": 281, "negated": 215, "absent": 104}
+        if r["label"] == 0:
+            kind = "restated"
+        elif f"the {entity} " in r["text_a"]:  # a premise fact with its polarity reversed
+            kind = "contradicted"
+            assert _polarity_flipped(r["text_b"]) & set(facts)
+        else:
+            kind = "absent"
+        kinds[kind, " not " in r["text_b"]] += 1
+    # "not" in the hypothesis is a strong cue for not_entailment, not a rule: premises state negated facts too
+    assert kinds == {("restated", False): 208, ("restated", True): 64, ("contradicted", True): 177,
+                     ("contradicted", False): 48, ("absent", False): 81, ("absent", True): 22}
 
 
 def test_squad_answers_are_exact_spans_and_unanswerable_questions_ask_about_absent_entities():

@@ -128,7 +128,7 @@ def test_eval_steps_as_a_fraction_of_the_run(tmp_path):
 def test_head_survives_save_and_reload(tmp_path):
     from peft import PeftModel
 
-    cfg = tiny_cfg(tmp_path, "method=lora", "training.max_steps=40", "training.eval_steps=20",
+    cfg = tiny_cfg(tmp_path, "method=lora", "training.max_steps=120", "training.eval_steps=60",
                    "training.learning_rate=1e-2", "data.builtin_train_size=400")
     rec = run_one(cfg, preflight=False)
     assert rec["status"] == "ok"
