@@ -2,6 +2,7 @@
 
 config -> data -> run (train + evaluate) -> sanity -> plan -> report -> bench -> demo -> analyze.
 Bad input prints one line and exits 2; nothing else prints a traceback unless TUNEBENCH_DEBUG=1.
+Options, positionals and key=value overrides mix in any order within a verb (`plan run PLAN --dry-run k=v`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,25 @@ from tunebench.errors import TunebenchError
 COMMANDS = ("config", "data", "run", "score", "sanity", "plan", "report", "bench", "analyze", "demo")
 
 
+class IntermixedParser(argparse.ArgumentParser):
+    """Each verb's own parser reads options and positionals in any order (argparse's intermixed parsing);
+    parsers that only dispatch to verbs parse as usual: intermixed parsing refuses subparsers, so it is applied
+    per verb. Subparsers inherit the class (add_subparsers' parser_class defaults to the parent's type)."""
+
+    _intermixed_now = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._subparsers is not None or self._intermixed_now:
+            return super().parse_known_args(args, namespace)
+        self._intermixed_now = True       # parse_known_intermixed_args calls parse_known_args (Python 3.11)
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixed_now = False
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = IntermixedParser(
         prog="tunebench",
         description="Does LoRA match full fine-tuning? Run the study: data, training, sanity checks, "
         "experiment plans, statistics and the report.",
@@ -42,11 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
     try:
+        args = parser.parse_args(argv)    # inside: a shipped name that is not one (--config x) is one line
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0
         normalize_list_options(args)
         return int(args.func(args) or 0)
     except TunebenchError as e:

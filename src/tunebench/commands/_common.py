@@ -1,16 +1,20 @@
-"""Arguments every verb shares: --config FILE (repeatable) and dotted key=value overrides."""
+"""Arguments every verb shares: --config FILE|NAME (repeatable) and dotted key=value overrides; the shipped
+configs and plans that a bare name stands for."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from tunebench.config import Config, load_config
+from tunebench.errors import TunebenchError
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", action="append", default=[], metavar="FILE",
-        help="YAML config with differences from configs/base.yaml (repeatable; later files win)",
+        "--config", action="append", default=[], metavar="FILE|NAME", type=shipped_config,
+        help="YAML config with differences from configs/base.yaml, or the name of a shipped one, e.g. study_gpu "
+        "(tunebench config list; repeatable; later files win)",
     )
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value",
@@ -20,6 +24,49 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.config, args.overrides)
+
+
+# ---------------------------------------------------------------- shipped configs and plans
+
+# Shipped with the package (pyproject.toml package-data), so a bare name works from any folder; the
+# repository's configs/ is a symlink to this folder. Kind -> the files of that kind, relative to it.
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "configs"
+SHIPPED_KINDS = {"config": ("base.yaml", "experiments/*.yaml"), "plan": ("plans/*.yaml",)}
+
+
+def shipped_files(kind: str | None = None) -> dict[str, Path]:
+    """Name (the file's stem) -> path of every shipped file of `kind` (every kind when None), sorted by name."""
+    kinds = SHIPPED_KINDS if kind is None else {kind: SHIPPED_KINDS[kind]}
+    found = {p.stem: p for patterns in kinds.values() for pattern in patterns for p in SHIPPED_DIR.glob(pattern)}
+    return dict(sorted(found.items()))
+
+
+def resolve_shipped(name: str, kind: str) -> str:
+    """A --config / plan argument as a file path: an existing file is always taken as itself; a bare name (no
+    .yaml, no slash) is a shipped `kind` ("config" or "plan"), or a one-line error listing the shipped names."""
+    if Path(name).is_file():
+        return name
+    shipped = shipped_files(kind)
+    bare = "/" not in name and "\\" not in name and not name.endswith((".yaml", ".yml"))
+    if bare and name in shipped:
+        return str(shipped[name])
+    names = ", ".join(shipped)
+    if bare:
+        raise TunebenchError(f"{name!r}: no such file, and not a shipped {kind} (shipped: {names})")
+    if Path(name).stem in shipped:             # e.g. configs/plans/phase2a.yaml outside the repository
+        raise TunebenchError(f"{name}: {kind} file not found; the shipped one is named {Path(name).stem} "
+                             "(tunebench config list)")
+    return name                                # the loader says the file is missing, in its own words
+
+
+def shipped_config(name: str) -> str:
+    """argparse `type` of --config: a file path, or a shipped experiment config's name (study_gpu)."""
+    return resolve_shipped(name, "config")
+
+
+def shipped_plan(name: str) -> str:
+    """argparse `type` of a plan argument: a file path, or a shipped plan's name (phase2a)."""
+    return resolve_shipped(name, "plan")
 
 
 # ---------------------------------------------------------------- list options followed by overrides
@@ -41,8 +88,6 @@ def add_list_option(parser: argparse.ArgumentParser, flag: str, *, choices=None,
 
 
 def normalize_list_options(args: argparse.Namespace) -> None:
-    from tunebench.errors import TunebenchError
-
     for dest, flag, choices, convert in getattr(args, _LIST_OPTIONS, []):
         values = getattr(args, dest)
         if values is None:

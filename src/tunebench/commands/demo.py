@@ -13,9 +13,10 @@ import argparse
 import time
 from pathlib import Path
 
+from tunebench.commands._common import shipped_plan
 from tunebench.errors import TunebenchError
 
-DEFAULT_PLAN = Path("configs/plans/demo.yaml")
+DEFAULT_PLAN = "demo"            # the shipped plan (tunebench config list): the demo runs from any folder
 PLUMBING_LABEL = ("Plumbing check, not a finding: the demo fine-tunes the random `tiny` model (no pretraining) with "
                   "a word-level tokenizer that knows only the builtin tasks' words, so the held-out text is mostly "
                   "unknown tokens and these forgetting and spectrum numbers only show that the analysis runs end "
@@ -27,12 +28,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo", help="sanity checks + the whole study on builtin tasks (tiny model, CPU, minutes) + the report",
         description="Runs the seven sanity checks, the demo plan and the report; ends with the HTML report's path.",
     )
-    p.add_argument("--plan", type=Path, default=DEFAULT_PLAN, help=f"demo plan (default {DEFAULT_PLAN})")
+    p.add_argument("--plan", type=_plan_path, default=DEFAULT_PLAN,
+                   help=f"plan file or a shipped plan's name, e.g. demo_sweep (default {DEFAULT_PLAN})")
     p.add_argument("--output-dir", default="results", help="results folder (default results)")
     p.add_argument("--skip-sanity", action="store_true", help="go straight to the study")
     p.add_argument("--skip-analysis", action="store_true",
                    help="no forgetting / spectrum analysis (tunebench analyze) before the report")
     p.set_defaults(func=_demo)
+
+
+def _plan_path(name: str) -> Path:
+    return Path(shipped_plan(name))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -41,8 +47,6 @@ def _demo(args: argparse.Namespace) -> int:
     from tunebench.report.build import build_report
     from tunebench.report.render import write_report
 
-    if not args.plan.is_file():
-        raise TunebenchError(f"{args.plan}: demo plan not found (run from the repository root, or pass --plan)")
     t0 = time.perf_counter()
     plan = load_plan(args.plan, overrides=[f"output_dir={args.output_dir}"])
     check_machine(plan)
