@@ -70,7 +70,7 @@ def test_flops_formula_by_hand():
 
 
 def _flop_params(cfg, method: str):
-    from tunebench.bench_run import flop_params_of
+    from tunebench.bench.measure import flop_params_of
     from tunebench.model import load_tokenizer
     from tunebench.train import build_model
 
@@ -156,7 +156,7 @@ def test_padding_to_max_length_leaves_the_classifier_logits_unchanged():
     """Right padding + attention mask: the last real token never attends to a pad (stories260K, fp32)."""
     from transformers import DataCollatorWithPadding, default_data_collator
 
-    from tunebench.bench_run import pad_to_max_length
+    from tunebench.bench.measure import pad_to_max_length
     from tunebench.model import load_tokenizer
     from tunebench.train import build_model
 
@@ -332,7 +332,7 @@ def test_training_on_batches_padded_to_max_length_gives_the_same_model():
     padded to max_length, end at the same weights (full fine-tuning; LoRA dropout would draw other masks)."""
     from transformers import DataCollatorWithPadding, default_data_collator
 
-    from tunebench.bench_run import pad_to_max_length
+    from tunebench.bench.measure import pad_to_max_length
     from tunebench.model import load_tokenizer
     from tunebench.train import build_model
 
@@ -365,9 +365,9 @@ def test_sequential_eval_trainer_trains_exactly_like_the_stock_trainer(tmp_path,
     Trainer on the same batches; model.zero_grad is restored and no gradient is left behind."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
-    from tunebench.bench_run import to_dataset
+    from tunebench.bench.measure import to_dataset
     from tunebench.model import load_tokenizer
-    from tunebench.train import SequentialEvalTrainer, build_model
+    from tunebench.train import FastPathTrainer, build_model
 
     cfg = load_config([], [*TINY, f"method={method}"])
     task, tok = get_task("sst2"), load_tokenizer(cfg)
@@ -388,7 +388,7 @@ def test_sequential_eval_trainer_trains_exactly_like_the_stock_trainer(tmp_path,
         logs = [v for h in trainer.state.log_history if "loss" in h for v in (h["loss"], h["grad_norm"])]
         return model, logs
 
-    ours, our_logs = train(SequentialEvalTrainer)
+    ours, our_logs = train(FastPathTrainer)
     stock, stock_logs = train(Trainer)
     assert len(our_logs) == 6 and our_logs == pytest.approx(stock_logs, rel=1e-6)
     for (name, a), b in zip(ours.named_parameters(), stock.parameters(), strict=True):
@@ -396,14 +396,44 @@ def test_sequential_eval_trainer_trains_exactly_like_the_stock_trainer(tmp_path,
     assert "zero_grad" not in vars(ours) and all(p.grad is None for p in ours.parameters())
 
 
+def test_trainer_fast_paths_switch_chooses_the_trainer_class(tmp_path):
+    """training.trainer_fast_paths: the speed patches (FastPathsMixin) on by default, off = the correctness
+    overrides alone (sequential evaluation, the precision policy kept)."""
+    from transformers import DataCollatorWithPadding
+
+    from tunebench.model import load_tokenizer
+    from tunebench.precision import resolve_policy
+    from tunebench.train import (
+        FastPathsMixin,
+        SequentialEvalTrainer,
+        build_model,
+        build_trainer,
+        build_training_args,
+        prepare_splits,
+    )
+
+    base = load_config([], [*TINY, "method=lora"])
+    task, tok = get_task("sst2"), load_tokenizer(base)
+    splits = prepare_splits(base, task, tok)
+    chosen = {}
+    for fast in (True, False):
+        cfg = with_overrides(base, {"training.trainer_fast_paths": fast})
+        trainer = build_trainer(cfg, task, build_model(cfg, task, tok, "cpu"),
+                                build_training_args(cfg, task, tmp_path / str(fast), "cpu"),
+                                DataCollatorWithPadding(tok), splits["train"].dataset(), splits["validation"], [],
+                                resolve_policy(cfg, "cpu"))
+        chosen[fast] = (isinstance(trainer, SequentialEvalTrainer), isinstance(trainer, FastPathsMixin))
+    assert chosen == {True: (True, True), False: (True, False)}
+
+
 def test_trainable_zero_grad_follows_deep_copies_and_torch_semantics(tmp_path):
-    """The zero_grad that SequentialEvalTrainer installs during train(): a deep copy of the model (an EMA
+    """The zero_grad that FastPathsMixin installs during train(): a deep copy of the model (an EMA
     or snapshot callback) clears its own gradients, and set_to_none=False zeroes in place like torch."""
     import copy
 
     from transformers import TrainerCallback, TrainingArguments
 
-    from tunebench.train import SequentialEvalTrainer
+    from tunebench.train import FastPathTrainer
 
     seen = {}
 
@@ -435,7 +465,7 @@ def test_trainable_zero_grad_follows_deep_copies_and_torch_semantics(tmp_path):
     data = [{"x": torch.randn(3), "labels": torch.randn(2)} for _ in range(4)]
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2,
                              save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True)
-    SequentialEvalTrainer(model=model, args=args, train_dataset=data, callbacks=[CopyDuringTraining()]).train()
+    FastPathTrainer(model=model, args=args, train_dataset=data, callbacks=[CopyDuringTraining()]).train()
     assert seen == {"copy": True, "original": True, "cleared": True}
     assert "zero_grad" not in vars(model)
 
@@ -444,7 +474,7 @@ def test_bench_accuracy_chooses_the_squad_null_threshold_on_validation(monkeypat
     """Both paths score validation first and pass its threshold to test (as train_and_evaluate does)."""
     from types import SimpleNamespace
 
-    import tunebench.bench_run as br
+    import tunebench.bench.measure as br
     from tunebench.train import Split
 
     def split(tag: str, n: int) -> Split:

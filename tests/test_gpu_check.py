@@ -10,9 +10,9 @@ import time
 import pytest
 import torch
 
-from tunebench import gpu_check
+from tunebench.bench import gpu_check
+from tunebench.bench.gpu_check import Budget, PartBudget, evaluate_targets, run_child, search_batch, study_shape
 from tunebench.cli import main
-from tunebench.gpu_check import Budget, PartBudget, evaluate_targets, run_child, search_batch, study_shape
 from tunebench.precision import bf16_supported
 
 PART_KEYS = {"schema", "kind", "mode", "complete", "started_at", "budget_s", "env", "model", "parts", "sdpa", "sanity",

@@ -10,15 +10,18 @@ import copy
 import math
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunebench.errors import TunebenchError
 
-TASK_NAMES = ("sst2", "mrpc", "rte", "squad_v2")
-METHODS = ("lora", "full")
+# The one list of task and method names (tunebench.data.tasks.TASKS holds each task's entry, in this order).
+TaskName = Literal["sst2", "mrpc", "rte", "squad_v2"]
+Method = Literal["lora", "full"]
+TASK_NAMES: tuple[str, ...] = get_args(TaskName)
+METHODS: tuple[str, ...] = get_args(Method)
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -90,6 +93,11 @@ class LoraConfig(_Strict):
     use_rslora: bool = False
     use_dora: bool = False
 
+    def added_params(self, fan_in: int, fan_out: int) -> int:
+        """Trainable parameters LoRA adds to one wrapped linear: A (r x in) and B (out x r), LoRA paper
+        section 4; DoRA adds a magnitude vector of size out. The one formula for counting and planning."""
+        return self.r * (fan_in + fan_out) + (fan_out if self.use_dora else 0)
+
 
 class TrainingConfig(_Strict):
     num_train_epochs: float = Field(3, gt=0)
@@ -114,6 +122,8 @@ class TrainingConfig(_Strict):
     save_full_model: bool = False
     eval_train_examples: int = Field(512, ge=0)
     cpu_threads: int | None = Field(None, ge=1)
+    # The Trainer's per-step shortcuts (train.FastPathsMixin): the stock Trainer's numbers, less time per step.
+    trainer_fast_paths: bool = True
     # GPU path switches (issue 7); each is checked against what is installed and the device.
     gradient_checkpointing: bool = False
     torch_compile: bool = False
@@ -165,8 +175,8 @@ class DataConfig(_Strict):
 class Config(_Strict):
     experiment: str = Field("default", min_length=1)
     output_dir: str = "results"
-    task: Literal["sst2", "mrpc", "rte", "squad_v2"] = "sst2"
-    method: Literal["lora", "full"] = "lora"
+    task: TaskName = "sst2"
+    method: Method = "lora"
     model: ModelConfig = ModelConfig()
     lora: LoraConfig = LoraConfig()
     training: TrainingConfig = TrainingConfig()
@@ -237,10 +247,33 @@ def set_dotted(tree: dict, key: str, value: Any) -> None:
 
 
 def get_dotted(tree: dict, key: str) -> Any:
+    """tree["a"]["b"] for "a.b"; KeyError (or TypeError through a non-section) when absent."""
     node: Any = tree
     for part in key.split("."):
         node = node[part]
     return node
+
+
+def pop_dotted(tree: dict, key: str) -> None:
+    """Remove "a.b" from tree when present (a no-op otherwise)."""
+    *parents, last = key.split(".")
+    node: Any = tree
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(last, None)
+
+
+def flatten_dotted(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{"training": {"seed": 1}} -> {"training.seed": 1}: nested and dotted override styles mean the same."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten_dotted(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -289,14 +322,19 @@ def validate_config(tree: dict, source: str = "config") -> Config:
         raise TunebenchError(format_validation_error(e, source, tree)) from None
 
 
+def error_message(err: dict) -> str:
+    """One pydantic error's message as tunebench words it (config files and plan files alike)."""
+    if err["type"] == "literal_error":
+        return f"allowed: {err['ctx']['expected']}"
+    return err["msg"].removeprefix("Value error, ")
+
+
 def format_validation_error(e: ValidationError, source: str, tree: dict) -> str:
     err = e.errors()[0]
     key = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return f"{source}: unknown key {key!r}"
-    if err["type"] == "literal_error":
-        msg = f"allowed: {err['ctx']['expected']}"
+    msg = error_message(err)
     if not key:                       # a rule across keys: its message names them
         return f"{source}: {msg}"
     try:

@@ -7,12 +7,11 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
-from peft import PeftModel, TaskType, get_peft_model
+from peft import TaskType, get_peft_model
 
 from tunebench.config import Config
 from tunebench.data.tasks import TaskSpec
@@ -61,12 +60,6 @@ def build_lora_config(cfg: Config, task: TaskSpec) -> PeftLoraConfig:
     )
 
 
-def lora_scale(cfg: Config) -> float:
-    """alpha / r (Hu et al., 2021, section 4.1); alpha / sqrt(r) with rsLoRA (Kalajdzievski, 2023)."""
-    r = cfg.lora.r
-    return cfg.lora.alpha / (math.sqrt(r) if cfg.lora.use_rslora else r)
-
-
 def count_parameters(model: torch.nn.Module) -> dict:
     """Trainable and total parameters of the model as trained (adapters included, duplicates excluded)."""
     seen: set[int] = set()
@@ -90,19 +83,9 @@ def wrapped_linears(model: torch.nn.Module, target_modules: list[str]) -> dict[s
 
 
 def expected_lora_trainable(model: torch.nn.Module, cfg: Config, task: TaskSpec) -> int:
-    """Sum over wrapped linears of r * (d_in + d_out), plus the head (LoRA paper, section 4).
-
-    DoRA adds one magnitude vector of size d_out per wrapped linear.
-    """
-    r = cfg.lora.r
-    total = 0
-    for m in wrapped_linears(model, cfg.lora.target_modules).values():
-        total += r * (m.in_features + m.out_features)
-        if cfg.lora.use_dora:
-            total += m.out_features
+    """Sum over wrapped linears of r * (d_in + d_out) (config.LoraConfig.added_params: LoRA paper, section 4;
+    DoRA adds one magnitude vector of size d_out), plus the head."""
+    total = sum(cfg.lora.added_params(m.in_features, m.out_features)
+                for m in wrapped_linears(model, cfg.lora.target_modules).values())
     head = getattr(model, head_name(task))
     return total + sum(p.numel() for p in head.parameters())
-
-
-def is_peft(model: torch.nn.Module) -> bool:
-    return isinstance(model, PeftModel)

@@ -44,7 +44,10 @@ class CausalLlamaForQuestionAnswering(GenericForQuestionAnswering, LlamaPreTrain
 
 @dataclass
 class LoadReport:
-    source: str                               # "checkpoint" | "gguf" | "random"
+    """What a checkpoint's loading info says (check_loading_info). Internal to load_model, which acts on
+    `missing_base_keys` only (it raises on any) and returns the model alone, not this report."""
+
+    source: str                               # "checkpoint" | "gguf"
     new_keys: list[str] = field(default_factory=list)   # head weights initialized fresh
     missing_base_keys: list[str] = field(default_factory=list)
 
@@ -133,8 +136,7 @@ def load_model(cfg: Config, task: TaskSpec, tokenizer, device: str | None = None
     head_kwargs = _head_kwargs(task)
     cls = CausalLlamaForQuestionAnswering if task.is_qa else AutoModelForSequenceClassification
     if cfg.model.name == TINY:
-        model = _build_tiny(cfg, task, tokenizer)
-        report = LoadReport(source="random")
+        model = _build_tiny(cfg, task, tokenizer)           # random init: nothing loaded, nothing to check
     else:
         kwargs = dict(head_kwargs, dtype=dtype, attn_implementation=cfg.model.attn_implementation,
                       output_loading_info=True)

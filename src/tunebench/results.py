@@ -1,5 +1,9 @@
 """The one self-describing result per run: where it lives, its id, and how to read it.
 
+Run identity lives here alone: `effective_config` (the keys a run's method actually reads) is what run ids
+(`run_id`), a plan's checks on its grid (tunebench.plan.spec) and the report's grouping of seeds into
+settings (`setting_id`) are all derived from.
+
 Layout: <output_dir>/<experiment>/<run_id>/
   config.yaml            resolved config
   metrics.json           status (ok | failed | running), reason, final test metrics, best validation, timings,
@@ -16,9 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from tunebench.config import Config
+from tunebench.config import Config, pop_dotted
 from tunebench.errors import TunebenchError
 
 STATUS_OK = "ok"
@@ -26,23 +32,59 @@ STATUS_FAILED = "failed"
 STATUS_RUNNING = "running"
 METRICS_FILE = "metrics.json"
 ANALYSIS_FILE = "analysis.json"   # written by `tunebench analyze`
+SELECTION_FILE = "selection.json"  # written by the plan engine beside a plan's final runs
 
-# Keys that say where results go or how they are tracked, not what is computed: left out of the run id.
-_ID_EXCLUDED = ("experiment", "output_dir", "tracking")
+# ---------------------------------------------------------------- run identity
+
+# Keys that say where results go or how they are tracked, not what is computed.
+NOT_COMPUTED = ("experiment", "output_dir", "tracking", "data.dir")
+# Keys a method never reads: full fine-tuning has no adapters and its own learning rate
+# (training.full_finetune_learning_rate); LoRA reads training.learning_rate.
+IGNORED_BY_METHOD = {
+    "full": ("lora", "training.learning_rate"),
+    "lora": ("training.full_finetune_learning_rate",),
+}
 
 
-def config_digest(cfg: Config) -> str:
-    tree = cfg.model_dump()
-    for key in _ID_EXCLUDED:
-        tree.pop(key, None)
-    tree["data"].pop("dir", None)
-    canon = json.dumps(tree, sort_keys=True, separators=(",", ":"))
+def ignored_keys(method: str | None = None) -> tuple[str, ...]:
+    """Dotted keys (sections included) outside what a `method` run computes (None: outside any run's)."""
+    return NOT_COMPUTED + IGNORED_BY_METHOD.get(method, ())
+
+
+def is_ignored(key: str, method: str | None = None) -> bool:
+    """Whether `key` (or the section holding it) is outside what a `method` run computes."""
+    return any(key == k or key.startswith(k + ".") for k in ignored_keys(method))
+
+
+def effective_config(cfg: Config | Mapping[str, Any], method: str | None = None) -> dict:
+    """The config as a plain tree without the keys the run's method never reads: what the run computes.
+    `cfg` is a Config or a resolved config as saved (metrics.json); `method` defaults to its own."""
+    tree = cfg.model_dump() if isinstance(cfg, Config) else json.loads(json.dumps(cfg, default=str))
+    for key in ignored_keys(str(method or tree.get("method"))):
+        pop_dotted(tree, key)
+    return tree
+
+
+def digest(tree: Mapping[str, Any]) -> str:
+    """8 hex digits of SHA-1 over the tree as canonical JSON: the same on every machine."""
+    canon = json.dumps(tree, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha1(canon.encode()).hexdigest()[:8]
 
 
+def config_digest(cfg: Config) -> str:
+    return digest(effective_config(cfg))
+
+
 def run_id(cfg: Config) -> str:
-    """Stable id derived from the resolved config: same config, same id, on every machine."""
+    """Stable id derived from the effective config: same computation, same id, on every machine."""
     return f"{cfg.task}-{cfg.method}-s{cfg.training.seed}-{config_digest(cfg)}"
+
+
+def setting_id(cfg: Config | Mapping[str, Any], method: str | None = None) -> str:
+    """The effective config's digest without the seed: runs with equal ids are seeds of one setting."""
+    tree = effective_config(cfg, method)
+    pop_dotted(tree, "training.seed")
+    return digest(tree)
 
 
 def run_dir(cfg: Config) -> Path:

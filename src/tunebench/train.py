@@ -1,8 +1,9 @@
-"""The one training and evaluation engine: the transformers Trainer, the same for both methods.
+"""The one training engine: the transformers Trainer, the same for both methods.
 
 model + method -> train (validation every eval_steps, best checkpoint restored) -> evaluate on validation,
-test (official dev) and a train subset -> per-example predictions. The method is applied as a transform in
-`build_model`; nothing else branches on it except the learning rate each method has.
+test (official dev) and a train subset (tunebench.evaluate) -> per-example predictions. The method is applied
+as a transform in `build_model`; nothing else branches on it except the learning rate each method has. The
+Trainer is built in one place, `build_trainer`, which the benchmark and the GPU check call too.
 """
 
 from __future__ import annotations
@@ -36,16 +37,10 @@ from transformers.trainer_utils import get_last_checkpoint
 from tunebench.config import Config
 from tunebench.data.tasks import TaskSpec, get_task
 from tunebench.errors import TunebenchError
+from tunebench.evaluate import evaluate_split, make_compute_metrics
 from tunebench.features import encode, model_columns
 from tunebench.io import append_jsonl
 from tunebench.methods import apply_method, count_parameters
-from tunebench.metrics.classification import classification_metrics
-from tunebench.metrics.qa_postprocess import (
-    apply_null_threshold,
-    choose_null_threshold,
-    postprocess_qa_predictions,
-)
-from tunebench.metrics.squad import squad_v2_scores
 from tunebench.model import load_model, load_tokenizer, resolve_device
 from tunebench.precision import (
     ComputeDtypeProbe,
@@ -87,12 +82,13 @@ class Split:
 
 
 class SequentialEvalTrainer(Trainer):
-    """transformers 5 evaluates with a LengthGroupedSampler when training groups by length, which returns
-    predictions in a shuffled order; we evaluate sequentially over splits pre-sorted by length instead.
+    """The Trainer with the two overrides correctness needs:
 
-    It also removes four per-step walks over every module that the Trainer does and whose result cannot
-    change during training (each 1-2.5 ms for a PEFT model: together 15% of a stories260K step, measured
-    with cProfile, docs/bench.md). Values and behaviour are unchanged.
+    - sequential evaluation: transformers 5 evaluates with a LengthGroupedSampler when training groups by
+      length, which returns predictions in a shuffled order; we evaluate sequentially over splits pre-sorted
+      by length instead;
+    - the precision policy kept: re-applied after a checkpoint is loaded (resume) and after the best model is
+      restored at the end.
     """
 
     precision_policy: PrecisionPolicy | None = None   # set by build_trainer
@@ -114,6 +110,15 @@ class SequentialEvalTrainer(Trainer):
     def _reapply_policy(self) -> None:
         if self.precision_policy is not None:
             apply_policy(self.model, self.precision_policy)
+
+
+class FastPathsMixin:
+    """The Trainer's speed patches, behind one switch (training.trainer_fast_paths): four per-step walks over
+    every module that the Trainer does and whose result cannot change during training (each 1-2.5 ms for a
+    PEFT model: together 15% of a stories260K CPU step, measured with cProfile, docs/bench.md). Losses, grad
+    norms and weights are the stock Trainer's (tests/test_bench.py). Measured on a 260K-parameter model only:
+    judge them (and drop them) at 1.3B on a GPU by the switch. Mixed in before a Trainer class.
+    """
 
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:
         """The Trainer's total_flos estimate (6 x input tokens x non-embedding parameters) with the parameter
@@ -178,6 +183,10 @@ class SequentialEvalTrainer(Trainer):
             del model.train
 
 
+class FastPathTrainer(FastPathsMixin, SequentialEvalTrainer):
+    """SequentialEvalTrainer with the speed patches (training.trainer_fast_paths=true, the default)."""
+
+
 def prepare_splits(cfg: Config, task: TaskSpec, tokenizer) -> dict[str, Split]:
     from tunebench.data.sources import load_split_records, to_dataset_dict
 
@@ -215,61 +224,6 @@ def build_model(cfg: Config, task: TaskSpec, tokenizer, device: str | None = Non
     model = load_model(cfg, task, tokenizer, device, dtype=policy.frozen_dtype)
     set_seed(cfg.training.seed)
     return apply_policy(apply_method(model, cfg, task), policy)
-
-
-# ---------------------------------------------------------------- evaluation
-
-
-def evaluate_split(trainer: Trainer, task: TaskSpec, split: Split, cfg: Config,
-                   null_threshold: float | None = None) -> tuple[dict, list[dict], float | None]:
-    """Metrics, per-example predictions and (SQuAD, when not given) the null threshold chosen here."""
-    compute, trainer.compute_metrics = trainer.compute_metrics, None  # bound to validation; scored here
-    try:
-        out = trainer.predict(split.dataset(), metric_key_prefix="eval")
-    finally:
-        trainer.compute_metrics = compute
-    loss = float(out.metrics.get("eval_loss", float("nan")))
-    if not task.is_qa:
-        preds = np.asarray(out.predictions).argmax(-1)
-        labels = [r["label"] for r in split.records]
-        metrics = {**classification_metrics(task.name, labels, preds.tolist()), "loss": loss}
-        rows = [{"idx": r["idx"], "label": r["label"], "prediction": int(p)}
-                for r, p in zip(split.records, preds, strict=True)]
-        return metrics, rows, None
-    raw, answers, null_threshold, metrics, per_q = score_qa(split, cfg, out.predictions, null_threshold)
-    metrics = {**metrics, "loss": loss}
-    rows = [{"id": r["id"], "prediction": answers[r["id"]], "null_score_diff": raw[r["id"]]["null_score_diff"],
-             **per_q[r["id"]]} for r in split.records]
-    return metrics, rows, null_threshold
-
-
-def make_compute_metrics(task: TaskSpec, split: Split, cfg: Config):
-    """Validation metrics inside the Trainer (model selection); SQuAD uses the threshold best on this split."""
-    if not task.is_qa:
-        labels = [r["label"] for r in split.records]
-
-        def compute(ep) -> dict:
-            preds = np.asarray(ep.predictions).argmax(-1)
-            return classification_metrics(task.name, labels, preds.tolist())
-        return compute
-
-    def compute_qa(ep) -> dict:
-        metrics = score_qa(split, cfg, ep.predictions)[3]
-        return {k: v for k, v in metrics.items() if not k.endswith("total")}
-    return compute_qa
-
-
-def score_qa(split: Split, cfg: Config, logits, null_threshold: float | None = None):
-    """SQuAD v2 from (start, end) logits: raw n-best answers, thresholded answers, the threshold (chosen on
-    this split when not given: validation only), official metrics and per-question scores."""
-    start_logits, end_logits = logits
-    raw = postprocess_qa_predictions(split.records, split.features, start_logits, end_logits,
-                                     cfg.qa.n_best_size, cfg.qa.max_answer_length)
-    if null_threshold is None:
-        null_threshold, _ = choose_null_threshold(split.records, raw)
-    answers = apply_null_threshold(raw, null_threshold)
-    metrics, per_q = squad_v2_scores(split.records, answers)
-    return raw, answers, null_threshold, metrics, per_q
 
 
 # ---------------------------------------------------------------- callbacks
@@ -333,7 +287,7 @@ class PeakMemory:
 # ---------------------------------------------------------------- training arguments
 
 SMALL_MODEL_PARAMS = 20_000_000
-_DEFAULT_THREADS = torch.get_num_threads()   # before any run changed it
+DEFAULT_THREADS = torch.get_num_threads()   # torch's default intra-op threads, read before any run changed them
 
 
 def set_cpu_threads(cfg: Config, n_params: int, device: str) -> int | None:
@@ -341,10 +295,9 @@ def set_cpu_threads(cfg: Config, n_params: int, device: str) -> int | None:
     across cores costs more in synchronization than it saves), else torch's default (all cores)."""
     if device != "cpu":
         return None
-    threads = cfg.training.cpu_threads or (1 if n_params < SMALL_MODEL_PARAMS else _DEFAULT_THREADS)
+    threads = cfg.training.cpu_threads or (1 if n_params < SMALL_MODEL_PARAMS else DEFAULT_THREADS)
     torch.set_num_threads(threads)
     return threads
-
 
 
 def check_switches(cfg: Config, device: str) -> None:
@@ -437,13 +390,15 @@ def build_trainer(cfg: Config, task: TaskSpec, model: torch.nn.Module, args: Tra
                   policy: PrecisionPolicy) -> SequentialEvalTrainer:
     """The Trainer of every tunebench run (and of the benchmark's tunebench path): the optimizer the precision
     policy asks for (bf16-true: AdamW with Kahan summation or stochastic rounding; otherwise training.optim),
-    validation on `eval_split` for model selection, early stopping when configured, no stdout log dicts."""
+    validation on `eval_split` for model selection, early stopping when configured, no stdout log dicts, and
+    the speed patches when training.trainer_fast_paths is on."""
     callbacks = list(callbacks)
     if cfg.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(cfg.training.early_stopping_patience))
     optimizer = optimizer_cls_and_kwargs(policy, args.learning_rate, (args.adam_beta1, args.adam_beta2),
                                          args.adam_epsilon, args.weight_decay)
-    trainer = SequentialEvalTrainer(
+    trainer_cls = FastPathTrainer if cfg.training.trainer_fast_paths else SequentialEvalTrainer
+    trainer = trainer_cls(
         model=model, args=args, data_collator=collator, train_dataset=train_dataset,
         eval_dataset=eval_split.dataset(), compute_metrics=make_compute_metrics(task, eval_split, cfg),
         callbacks=callbacks, optimizer_cls_and_kwargs=optimizer,

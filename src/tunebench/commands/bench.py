@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="JSON report (default: <output_dir>/<experiment>/bench-<task>.json)")
     g = p.add_argument_group(
         "GPU check", "one prepared check of the GPU path in under 5 minutes on one H100/H200-class GPU, no network "
-        "(tunebench.gpu_check, docs/bench.md): the study's model shape at random init (sanity checks, tokens/s, "
+        "(tunebench.bench.gpu_check, docs/bench.md): the study's model shape at random init (sanity checks, tokens/s, "
         "memory, MFU, SDPA backend, largest batch, determinism, checkpointing, torch.compile) and a real run with "
         "the report; writes OUT_DIR/gpu_check.json and gpu_check.log. The options above do not apply to it")
     g.add_argument("--gpu-check", type=Path, metavar="OUT_DIR", help="run the GPU check into OUT_DIR")
@@ -73,7 +73,7 @@ def _bench(args: argparse.Namespace) -> int:
     if extra:
         raise TunebenchError(f"{extra[0]}: only with --gpu-check OUT_DIR")
 
-    from tunebench.bench_run import run_bench
+    from tunebench.bench.measure import run_bench
     from tunebench.io import atomic_write_json
 
     for flag in ("steps", "repeats"):
@@ -99,8 +99,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _gpu_check(args: argparse.Namespace) -> int:
     """Exit 0 when every part that ran passed (targets are measured, never asserted), 1 otherwise."""
+    from tunebench.bench.gpu_check import JSON_FILE, LOG_FILE, run_gpu_check
     from tunebench.config import parse_override
-    from tunebench.gpu_check import JSON_FILE, LOG_FILE, run_gpu_check
 
     cfg = config_from_args(args)            # validates the config files and overrides first (one-line errors)
     overrides = dict(parse_override(o) for o in args.overrides)

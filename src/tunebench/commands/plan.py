@@ -31,7 +31,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tunebench.commands._common import add_config_args
+from tunebench.commands._common import add_config_args, shipped_plan
 from tunebench.config import Config
 from tunebench.errors import TunebenchError
 from tunebench.plan.cost import (
@@ -124,7 +124,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_plan_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("plan", metavar="PLAN", help="plan file (YAML), e.g. configs/plans/demo.yaml")
+    parser.add_argument("plan", metavar="PLAN", type=shipped_plan,
+                        help="plan file (YAML) or a shipped plan's name, e.g. phase2a (tunebench config list)")
     add_config_args(parser)
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 
 from tunebench.commands._common import add_config_args, add_list_option, config_from_args, table_console
-from tunebench.config import METHODS, TASK_NAMES, Config, with_overrides
+from tunebench.config import METHODS, TASK_NAMES
+from tunebench.plan.expand import expand_runs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,14 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="skip the fast sanity checks (loading, LoRA setup, gradient flow) before training")
     add_config_args(p)
     p.set_defaults(func=_run)
-
-
-def expand_runs(cfg: Config, tasks, methods, seeds) -> list[Config]:
-    tasks = tasks or [cfg.task]
-    methods = methods or [cfg.method]
-    seeds = seeds or [cfg.training.seed]
-    return [with_overrides(cfg, {"task": t, "method": m, "training.seed": s})
-            for t, m, s in itertools.product(tasks, methods, seeds)]
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tunebench.config import TASK_NAMES
 from tunebench.errors import TunebenchError
 
 
@@ -45,8 +46,8 @@ class TaskSpec:
         return 1.0 if self.is_qa else 100.0
 
 
-TASKS: dict[str, TaskSpec] = {
-    "sst2": TaskSpec(
+_SPECS = (
+    TaskSpec(
         name="sst2", family="classification", label_names=("negative", "positive"),
         metrics=("accuracy", "macro_f1"), primary_metric="accuracy",
         official_counts={"train": 67_349, "test": 872},
@@ -54,7 +55,7 @@ TASKS: dict[str, TaskSpec] = {
         raw_text_fields=("sentence",), raw_label_field="label",
         raw_dir="SST-2", raw_label_values=("0", "1"),
     ),
-    "mrpc": TaskSpec(
+    TaskSpec(
         name="mrpc", family="classification", label_names=("not_equivalent", "equivalent"),
         # GLUE reports MRPC as accuracy and F1 of the positive (paraphrase) class.
         metrics=("f1", "accuracy"), primary_metric="f1",
@@ -63,7 +64,7 @@ TASKS: dict[str, TaskSpec] = {
         raw_text_fields=("#1 String", "#2 String"), raw_label_field="Quality",
         raw_dir="MRPC", raw_label_values=("0", "1"),
     ),
-    "rte": TaskSpec(
+    TaskSpec(
         name="rte", family="classification", label_names=("entailment", "not_entailment"),
         metrics=("accuracy", "macro_f1"), primary_metric="accuracy",
         official_counts={"train": 2_490, "test": 277},
@@ -72,14 +73,17 @@ TASKS: dict[str, TaskSpec] = {
         # GLUE's RTE writes labels as words; the hub's ints use the same order (0 = entailment).
         raw_dir="RTE", raw_label_values=("entailment", "not_entailment"),
     ),
-    "squad_v2": TaskSpec(
+    TaskSpec(
         name="squad_v2", family="extractive_qa", label_names=(),
         metrics=("f1", "exact", "HasAns_f1", "HasAns_exact", "NoAns_f1", "NoAns_exact"), primary_metric="f1",
         official_counts={"train": 130_319, "test": 11_873},
         hub_id="rajpurkar/squad_v2", hub_config=None,
         official_unanswerable={"train": 43_498, "test": 5_945},
     ),
-}
+)
+TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in _SPECS}
+if tuple(TASKS) != TASK_NAMES:   # the config's names (config.TaskName) and this table must not drift apart
+    raise RuntimeError(f"tunebench.data.tasks: the table's tasks {tuple(TASKS)} differ from config.TASK_NAMES")
 
 
 def get_task(name: str) -> TaskSpec:

@@ -19,11 +19,11 @@ spec/expand/select/cost; execute, ray_backend and progress are the edges.
 from tunebench.plan.cost import RunCost, estimate_run_cost, lookup_model_size
 from tunebench.plan.execute import Options, StageResult, compute_selection, run_plan, stage_status
 from tunebench.plan.expand import PlannedRun, expand_final, expand_sweep, parse_shard, shard_runs
-from tunebench.plan.select import select_settings
+from tunebench.plan.select import select_sweep
 from tunebench.plan.spec import Plan, load_plan
 
 __all__ = [
     "Options", "Plan", "PlannedRun", "RunCost", "StageResult", "compute_selection", "estimate_run_cost",
     "expand_final", "expand_sweep", "load_plan", "lookup_model_size", "parse_shard", "run_plan",
-    "select_settings", "shard_runs", "stage_status",
+    "select_sweep", "shard_runs", "stage_status",
 ]

@@ -140,12 +140,10 @@ def head_params(size: ModelSize, task: str) -> int:
 
 
 def lora_params(size: ModelSize, lora: LoraConfig) -> int:
-    """A and B of every targeted projection: r x (in + out) each, plus DoRA's magnitude vector (out)."""
-    per_layer = 0
-    for name, (fan_in, fan_out) in size.projections().items():
-        if name in lora.target_modules:
-            per_layer += lora.r * (fan_in + fan_out) + (fan_out if lora.use_dora else 0)
-    return size.layers * per_layer
+    """The adapters of every targeted projection (config.LoraConfig.added_params: r x (in + out) each, plus
+    DoRA's magnitude vector), from the shapes alone."""
+    return size.layers * sum(lora.added_params(fan_in, fan_out)
+                             for name, (fan_in, fan_out) in size.projections().items() if name in lora.target_modules)
 
 
 # ---------------------------------------------------------------- tokens and FLOPs

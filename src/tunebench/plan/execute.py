@@ -13,9 +13,7 @@ Nothing here writes into a run folder except the run function; selection.json is
 from __future__ import annotations
 
 import functools
-import importlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -26,13 +24,10 @@ from tunebench.io import atomic_write_json
 from tunebench.plan.cost import RunCost, estimate_run_cost, lookup_model_size, tokens_per_example
 from tunebench.plan.expand import STAGE_FINAL, STAGE_SWEEP, PlannedRun, expand_final, expand_sweep, shard_runs
 from tunebench.plan.progress import Board, Progress, RunRow, make_progress
-from tunebench.plan.select import select_settings, unresolved
+from tunebench.plan.run_fn import RunFn, call_run_fn, resolve_run_fn
+from tunebench.plan.select import select_sweep, unresolved
 from tunebench.plan.spec import Plan
-from tunebench.results import STATUS_FAILED, STATUS_OK, STATUS_RUNNING, read_metrics, run_id
-
-RunFn = Callable[..., dict]
-DEFAULT_RUNNER = "tunebench.runner:run_one"
-SELECTION_FILE = "selection.json"
+from tunebench.results import SELECTION_FILE, STATUS_FAILED, STATUS_OK, STATUS_RUNNING, read_metrics
 
 # A run's state as the executor sees it (from metrics.json).
 DONE, FAILED, INTERRUPTED, PENDING = "done", "failed", "interrupted", "pending"
@@ -60,40 +55,6 @@ class StageResult:
     @property
     def failed(self) -> list[str]:
         return [r.run_id for r in self.runs if run_state(self.results.get(r.run_id)) != DONE]
-
-
-# ---------------------------------------------------------------- run function
-
-
-def resolve_run_fn(run_fn: RunFn | str | None) -> RunFn:
-    """A callable as is; "module:function" imported; None -> tunebench.runner.run_one (imported only now)."""
-    if callable(run_fn):
-        return run_fn
-    spec = run_fn or DEFAULT_RUNNER
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise TunebenchError(f"runner {spec}: cannot import {module_name} ({e})") from None
-    fn = getattr(module, attr or "run_one", None)
-    if not callable(fn):
-        raise TunebenchError(f"runner {spec}: {module_name} has no function {attr or 'run_one'!r}")
-    return fn
-
-
-def call_run_fn(run_fn: RunFn, cfg: Config) -> dict:
-    """run_fn(cfg, resume=True). The runner records its own failures; one that escapes is recorded here
-    (its metrics.json still says running, so the next plan run resumes it). Input errors stop the plan."""
-    try:
-        metrics = run_fn(cfg, resume=True)
-    except TunebenchError:
-        raise
-    except Exception as e:  # noqa: BLE001 -- a crashed run must not stop the other runs of the plan
-        reason = (str(e).strip().splitlines() or [""])[0]
-        return {"run_id": run_id(cfg), "status": STATUS_FAILED, "reason": f"{type(e).__name__}: {reason}"}
-    if not isinstance(metrics, dict):
-        return {"run_id": run_id(cfg), "status": STATUS_FAILED, "reason": "runner returned no metrics dict"}
-    return metrics
 
 
 # ---------------------------------------------------------------- states
@@ -172,7 +133,7 @@ def compute_selection(plan: Plan) -> dict[str, dict[str, dict]]:
             f"{plan.path}: the final stage needs every sweep result: {len(missing)} of {len(runs)} sweep runs "
             f"are not finished (e.g. {m.run_dir}); run `tunebench plan run {plan.path} --stage sweep` "
             "(on every shard) first")
-    selection = select_settings(rows)
+    selection = select_sweep(rows)
     for task, method, reasons in unresolved(selection):
         raise TunebenchError(f"{plan.path}: every sweep candidate of {task}/{method} failed "
                              f"({reasons[0] if reasons else 'no reason'}); fix it and re-run --stage sweep")

@@ -1,10 +1,14 @@
-"""A plan -> the list of runs of each stage, with stable ids; and the split of a run list into shards (pure)."""
+"""A plan -> the list of runs of each stage, with stable ids; and the split of a run list into shards (pure).
+
+`run_grid` is the one tasks x methods x (grid points) x seeds expansion: the plan's stages and `tunebench run`
+(`expand_runs`) both list their runs with it, in that order.
+"""
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,9 +55,32 @@ def grid_points(axes: dict[str, list]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(axes[k] for k in keys))]
 
 
+def run_grid(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
+             points: Callable[[str, str], list[dict[str, Any]]] = lambda task, method: [{}],
+             ) -> Iterator[tuple[str, str, dict[str, Any], int]]:
+    """(task, method, grid point, seed) per run: per task, per method, per grid point (`points(task, method)`,
+    default the base setting alone), per seed."""
+    for task, method in itertools.product(tasks, methods):
+        for point in points(task, method):
+            for seed in seeds:
+                yield task, method, point, seed
+
+
+def run_keys(task: str, method: str, seed: int) -> dict[str, Any]:
+    """The dotted keys that make a config one run of an expansion."""
+    return {"task": task, "method": method, "training.seed": seed}
+
+
+def expand_runs(cfg: Config, tasks: Sequence[str] | None, methods: Sequence[str] | None,
+                seeds: Sequence[int] | None) -> list[Config]:
+    """`tunebench run`: tasks x methods x seeds, each defaulting to the config's own."""
+    return [with_overrides(cfg, run_keys(task, method, seed))
+            for task, method, _, seed in run_grid(tasks or [cfg.task], methods or [cfg.method],
+                                                  seeds or [cfg.training.seed])]
+
+
 def build_run(plan: Plan, stage: str, task: str, method: str, seed: int, overrides: dict[str, Any]) -> PlannedRun:
-    cfg = with_overrides(plan.base, {**overrides, "task": task, "method": method, "training.seed": seed,
-                                     "experiment": plan.experiment(stage)})
+    cfg = with_overrides(plan.base, {**overrides, **run_keys(task, method, seed), "experiment": plan.experiment(stage)})
     return PlannedRun(stage, task, method, seed, dict(overrides), cfg, run_id(cfg))
 
 
@@ -76,16 +103,20 @@ def expand_final(plan: Plan, selection: dict | None = None) -> list[PlannedRun]:
         return expand_grid_final(plan)
     if selection is None:
         raise ValueError("a two-stage plan's final stage needs the sweep's selection")
-    runs = [build_run(plan, STAGE_FINAL, task, method, seed, selection[task][method]["overrides"])
-            for task in plan.tasks for method in plan.methods for seed in plan.seeds]
-    return check_unique(runs)
+
+    def chosen(task: str, method: str) -> list[dict[str, Any]]:
+        return [selection[task][method]["overrides"]]
+
+    return check_unique([build_run(plan, STAGE_FINAL, task, method, seed, point)
+                         for task, method, point, seed in run_grid(plan.tasks, plan.methods, plan.seeds, chosen)])
 
 
 def _expand(plan: Plan, stage: str, seeds: Sequence[int]) -> list[PlannedRun]:
-    runs = [build_run(plan, stage, task, method, seed, point)
-            for task in plan.tasks for method in plan.methods
-            for point in grid_points(plan.grid[method]) for seed in seeds]
-    return check_unique(runs)
+    def grid(task: str, method: str) -> list[dict[str, Any]]:
+        return grid_points(plan.grid[method])
+
+    return check_unique([build_run(plan, stage, task, method, seed, point)
+                         for task, method, point, seed in run_grid(plan.tasks, plan.methods, seeds, grid)])
 
 
 def check_unique(runs: list[PlannedRun]) -> list[PlannedRun]:

@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tunebench.config import with_overrides
+from tunebench.config import validate_config, with_overrides
 from tunebench.errors import TunebenchError
 from tunebench.plan.expand import PlannedRun
 from tunebench.plan.progress import Progress
+from tunebench.plan.run_fn import call_run_fn, resolve_run_fn
 from tunebench.results import METRICS_FILE, STATUS_FAILED, STATUS_OK
 
 MAX_RETRIES = 3  # worker or node deaths, not failed runs (those come back as status "failed")
@@ -101,7 +102,4 @@ def _started_since(run: PlannedRun, submitted: float) -> bool:
 
 def ray_task(cfg_tree: dict, run_fn: Any) -> dict:
     """Runs on a worker: rebuild the config, resolve the run function there, run with resume=True."""
-    from tunebench.config import validate_config
-    from tunebench.plan.execute import call_run_fn, resolve_run_fn
-
     return call_run_fn(resolve_run_fn(run_fn), validate_config(cfg_tree))

@@ -11,34 +11,36 @@ point), `task`, `method`, `seed`, `run_id` and `learning_rate`. Output: selectio
 Rules: only `best_validation.value` (the primary metric on the validation split) is read -- never test, so
 the final stage's test numbers are not chosen on themselves. Every primary metric is higher-is-better
 (accuracy, F1). A candidate counts only when every one of its sweep runs is ok (a setting that diverged on
-one seed is not a setting to recommend); its value is the mean over its seeds. Ties go to the lower learning
-rate, then to the grid point that sorts first as JSON -- deterministic on every machine.
+one seed is not a setting to recommend); its value is the mean over its seeds. Ties go to more seeds, then
+to the lower learning rate, then to the grid point that sorts first as JSON -- deterministic on every machine.
+`rank_key` is this rule's one home: the report ranks its settings with it too (tunebench.report.select).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from typing import Any
 
 from tunebench.data.tasks import get_task
+from tunebench.plan.expand import setting_key
 from tunebench.results import STATUS_OK
 
 
-def select_settings(results: Iterable[dict]) -> dict[str, dict[str, dict]]:
+def select_sweep(results: Iterable[dict]) -> dict[str, dict[str, dict]]:
     """Group sweep results by task, method and grid point; pick the best point of each task and method."""
     groups: dict[str, dict[str, dict[str, list[dict]]]] = {}
     for r in results:
-        point = json.dumps(r.get("overrides") or {}, sort_keys=True, separators=(",", ":"))
+        point = setting_key(r.get("overrides") or {})
         groups.setdefault(r["task"], {}).setdefault(r["method"], {}).setdefault(point, []).append(r)
-    return {task: {method: select_one(task, list(points.values())) for method, points in sorted(by_method.items())}
+    return {task: {method: select_candidate(task, list(points.values()))
+                   for method, points in sorted(by_method.items())}
             for task, by_method in sorted(groups.items())}
 
 
-def select_one(task: str, candidates: list[list[dict]]) -> dict[str, Any]:
+def select_candidate(task: str, candidates: list[list[dict]]) -> dict[str, Any]:
     """One task x method: its candidates ranked best first; `overrides` is None when every candidate failed."""
-    summaries = sorted((summarize_candidate(runs) for runs in candidates), key=rank_key)
+    summaries = sorted((summarize_candidate(runs) for runs in candidates), key=candidate_rank)
     best = summaries[0] if summaries and summaries[0]["status"] == STATUS_OK else None
     first = candidates[0][0] if candidates and candidates[0] else {}
     return {
@@ -78,12 +80,17 @@ def validation_value(result: dict) -> float | None:
     return float(value)
 
 
-def rank_key(candidate: dict) -> tuple:
-    """Ok candidates first, best mean first, then the lower learning rate, then the grid point as JSON."""
-    value = candidate["validation_value"]
-    lr = candidate["learning_rate"]
-    return (value is None, -(value or 0.0), lr if lr is not None else math.inf,
-            json.dumps(candidate["overrides"], sort_keys=True))
+def rank_key(value: float | None, n_seeds: int, learning_rate: float | None, tiebreak: str) -> tuple:
+    """The selection rule, smallest first: a usable (not None) mean validation value, the highest one, then
+    more seeds, then the lower learning rate (None last), then `tiebreak` (deterministic on every machine)."""
+    return (value is None, -(value or 0.0), -n_seeds, learning_rate if learning_rate is not None else math.inf,
+            tiebreak)
+
+
+def candidate_rank(candidate: dict) -> tuple:
+    """rank_key of a summarized candidate; its grid point as JSON breaks the last ties."""
+    return rank_key(candidate["validation_value"], len(candidate["seeds"]), candidate["learning_rate"],
+                    setting_key(candidate["overrides"]))
 
 
 def _reason(result: dict) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
@@ -31,13 +31,18 @@ from tunebench.config import (
     METHODS,
     TASK_NAMES,
     Config,
+    Method,
+    TaskName,
     deep_merge,
+    error_message,
+    flatten_dotted,
     parse_override,
     read_yaml,
     set_dotted,
     validate_config,
 )
 from tunebench.errors import TunebenchError
+from tunebench.results import is_ignored
 
 DEFAULT_SEEDS = (42, 43, 44, 45, 46)
 DEFAULT_SWEEP_SEEDS = (42,)
@@ -45,13 +50,6 @@ SWEEP_SUFFIX = "-sweep"
 
 # Keys a plan sets itself (tasks/methods/seeds/name): a grid or an override may not touch them.
 _SET_BY_PLAN = {"task": "tasks", "method": "methods", "training.seed": "seeds", "experiment": "name"}
-# Keys outside the run id (results._ID_EXCLUDED): sweeping them would give several runs one id.
-_NOT_IN_RUN_ID = ("output_dir", "tracking", "data.dir")
-# Keys a method never reads: sweeping them for that method trains identical models under different ids.
-_IGNORED_BY_METHOD = {
-    "full": ("lora", "training.learning_rate"),
-    "lora": ("training.full_finetune_learning_rate",),
-}
 
 Seed = Annotated[StrictInt, Field(ge=0)]
 
@@ -74,9 +72,8 @@ class PlanSpec(BaseModel):
     description: str = ""
     config: list[str] = Field(default_factory=list)
     overrides: dict[str, Any] = Field(default_factory=dict)
-    tasks: list[Literal["sst2", "mrpc", "rte", "squad_v2"]] = Field(
-        default_factory=lambda: list(TASK_NAMES), min_length=1)
-    methods: list[Literal["lora", "full"]] = Field(default_factory=lambda: list(METHODS), min_length=1)
+    tasks: list[TaskName] = Field(default_factory=lambda: list(TASK_NAMES), min_length=1)
+    methods: list[Method] = Field(default_factory=lambda: list(METHODS), min_length=1)
     seeds: list[Seed] = Field(default_factory=lambda: list(DEFAULT_SEEDS), min_length=1)
     grid: dict[str, Any] | None = None
     sweep: SweepSpec | None = None
@@ -153,7 +150,7 @@ def load_plan(
     return Plan(
         name=spec.name, path=path, base=base, tasks=tuple(spec.tasks), methods=tuple(spec.methods),
         seeds=tuple(spec.seeds), grid=grid, description=spec.description,
-        sweep_seeds=tuple(spec.sweep.seeds) if spec.sweep else None, overrides=flatten_keys(spec.overrides),
+        sweep_seeds=tuple(spec.sweep.seeds) if spec.sweep else None, overrides=flatten_dotted(spec.overrides),
     )
 
 
@@ -177,9 +174,7 @@ def format_spec_error(e: ValidationError, path: Path, tree: dict) -> str:
         return f"{path}: unknown key {key!r} (known: {known})"
     if err["type"] == "missing":
         return f"{path}: {key}: required"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "literal_error":
-        msg = f"allowed: {err['ctx']['expected']}"
+    msg = error_message(err)
     found, value = _lookup(tree, loc)
     return f"{path}: {key} = {value!r}: {msg}" if found else f"{path}: {key}: {msg}"
 
@@ -220,24 +215,12 @@ def _plan_base_tree(spec: PlanSpec, path: Path) -> dict:
             raise TunebenchError(f"{path}: config: {name}: file not found (paths are relative to the plan file)")
         tree = deep_merge(tree, read_yaml(f))
         validate_config(tree, source=f"{path}: config: {name}")
-    overrides = flatten_keys(spec.overrides)
+    overrides = flatten_dotted(spec.overrides)
     for key, value in overrides.items():
         _check_not_set_by_plan(key, f"{path}: overrides")
         set_dotted(tree, key, value)
         validate_config(tree, source=f"{path}: overrides")
     return tree
-
-
-def flatten_keys(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """{"training": {"seed": 1}} -> {"training.seed": 1}: nested and dotted override styles mean the same."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten_keys(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
 
 
 def _check_not_set_by_plan(key: str, where: str) -> None:
@@ -288,7 +271,7 @@ def _check_axes(axes: Any, where: str) -> dict[str, list]:
         raise TunebenchError(f"{where}: expected a non-empty mapping of config keys to lists of values")
     for key, values in axes.items():
         _check_not_set_by_plan(key, where)
-        if key == "output_dir" or any(key == k or key.startswith(k + ".") for k in _NOT_IN_RUN_ID):
+        if is_ignored(key):   # outside every run's effective config (tunebench.results): one id, one computation
             raise TunebenchError(f"{where}: {key} does not change what a run computes; it cannot be swept")
         if not isinstance(values, list) or not values:
             raise TunebenchError(f"{where}: {key}: expected a non-empty list of values, got {values!r}")
@@ -310,7 +293,6 @@ def validate_grid(grid: dict[str, dict[str, list]], base_tree: dict, path: Path,
 
 
 def _check_method_reads(key: str, method: str, where: str, flat: bool) -> None:
-    for ignored in _IGNORED_BY_METHOD[method]:
-        if key == ignored or key.startswith(ignored + "."):
-            hint = "; give each method its own grid section" if flat else ""
-            raise TunebenchError(f"{where}: {key} has no effect on {method} runs{hint}")
+    if is_ignored(key, method):   # sweeping it would train identical models under different grid points
+        hint = "; give each method its own grid section" if flat else ""
+        raise TunebenchError(f"{where}: {key} has no effect on {method} runs{hint}")

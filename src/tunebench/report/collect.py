@@ -6,7 +6,6 @@ silently; the analysis averages only rows with status "ok".
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -14,25 +13,26 @@ from typing import Any
 
 import pandas as pd
 
+from tunebench.config import METHODS
 from tunebench.data.tasks import TASKS
-from tunebench.results import METRICS_FILE, STATUS_FAILED, STATUS_OK, STATUS_RUNNING, find_runs, read_metrics
+from tunebench.results import (
+    METRICS_FILE,
+    SELECTION_FILE,
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_RUNNING,
+    digest,
+    find_runs,
+    read_metrics,
+    setting_id,
+)
 
 STATUS_UNREADABLE = "unreadable"
 KNOWN_STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_RUNNING)
-SELECTION_FILE = "selection.json"
 LOG_FILE = "log.jsonl"
 TEST_PREDICTIONS = Path("predictions") / "test.jsonl"
 # A folder with one of these but no metrics.json is a run that died before writing its result.
 _RUN_MARKERS = ("config.yaml", LOG_FILE)
-
-# Config keys that do not change what a run computes (results.config_digest's exclusions), plus the seed:
-# runs that differ only in these are seeds of one setting.
-_SETTING_EXCLUDED = ("experiment", "output_dir", "tracking")
-# Keys that a method ignores: full fine-tuning never reads the LoRA section or the LoRA learning rate.
-_IGNORED_BY_METHOD = {
-    "full": ("lora", "training.learning_rate"),
-    "lora": ("training.full_finetune_learning_rate",),
-}
 
 ID_COLUMNS = ["task", "method", "seed", "learning_rate", "lora_r", "experiment", "run_id", "status", "reason",
               "primary_metric", "setting_id", "run_dir"]
@@ -110,7 +110,7 @@ def _guess_experiment(run_dir: Path, results_dir: Path) -> str | None:
 
 def check_row(row: dict[str, Any]) -> str | None:
     """Why an ok-looking row cannot be used, or None. Failed/running rows keep their own reason."""
-    if row.get("task") not in TASKS or row.get("method") not in ("lora", "full"):
+    if row.get("task") not in TASKS or row.get("method") not in METHODS:
         return f"metrics.json has no known task/method (task={row.get('task')!r}, method={row.get('method')!r})"
     if row.get("status") not in KNOWN_STATUSES:
         return f"unknown status {row.get('status')!r}"
@@ -158,33 +158,14 @@ def _efficiency_fields(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def compute_setting_id(m: dict[str, Any]) -> str:
-    """Hash of what the run computes except its seed: runs with equal ids are seeds of one setting.
-
-    From the resolved config when present (minus experiment/output_dir/tracking/data.dir, the seed, and
-    the keys the method ignores); otherwise from (method, learning_rate, lora_r).
+    """Runs with equal ids are seeds of one setting: results.setting_id of the resolved config when present
+    (its effective config without the seed); otherwise a digest of (method, learning_rate, lora_r). Read
+    from the saved config, not the run id, so results written under an earlier run-id scheme group alike.
     """
     cfg = m.get("config")
     if isinstance(cfg, dict) and cfg:
-        tree = json.loads(json.dumps(cfg, default=str))
-        for key in _SETTING_EXCLUDED:
-            tree.pop(key, None)
-        _pop_dotted(tree, "data.dir")
-        _pop_dotted(tree, "training.seed")
-        for key in _IGNORED_BY_METHOD.get(str(m.get("method")), ()):
-            _pop_dotted(tree, key)
-    else:
-        tree = {"method": m.get("method"), "learning_rate": m.get("learning_rate"), "lora_r": m.get("lora_r")}
-    canon = json.dumps(tree, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha1(canon.encode()).hexdigest()[:8]
-
-
-def _pop_dotted(tree: dict, key: str) -> None:
-    *parents, last = key.split(".")
-    node: Any = tree
-    for part in parents:
-        node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict):
-        node.pop(last, None)
+        return setting_id(cfg, str(m.get("method")))
+    return digest({"method": m.get("method"), "learning_rate": m.get("learning_rate"), "lora_r": m.get("lora_r")})
 
 
 def order_columns(df: pd.DataFrame) -> pd.DataFrame:

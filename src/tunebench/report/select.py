@@ -7,9 +7,9 @@ setting per task x method, chosen without looking at test metrics:
    ``overrides``), use the ok setting that matches it (the one with most seeds when several match, e.g. a
    1-seed sweep point and its 5-seed final runs).
 2. Otherwise pick the setting with the best mean *validation* primary metric over its seeds (higher is
-   better for every primary metric: accuracy, F1; ties: more seeds, then the lower learning rate, as the
-   plan engine does). Choosing on test would bias the test comparison upwards -- the reason GLUE dev is
-   our test split and model selection has its own validation split.
+   better for every primary metric: accuracy, F1; ties: more seeds, then the lower learning rate): the plan
+   engine's rule, `tunebench.plan.select.rank_key`. Choosing on test would bias the test comparison upwards
+   -- the reason GLUE dev is our test split and model selection has its own validation split.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any
 
 import pandas as pd
 
+from tunebench.config import get_dotted
+from tunebench.plan.select import rank_key
 from tunebench.report.stats import summarize
 
 
@@ -59,11 +61,11 @@ def select_settings(
     for (task, method), g in settings.groupby(["task", "method"], sort=True):
         entry = selections.get(task, {}).get(method)
         metric = (primary_metrics or {}).get(task, "primary metric")
-        out[(task, method)] = select_one(g, entry, configs or {}, metric)
+        out[(task, method)] = _select_headline(g, entry, configs or {}, metric)
     return out
 
 
-def select_one(group: pd.DataFrame, entry: dict | None, configs: dict[str, dict], metric: str) -> Selection:
+def _select_headline(group: pd.DataFrame, entry: dict | None, configs: dict[str, dict], metric: str) -> Selection:
     task, method = group["task"].iloc[0], group["method"].iloc[0]
     note = None
     if entry is not None and entry.get("overrides") is None and entry.get("learning_rate") is None:
@@ -73,19 +75,24 @@ def select_one(group: pd.DataFrame, entry: dict | None, configs: dict[str, dict]
     if entry is not None:
         matches = group[[matches_selection(r, entry, configs.get(r["setting_id"])) for _, r in group.iterrows()]]
         if len(matches):
-            best = _rank(matches).iloc[0]
+            best = _best(matches)
             return Selection(task, method, best["setting_id"], f"selection.json ({entry.get('source', '?')})")
         note = (f"{entry.get('source', 'selection.json')} names learning_rate={entry.get('learning_rate')} "
                 f"but no ok run matches it; fell back to the best mean validation {metric}")
-    best = _rank(group).iloc[0]
+    best = _best(group)
     return Selection(task, method, best["setting_id"], f"best mean validation {metric}", note)
 
 
-def _rank(group: pd.DataFrame) -> pd.DataFrame:
-    """Best validation mean first (NaN last), then more seeds, then the lower learning rate (the plan
-    engine's tie-break), then setting id for determinism."""
-    return group.sort_values(["validation_mean", "n_seeds", "learning_rate", "setting_id"],
-                             ascending=[False, False, True, True], na_position="last")
+def _best(group: pd.DataFrame) -> pd.Series:
+    """The first setting under the plan engine's rule (rank_key); the setting id breaks the last ties."""
+    return min((row for _, row in group.iterrows()),
+               key=lambda r: rank_key(_number(r["validation_mean"]), int(r["n_seeds"]),
+                                      _number(r["learning_rate"]), str(r["setting_id"])))
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None for NaN / missing (ranked last)."""
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def matches_selection(setting: pd.Series, entry: dict, config: dict | None) -> bool:
@@ -95,24 +102,15 @@ def matches_selection(setting: pd.Series, entry: dict, config: dict | None) -> b
     if lr is not None and not _close(setting["learning_rate"], lr):
         return False
     for key, want in (entry.get("overrides") or {}).items():
-        have = _get_dotted(config, key) if config else _MISSING
-        if have is _MISSING:
+        if not config:
+            continue
+        try:
+            have = get_dotted(config, key)
+        except (KeyError, TypeError):
             continue
         if not _equal(have, want):
             return False
     return True
-
-
-_MISSING = object()
-
-
-def _get_dotted(tree: dict, key: str) -> Any:
-    node: Any = tree
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
 
 
 def _equal(a: Any, b: Any) -> bool:

@@ -10,6 +10,9 @@ checkpointing happens inside the window (tunebench's in-loop evaluation is measu
 Noise: a warm-up round of every baseline on other examples is discarded, then `repeats` rounds run with the
 order alternating (forward, reversed, ...) and each baseline's median is reported. Global torch settings a
 baseline changes (deterministic algorithms, threads) are restored after it, so none leaks into the next.
+
+A client of the engine: tunebench's path is the engine's own Trainer (train.build_trainer), and this module
+uses only public names of tunebench.train, tunebench.evaluate and tunebench.runner.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import ctypes
 import gc
 import math
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -39,7 +41,7 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback
 
-from tunebench.bench import (
+from tunebench.bench.formulas import (
     BatchStats,
     FlopParams,
     RunTiming,
@@ -57,12 +59,15 @@ from tunebench.bench import (
 )
 from tunebench.config import Config, with_overrides
 from tunebench.data.tasks import TaskSpec, get_task
+from tunebench.evaluate import evaluate_split
 from tunebench.features import model_columns
 from tunebench.model import load_tokenizer, resolve_device
 from tunebench.precision import dtype_name, optimizer_cls_and_kwargs, resolve_policy
+from tunebench.runner import environment as runner_environment
 from tunebench.tracking import NullTracker
 from tunebench.train import (
     CHECKPOINTING,
+    DEFAULT_THREADS,
     JsonlLogCallback,
     PeakMemory,
     Split,
@@ -70,7 +75,6 @@ from tunebench.train import (
     build_trainer,
     build_training_args,
     check_switches,
-    evaluate_split,
     prepare_splits,
     set_cpu_threads,
     train_and_evaluate,
@@ -259,20 +263,16 @@ class RunOutput:
 
 
 def _common_args(cfg: Config, device: str, out_dir: Path, steps: int) -> dict:
-    """Hyper-parameters every Trainer baseline shares with tunebench's, so only the recipe differs."""
+    """Hyper-parameters every Trainer baseline shares with tunebench's, so only the recipe differs (bf16
+    autocast as the precision policy has it: every baseline trains under tunebench's policy)."""
     t = cfg.training
     return dict(
         output_dir=str(out_dir), max_steps=steps, per_device_train_batch_size=t.per_device_train_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps, learning_rate=cfg.learning_rate,
         weight_decay=t.weight_decay, warmup_steps=t.warmup_ratio, lr_scheduler_type=t.lr_scheduler_type,
-        max_grad_norm=t.max_grad_norm, seed=t.seed, bf16=_bf16(cfg, device), use_cpu=device == "cpu",
+        max_grad_norm=t.max_grad_norm, seed=t.seed, bf16=resolve_policy(cfg, device).autocast, use_cpu=device == "cpu",
         save_strategy="no", eval_strategy="no", report_to="none", disable_tqdm=True,
     )
-
-
-def _bf16(cfg: Config, device: str) -> bool:
-    """bf16 autocast as the precision policy has it (every baseline trains under tunebench's policy)."""
-    return resolve_policy(cfg, device).autocast
 
 
 def _policy_optimizer(cfg: Config, device: str, args: TrainingArguments) -> tuple[type, dict] | None:
@@ -600,12 +600,10 @@ def measure_eval_share(cfg: Config, data: BenchData, steps: int, step_time_s: fl
 
 def compare_threads(cfg: Config, data: BenchData, steps: int, device: str, work: Path, chosen: int | None) -> dict:
     """tunebench's path at torch's default intra-op threads vs the count tunebench chose (interleaved)."""
-    from tunebench.train import _DEFAULT_THREADS
-
     if device != "cpu" or chosen is None:
         return {}
-    out = {"default_threads": _DEFAULT_THREADS, "chosen_threads": chosen}
-    for label, n in (("chosen", chosen), ("default", _DEFAULT_THREADS), ("chosen_again", chosen)):
+    out = {"default_threads": DEFAULT_THREADS, "chosen_threads": chosen}
+    for label, n in (("chosen", chosen), ("default", DEFAULT_THREADS), ("chosen_again", chosen)):
         torch.set_num_threads(n)
         res = run_tunebench(cfg, data, data.timed, work / f"threads-{cfg.method}-{label}", device, 0, steps)
         out[f"tokens_per_s_{label}"] = res.timing.non_pad_tokens / res.timing.elapsed_s
@@ -618,9 +616,11 @@ def compare_threads(cfg: Config, data: BenchData, steps: int, device: str, work:
 
 
 def environment(device: str) -> dict:
-    name = torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({platform.processor() or platform.machine()})"
-    return {"device": device, "device_name": name, "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "python": platform.python_version()}
+    """A run's environment (tunebench.runner.environment: machine, python, platform, git revision, package
+    versions) with the benchmark's device keys: `device` is the device kind, `device_name` the machine's."""
+    env = runner_environment()
+    return {**env, "device": device, "device_name": env["device"], "cpu_count": os.cpu_count(),
+            "torch": torch.__version__}
 
 
 def switches(cfg: Config, device: str) -> dict:

@@ -1,5 +1,6 @@
 """Throughput, memory and MFU benchmark -- the pure parts: FLOPs formulas, token counting, the peak-FLOPs
-table, result records and their summaries. No torch training, no clocks, no files (those are in bench_run).
+table, result records and their summaries. No torch training, no clocks, no files (those are in
+tunebench.bench.measure).
 
 FLOPs convention (PaLM, Chowdhery et al. 2022, appendix B), per *non-pad* token of a training step:
 
@@ -51,7 +52,7 @@ BASELINE_HELP = {
                 "--pad_to_max_length)",
     "trainer": "best-practice Trainer: dynamic padding, length-grouped batches, Trainer defaults",
     "raw": "raw PyTorch loop (forward, backward, clip, optimizer step) over tunebench's pre-built batches",
-    "tunebench": "tunebench's training path: build_training_args + SequentialEvalTrainer as train.py uses it",
+    "tunebench": "tunebench's training path: build_training_args + build_trainer as train.py uses them",
 }
 
 # Throughput targets of issue 7 (tunebench / baseline, non-pad tokens per second), per task where they differ.

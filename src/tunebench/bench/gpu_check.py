@@ -30,8 +30,8 @@ RTE's (2 labels). Precision: `bf16-mixed` (fp32 weights and optimizer state, bf1
 Timing: each measurement builds a fresh model and Trainer (`train.build_training_args` + `train.build_trainer`,
 exactly as a run does, in-loop evaluation moved past the last step) and times only the steps after `warmup`
 of them: the clock is synchronized at the end of the last warm-up step and of the last timed step. Tokens/s
-counts every token (there is no padding); MFU follows `tunebench.bench` (PaLM: 6N + 12LdT per token for full
-fine-tuning, 4N_frozen + 6N_trainable + 12LdT for LoRA, over the dense bf16 peak of `bench.PEAK_BF16_FLOPS`);
+counts every token (there is no padding); MFU follows `tunebench.bench.formulas` (PaLM: 6N + 12LdT per token for full
+fine-tuning, 4N_frozen + 6N_trainable + 12LdT for LoRA, over the dense bf16 peak of `PEAK_BF16_FLOPS`);
 peak memory is CUDA `max_memory_allocated` above what was allocated before the model was built, up to the
 end of the timed window (model, gradients, optimizer state and activations).
 
@@ -72,7 +72,7 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, TrainerCallback
 
-from tunebench.bench import BatchStats, format_bytes, peak_flops, train_flops
+from tunebench.bench.formulas import BatchStats, format_bytes, peak_flops, train_flops
 from tunebench.config import (
     METHODS,
     Config,
@@ -255,7 +255,7 @@ def free_memory(device: str) -> None:
 
 
 def device_name(device: str) -> str:
-    from tunebench.bench_run import environment
+    from tunebench.bench.measure import environment
 
     return environment(device)["device_name"]
 
@@ -477,7 +477,7 @@ def measure_training(cfg: Config, task: TaskSpec, tokenizer, device: str, *, bat
     """Train a freshly built model through the engine's Trainer on synthetic full-length examples for
     warmup + timed steps (+1 profiled step) and measure the timed ones. Raises what training raises (an
     out-of-memory error included); global torch settings the Trainer changes are restored."""
-    from tunebench.bench_run import flop_params_of, isolated_run
+    from tunebench.bench.measure import flop_params_of, isolated_run
     from tunebench.precision import ComputeDtypeProbe, measured_precision, resolve_policy
     from tunebench.train import Split, build_trainer, build_training_args, set_cpu_threads
 
@@ -581,7 +581,7 @@ def search_batch(measure: Callable[[int], dict], start: int, cap: int, fits: Cal
 
 
 def run_child(spec: dict, timeout_s: float, work: Path, name: str) -> dict:
-    """measure_training in a fresh Python process (`python -m tunebench.gpu_check SPEC`), killed with its whole
+    """measure_training in a fresh Python process (`python -m tunebench.bench.gpu_check SPEC`), killed with its whole
     process group (TorchInductor's compile workers too) when it outlasts `timeout_s`."""
     work.mkdir(parents=True, exist_ok=True)
     spec_path, result_path, log_path = (work / f"{name}.{x}" for x in ("spec.json", "result.json", "log"))
@@ -594,7 +594,7 @@ def run_child(spec: dict, timeout_s: float, work: Path, name: str) -> dict:
            "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
     t0 = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tunebench.gpu_check", str(spec_path)], stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", "tunebench.bench.gpu_check", str(spec_path)], stdout=log,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
             rc = proc.wait(timeout=max(1.0, timeout_s))
@@ -713,7 +713,7 @@ class GpuCheck:
         return with_overrides(cfg, self.overrides) if self.overrides else cfg
 
     def _env(self) -> dict:
-        from tunebench.bench_run import environment
+        from tunebench.bench.measure import environment
         from tunebench.runner import PACKAGES, package_version
 
         return {**environment(self.device), "cuda": torch.version.cuda,
@@ -965,7 +965,7 @@ class GpuCheck:
     # ------------------------------------------------ 4 the real run
 
     def _real_run(self, budget: PartBudget) -> bool:
-        from tunebench.bench_run import isolated_run
+        from tunebench.bench.measure import isolated_run
         from tunebench.model import resolve_device
         from tunebench.precision import resolve_policy
         from tunebench.results import run_dir
@@ -1139,12 +1139,11 @@ class GpuCheck:
 
 def _time_forward_backward(model: torch.nn.Module, batch: dict, policy, device: str) -> float:
     """Seconds of one more forward + backward of the sanity batch (after the gradient-flow check's: warm)."""
-    from tunebench.sanity import _forward
-
     model.train()
     _sync(device)
     t0 = time.perf_counter()
-    _forward(model, batch, policy).loss.backward()
+    with policy.autocast_context(device):            # as the Trainer runs it (and the sanity checks)
+        model(**{k: v.to(device) for k, v in batch.items()}).loss.backward()
     _sync(device)
     model.zero_grad(set_to_none=True)
     return time.perf_counter() - t0
