@@ -36,40 +36,46 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _analyze(args: argparse.Namespace) -> int:
     # Imported here so that `tunebench --help` does not pay for torch and transformers.
     from tunebench.analysis.forgetting import load_text
-    from tunebench.analysis.run import (
-        ANALYSIS_FILE,
-        RunSkipped,
-        analyze_run,
-        find_ok_runs,
-        save_analysis,
-        validate_settings,
-    )
+    from tunebench.analysis.run import find_ok_runs, validate_settings
 
     validate_settings(args.top_k, args.eps, args.energy, args.max_tokens)
     ok, other = find_ok_runs(args.path)
     if not ok:
         raise TunebenchError(f"{args.path}: no finished (status ok) run folder found")
     text = load_text(args.text)  # once: the same text for every run
-    failed = 0
-    for run in ok:
-        if args.skip_existing and (run / ANALYSIS_FILE).exists():
-            print(f"{run.name}: skipped (analysis.json exists)")
-            continue
-        try:
-            record = analyze_run(run, text, args.top_k, args.eps, energy=args.energy,
-                                 max_tokens=args.max_tokens, device=args.device)
-        except RunSkipped as e:
-            print(f"{run.name}: skipped: {e}")
-            continue
-        except TunebenchError as e:
-            print(f"{run.name}: failed: {e}")
-            failed += 1
-            continue
-        save_analysis(run, record)
-        print(_summary_line(run.name, record))
+    counts = analyze_folders(ok, text, skip_existing=args.skip_existing, top_k=args.top_k, eps=args.eps,
+                             energy=args.energy, max_tokens=args.max_tokens, device=args.device)
+    failed = counts["failed"]
     if other:
         print(f"{len(other)} run folder(s) not ok (failed or unfinished): not analysed")
     return 1 if failed else 0
+
+
+def analyze_folders(runs, text, *, skip_existing: bool, **settings) -> dict[str, int]:
+    """Analyse each ok run folder (one line per run: its summary, or why it was skipped or failed) and save
+    its analysis.json; {"done", "skipped", "failed"}. `settings`: analyze_run's keyword arguments."""
+    from tunebench.analysis.run import ANALYSIS_FILE, RunSkipped, analyze_run, save_analysis
+
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    for run in runs:
+        if skip_existing and (run / ANALYSIS_FILE).exists():
+            print(f"{run.name}: skipped (analysis.json exists)")
+            counts["skipped"] += 1
+            continue
+        try:
+            record = analyze_run(run, text, **settings)
+        except RunSkipped as e:
+            print(f"{run.name}: skipped: {e}")
+            counts["skipped"] += 1
+            continue
+        except TunebenchError as e:
+            print(f"{run.name}: failed: {e}")
+            counts["failed"] += 1
+            continue
+        save_analysis(run, record)
+        print(_summary_line(run.name, record))
+        counts["done"] += 1
+    return counts
 
 
 def _summary_line(name: str, record: dict) -> str:

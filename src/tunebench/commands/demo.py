@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 from tunebench.commands._common import shipped_plan
-from tunebench.errors import TunebenchError
 
 DEFAULT_PLAN = "demo"            # the shipped plan (tunebench config list): the demo runs from any folder
 PLUMBING_LABEL = ("Plumbing check, not a finding: the demo fine-tunes the random `tiny` model (no pretraining) with "
@@ -72,34 +71,16 @@ def _analysis(results_dir: Path) -> int:
     """`tunebench analyze --skip-existing` on the demo's ok runs (builtin held-out text, default settings);
     one line per run. Returns the number of runs whose analysis failed (skipped ones are not failures)."""
     from tunebench.analysis.forgetting import load_text
-    from tunebench.analysis.run import ANALYSIS_FILE, RunSkipped, analyze_run, find_ok_runs, save_analysis
-    from tunebench.commands.analyze import _summary_line
+    from tunebench.analysis.run import find_ok_runs
+    from tunebench.commands.analyze import analyze_folders
 
     _step("analysis: forgetting and weight-update spectra (plumbing check on the random tiny model)")
     t = time.perf_counter()
     ok, _ = find_ok_runs(results_dir)
-    text = load_text("builtin") if ok else None
-    done = skipped = failed = 0
-    for run in ok:
-        if (run / ANALYSIS_FILE).exists():
-            skipped += 1
-            continue
-        try:
-            record = analyze_run(run, text)
-        except RunSkipped as e:
-            print(f"{run.name}: skipped: {e}")
-            skipped += 1
-            continue
-        except TunebenchError as e:
-            print(f"{run.name}: failed: {e}")
-            failed += 1
-            continue
-        save_analysis(run, record)
-        print(_summary_line(run.name, record))
-        done += 1
-    print(f"analysis: {done} run(s) analysed, {skipped} already done or skipped, {failed} failed "
-          f"({time.perf_counter() - t:.0f} s)")
-    return failed
+    counts = analyze_folders(ok, load_text("builtin") if ok else None, skip_existing=True)
+    print(f"analysis: {counts['done']} run(s) analysed, {counts['skipped']} already done or skipped, "
+          f"{counts['failed']} failed ({time.perf_counter() - t:.0f} s)")
+    return counts["failed"]
 
 
 def _sanity(plan) -> bool:
