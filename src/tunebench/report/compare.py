@@ -315,9 +315,7 @@ def _bootstrap_class_f1(lora_frames: list[pd.DataFrame], full_frames: list[pd.Da
                         seed: int) -> dict | None:
     """Paired bootstrap of F1 (positive class) recomputed per resample; each arm: mean F1 over its runs."""
     frames = lora_frames + full_frames
-    if not all({"idx", "label", "prediction"} <= set(f.columns) for f in frames):
-        return None
-    shared = _shared_keys(frames, "idx")
+    shared = _common_examples(frames, {"idx", "label", "prediction"}, "idx")
     if not shared:
         return None
     aligned = [f.drop_duplicates("idx").set_index("idx").loc[shared] for f in frames]
@@ -333,9 +331,7 @@ def _bootstrap_class_f1(lora_frames: list[pd.DataFrame], full_frames: list[pd.Da
 def _mcnemar_correct(lora_frames: list[pd.DataFrame], full_frames: list[pd.DataFrame]) -> dict | None:
     """Majority-correct per example over each list of runs (one run: its own correctness), then McNemar."""
     frames = lora_frames + full_frames
-    if not all({"idx", "label", "prediction"} <= set(f.columns) for f in frames):
-        return None
-    shared = _shared_keys(frames, "idx")
+    shared = _common_examples(frames, {"idx", "label", "prediction"}, "idx")
     if not shared:
         return None
     a, f = _majority_correct(lora_frames, shared), _majority_correct(full_frames, shared)
@@ -357,9 +353,7 @@ def _majority_correct(frames: list[pd.DataFrame], shared: list) -> np.ndarray:
 def _bootstrap_f1(lora_frames: list[pd.DataFrame], full_frames: list[pd.DataFrame], n_resamples: int,
                   seed: int) -> dict | None:
     frames = lora_frames + full_frames
-    if not all({"id", "f1"} <= set(f.columns) for f in frames):
-        return None
-    shared = _shared_keys(frames, "id")
+    shared = _common_examples(frames, {"id", "f1"}, "id")
     if not shared:
         return None
     diffs = 100.0 * (_mean_f1(lora_frames, shared) - _mean_f1(full_frames, shared))  # 0-1 -> points
@@ -372,6 +366,13 @@ def _bootstrap_f1(lora_frames: list[pd.DataFrame], full_frames: list[pd.DataFram
 def _mean_f1(frames: list[pd.DataFrame], shared: list) -> np.ndarray:
     cols = [f.drop_duplicates("id").set_index("id").loc[shared, "f1"].to_numpy(float) for f in frames]
     return np.mean(cols, axis=0)
+
+
+def _common_examples(frames: list[pd.DataFrame], columns: set[str], key: str) -> list:
+    """The examples (by `key`) every run's predictions hold, when all have `columns`; [] otherwise."""
+    if not all(columns <= set(f.columns) for f in frames):
+        return []
+    return _shared_keys(frames, key)
 
 
 def _shared_keys(frames: list[pd.DataFrame], key: str) -> list:
