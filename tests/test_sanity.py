@@ -373,8 +373,8 @@ def test_offline_hub_model_fails_fast_once(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(socket, "create_connection", refuse)
     loads = []
-    real = tunebench.model._from_pretrained
-    monkeypatch.setattr(tunebench.model, "_from_pretrained", lambda *a, **k: loads.append(1) or real(*a, **k))
+    real = tunebench.model.from_pretrained_checked
+    monkeypatch.setattr(tunebench.model, "from_pretrained_checked", lambda *a, **k: loads.append(1) or real(*a, **k))
     cfg = load_config([], [*TINY, "model.name=no-such-org/no-such-model", f"output_dir={tmp_path}"])
     t0 = time.perf_counter()
     try:

@@ -90,7 +90,7 @@ def load_tokenizer(cfg: Config):
     if cfg.model.name == TINY:
         tok = build_tiny_tokenizer()
     else:
-        tok = _from_pretrained(AutoTokenizer, cfg, {})
+        tok = from_pretrained_checked(AutoTokenizer, cfg, {})
     ensure_pad_token(tok)
     tok.padding_side = "right"
     return tok
@@ -140,7 +140,7 @@ def load_model(cfg: Config, task: TaskSpec, tokenizer, device: str | None = None
     else:
         kwargs = dict(head_kwargs, dtype=dtype, attn_implementation=cfg.model.attn_implementation,
                       output_loading_info=True)
-        model, info = _from_pretrained(cls, cfg, kwargs)
+        model, info = from_pretrained_checked(cls, cfg, kwargs)
         report = check_loading_info(info, source="gguf" if cfg.model.gguf_file else "checkpoint")
         if report.missing_base_keys:
             shown = ", ".join(report.missing_base_keys[:8])
@@ -215,7 +215,10 @@ def hub_offline(offline: bool = True):
         constants.HF_HUB_OFFLINE = before
 
 
-def _from_pretrained(cls, cfg: Config, kwargs: dict):
+def from_pretrained_checked(cls, cfg: Config, kwargs: dict):
+    """`cls.from_pretrained` on model.name (a local folder, a hub id or a GGUF file in a folder) with one
+    TunebenchError line for a missing folder, an unreadable checkpoint or an unreachable hub (offline: the
+    local cache only, no retries)."""
     name = cfg.model.name
     if cfg.model.gguf_file:
         kwargs = dict(kwargs, gguf_file=cfg.model.gguf_file)

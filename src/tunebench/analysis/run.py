@@ -195,7 +195,7 @@ def build_causal_lm(cfg: Config, base: torch.nn.Module, dtype: torch.dtype,
     """A causal LM holding the base backbone, and which LM head it has ("tied" | "base" | "random")."""
     from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
-    from tunebench.model import TINY, _from_pretrained
+    from tunebench.model import TINY, from_pretrained_checked
 
     if cfg.model.name == TINY:
         torch.manual_seed(cfg.training.seed)  # the same random LM head for every run of this seed
@@ -203,7 +203,7 @@ def build_causal_lm(cfg: Config, base: torch.nn.Module, dtype: torch.dtype,
         kind = "random"
     else:
         kwargs = {"dtype": dtype, "attn_implementation": cfg.model.attn_implementation}
-        causal = _from_pretrained(AutoModelForCausalLM, cfg, kwargs)
+        causal = from_pretrained_checked(AutoModelForCausalLM, cfg, kwargs)
         tied = causal.get_output_embeddings().weight is causal.get_input_embeddings().weight
         kind = "tied" if tied else "base"
     causal = causal.to(device).float().eval()
