@@ -115,7 +115,7 @@ def test_rte_hypothesis_is_entailed_exactly_when_it_restates_a_premise_fact():
     kinds = Counter()
     for r in generate("rte", 600, seed=3):
         facts = [s.strip() + " ." for s in r["text_a"].split(" .") if s.strip()]
-        assert 2 <= len(facts) <= 3
+        assert len(facts) == 2
         assert (r["text_b"] in facts) == (r["label"] == 0)  # 0 = entailment (GLUE order)
         entity = r["text_b"].split()[1]
         if r["label"] == 0:
@@ -127,27 +127,35 @@ def test_rte_hypothesis_is_entailed_exactly_when_it_restates_a_premise_fact():
             kind = "absent"
         kinds[kind, " not " in r["text_b"]] += 1
     # "not" in the hypothesis is a strong cue for not_entailment, not a rule: premises state negated facts too
-    assert kinds == {("restated", False): 208, ("restated", True): 64, ("contradicted", True): 177,
-                     ("contradicted", False): 48, ("absent", False): 81, ("absent", True): 22}
+    assert kinds == {("restated", False): 266, ("restated", True): 48, ("contradicted", True): 166,
+                     ("contradicted", False): 36, ("absent", False): 71, ("absent", True): 13}
 
 
 def test_squad_answers_are_exact_spans_and_unanswerable_questions_ask_about_absent_entities():
     records = generate("squad_v2", 1000, seed=3)
     unanswerable = 0
+    questions = {rel: q.split("{e}") for rel, (_, _, q, _) in builtin.RELATIONS.items()}
+    relation_in_context = Counter()
     for r in records:
         entity = r["question"].split(" the ")[1].split()[0]
         present = f"the {entity} " in r["context"]
         answers = r["answers"]
+        (rel,) = [k for k, (a, b) in questions.items() if r["question"].startswith(a) and r["question"].endswith(b)]
+        values = builtin.RELATIONS[rel][3]
         if answers["text"]:
             (text,), (start,) = answers["text"], answers["answer_start"]
             assert r["context"][start:start + len(text)] == text
             assert present
             assert text.count(" ") <= 1
+            assert text in values[:builtin.SQUAD_VALUES_PER_RELATION]
         else:
             assert answers["answer_start"] == [] and not present
             unanswerable += 1
+            # adversarial: the context states a fact under the asked relation (about another entity)
+            relation_in_context[any(f" {v} ." in r["context"] for v in values)] += 1
         assert 3 <= r["context"].count(" .") <= 6
-    assert 1 / 3 <= unanswerable / len(records) <= 1 / 2
+    assert unanswerable == 318
+    assert relation_in_context == {True: 168, False: 150}
     assert len({r["id"] for r in records}) == len(records)
 
 
