@@ -471,3 +471,35 @@ def test_a_model_that_raises_anything_fails_once_and_the_rest_skip(cfg, monkeypa
         ("model_loading", False, False), ("lora_setup", False, True), ("gradient_flow", False, True),
         ("gradient_flow", False, True), ("precision_parity", False, True)]
     assert "KeyError" in results[0].detail
+
+
+def test_the_span_heads_bias_may_have_an_exactly_zero_gradient(cfg):
+    """A softmax over positions ignores a shift of every logit, so qa_outputs.bias gets a zero gradient by
+    construction (0.0 exactly on some batches: the demo's SQuAD pre-flight failed on it); its weight may not."""
+    from tunebench.sanity import zero_gradient_by_construction
+
+    assert zero_gradient_by_construction("base_model.model.qa_outputs.modules_to_save.default.bias")
+    assert zero_gradient_by_construction("qa_outputs.bias")
+    assert not zero_gradient_by_construction("qa_outputs.weight")
+    assert not zero_gradient_by_construction("score.bias")
+    task = get_task("squad_v2")
+    qa = with_overrides(cfg, {"task": "squad_v2", "method": "full", "qa.doc_stride": 32})
+    from tunebench.model import load_model, load_tokenizer
+
+    tok = load_tokenizer(qa)
+    model = load_model(qa, task, tok, device="cpu")
+    from tunebench.sanity import _batch
+
+    batch = _batch(qa, task, tok, 4)
+    seen = {}
+
+    def zero_bias_grad(grad):
+        seen["hooked"] = True
+        return torch.zeros_like(grad)
+
+    model.qa_outputs.bias.register_hook(zero_bias_grad)
+    r = inspect_gradient_flow(model, batch, "full", "qa_outputs")
+    assert seen and r.passed, r.detail
+    model.qa_outputs.weight.register_hook(lambda g: torch.zeros_like(g))
+    r = inspect_gradient_flow(model, batch, "full", "qa_outputs")
+    assert not r.passed and "qa_outputs.weight" in r.detail
