@@ -185,7 +185,7 @@ def optimizer_state_dtypes(optimizer: torch.optim.Optimizer) -> set[torch.dtype]
     return out
 
 
-def single(dtypes: Iterable[torch.dtype], what: str) -> str:
+def single(dtypes: Iterable[torch.dtype]) -> str | None:
     """The one dtype of a set as a name; "mixed: a, b" when there are several; None when empty."""
     names = sorted(dtype_name(d) for d in set(dtypes))
     if not names:
@@ -221,7 +221,7 @@ def measured_precision(policy: PrecisionPolicy, model: torch.nn.Module, optimize
     """What a run actually trained with (recorded in metrics.json): the policy's name and the measured
     trainable-parameter, optimizer-state and compute dtypes."""
     return {"name": policy.name,
-            "trainable_dtype": single(trainable_dtypes(model), "trainable"),
-            "optimizer_state_dtype": single(optimizer_state_dtypes(optimizer), "state") if optimizer else None,
+            "trainable_dtype": single(trainable_dtypes(model)),
+            "optimizer_state_dtype": single(optimizer_state_dtypes(optimizer)) if optimizer else None,
             "compute_dtype": dtype_name(compute_dtype),
-            "frozen_dtype": single({p.dtype for p in model.parameters() if not p.requires_grad}, "frozen")}
+            "frozen_dtype": single({p.dtype for p in model.parameters() if not p.requires_grad})}

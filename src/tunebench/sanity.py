@@ -23,16 +23,7 @@ from tunebench.config import Config, with_overrides
 from tunebench.data.tasks import TaskSpec, get_task
 from tunebench.errors import TunebenchError
 from tunebench.methods import apply_method, expected_lora_trainable, head_name, wrapped_linears
-from tunebench.precision import (
-    ComputeDtypeProbe,
-    PrecisionPolicy,
-    apply_policy,
-    dtype_name,
-    optimizer_state_dtypes,
-    resolve_policy,
-    single,
-    trainable_dtypes,
-)
+from tunebench.precision import ComputeDtypeProbe, PrecisionPolicy, apply_policy, measured_precision, resolve_policy
 
 CHECKS = ("model_loading", "lora_setup", "data_loading", "gradient_flow", "overfitting", "wandb_logging",
           "reproducibility")
@@ -329,14 +320,13 @@ def inspect_gradient_flow(model, batch: dict, method: str, head: str, policy: Pr
             n_ok += 1
     precision = None
     if policy is not None:
-        state = None
+        optimizer = None
         if optimizer_factory is not None and n_ok:
             optimizer = optimizer_factory([p for p in model.parameters() if p.requires_grad])
             optimizer.step()
-            state = single(optimizer_state_dtypes(optimizer), "state")
-            del optimizer
-        precision = {"name": policy.name, "trainable_dtype": single(trainable_dtypes(model), "trainable"),
-                     "optimizer_state_dtype": state, "compute_dtype": dtype_name(probe.dtype)}
+        precision = measured_precision(policy, model, optimizer, probe.dtype)
+        precision.pop("frozen_dtype")      # parity is about what trains; frozen weights differ by design
+        del optimizer
     model.zero_grad(set_to_none=True)
     result = _gradient_verdict(name, method, n_ok, bad, frozen_with_grad)
     result.precision = precision
@@ -376,15 +366,12 @@ def run_optimizer(cfg: Config, task: TaskSpec):
     from transformers import Trainer
 
     from tunebench.model import resolve_device
-    from tunebench.precision import optimizer_cls_and_kwargs
-    from tunebench.train import build_training_args
+    from tunebench.train import build_training_args, policy_optimizer
 
     device = resolve_device()
     with tempfile.TemporaryDirectory(prefix="tunebench-optim-") as tmp:
         args = build_training_args(cfg, task, Path(tmp), device)
-    chosen = optimizer_cls_and_kwargs(_policy(cfg), args.learning_rate, (args.adam_beta1, args.adam_beta2),
-                                      args.adam_epsilon, args.weight_decay)
-    cls, kwargs = chosen or Trainer.get_optimizer_cls_and_kwargs(args)
+    cls, kwargs = policy_optimizer(_policy(cfg), args) or Trainer.get_optimizer_cls_and_kwargs(args)
     return lambda params: cls(params, **kwargs)
 
 

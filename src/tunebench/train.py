@@ -385,6 +385,14 @@ def build_training_args(cfg: Config, task: TaskSpec, output_dir: Path, device: s
 # ---------------------------------------------------------------- the engine
 
 
+def policy_optimizer(policy: PrecisionPolicy, args: TrainingArguments) -> tuple[type, dict] | None:
+    """The optimizer class and arguments the precision policy asks for, at the training arguments' learning
+    rate, betas, epsilon and weight decay (bf16-true: a compensating AdamW); None = the Trainer's own choice
+    from `args.optim`. For the Trainer's `optimizer_cls_and_kwargs`."""
+    return optimizer_cls_and_kwargs(policy, args.learning_rate, (args.adam_beta1, args.adam_beta2),
+                                    args.adam_epsilon, args.weight_decay)
+
+
 def build_trainer(cfg: Config, task: TaskSpec, model: torch.nn.Module, args: TrainingArguments, collator,
                   train_dataset: Dataset, eval_split: Split, callbacks: list[TrainerCallback],
                   policy: PrecisionPolicy) -> SequentialEvalTrainer:
@@ -395,8 +403,7 @@ def build_trainer(cfg: Config, task: TaskSpec, model: torch.nn.Module, args: Tra
     callbacks = list(callbacks)
     if cfg.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(cfg.training.early_stopping_patience))
-    optimizer = optimizer_cls_and_kwargs(policy, args.learning_rate, (args.adam_beta1, args.adam_beta2),
-                                         args.adam_epsilon, args.weight_decay)
+    optimizer = policy_optimizer(policy, args)
     trainer_cls = FastPathTrainer if cfg.training.trainer_fast_paths else SequentialEvalTrainer
     trainer = trainer_cls(
         model=model, args=args, data_collator=collator, train_dataset=train_dataset,

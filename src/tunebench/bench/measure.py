@@ -62,7 +62,7 @@ from tunebench.data.tasks import TaskSpec, get_task
 from tunebench.evaluate import evaluate_split
 from tunebench.features import model_columns
 from tunebench.model import load_tokenizer, resolve_device
-from tunebench.precision import dtype_name, optimizer_cls_and_kwargs, resolve_policy
+from tunebench.precision import dtype_name, resolve_policy
 from tunebench.runner import environment as runner_environment
 from tunebench.tracking import NullTracker
 from tunebench.train import (
@@ -75,6 +75,7 @@ from tunebench.train import (
     build_trainer,
     build_training_args,
     check_switches,
+    policy_optimizer,
     prepare_splits,
     set_cpu_threads,
     train_and_evaluate,
@@ -275,13 +276,6 @@ def _common_args(cfg: Config, device: str, out_dir: Path, steps: int) -> dict:
     )
 
 
-def _policy_optimizer(cfg: Config, device: str, args: TrainingArguments) -> tuple[type, dict] | None:
-    """The optimizer the precision policy asks for (bf16-true: a compensating AdamW), for the stock baselines
-    too, so every baseline trains under tunebench's policy; None = the Trainer's own from the arguments."""
-    return optimizer_cls_and_kwargs(resolve_policy(cfg, device), args.learning_rate,
-                                    (args.adam_beta1, args.adam_beta2), args.adam_epsilon, args.weight_decay)
-
-
 def _timed_train(trainer: Trainer, clock: StepClock, rec: RecordingCollator, baseline: str, cfg: Config,
                  repeat: int) -> RunTiming:
     trainer.remove_callback(PrinterCallback)     # with tqdm off the Trainer prints log dicts; display only
@@ -300,7 +294,7 @@ def run_original(cfg: Config, data: BenchData, features: list[dict], out_dir: Pa
         rec, clock = RecordingCollator(default_data_collator, n_batches(cfg, features)), StepClock(device, mem)
         trainer = Trainer(model=model, args=args, data_collator=rec, train_dataset=to_dataset(padded),
                           processing_class=data.tokenizer, callbacks=[clock],
-                          optimizer_cls_and_kwargs=_policy_optimizer(cfg, device, args))
+                          optimizer_cls_and_kwargs=policy_optimizer(resolve_policy(cfg, device), args))
         timing = _timed_train(trainer, clock, rec, "original", cfg, repeat)
     return RunOutput(replace(timing, peak_mem_bytes=mem.peak_bytes), trainer, [])
 
@@ -316,7 +310,7 @@ def run_trainer(cfg: Config, data: BenchData, features: list[dict], out_dir: Pat
         clock = StepClock(device, mem)
         trainer = Trainer(model=model, args=args, data_collator=rec, train_dataset=to_dataset(features),
                           processing_class=data.tokenizer, callbacks=[clock],
-                          optimizer_cls_and_kwargs=_policy_optimizer(cfg, device, args))
+                          optimizer_cls_and_kwargs=policy_optimizer(resolve_policy(cfg, device), args))
         timing = _timed_train(trainer, clock, rec, "trainer", cfg, repeat)
     return RunOutput(replace(timing, peak_mem_bytes=mem.peak_bytes), trainer, [])
 
