@@ -233,6 +233,7 @@ def halve_eval_batch(b: BatchSetting) -> BatchSetting | None:
 
 
 EVAL_FRAMES = ("evaluation_loop", "prediction_step")   # transformers.Trainer's evaluation path
+OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "cublas_status_alloc_failed")   # lower case
 
 
 def raised_in_evaluation(e: BaseException) -> bool:
@@ -242,12 +243,12 @@ def raised_in_evaluation(e: BaseException) -> bool:
 
 def is_out_of_memory(e: BaseException) -> bool:
     """torch.OutOfMemoryError, or any error (or its cause) whose message says out of memory (CUDA, MPS, a CPU
-    allocator)."""
+    allocator, cuBLAS failing to allocate its workspace)."""
     seen: set[int] = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         text = str(e).lower()
-        if type(e).__name__ == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text:
+        if type(e).__name__ == "OutOfMemoryError" or any(m in text for m in OUT_OF_MEMORY_MESSAGES):
             return True
         e = e.__cause__ or e.__context__
     return False
@@ -296,9 +297,19 @@ def base_record(cfg: Config) -> dict:
 
 def failure_reason(e: BaseException) -> str:
     """One line: out-of-memory and divergence named plainly, otherwise the exception's first line."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
     if is_out_of_memory(e):
-        return f"out of memory: {text}"
+        return f"out of memory: {first_line(e)}"
+    return exception_line(e)
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message ("" when it has none)."""
+    return str(e).strip().splitlines()[0] if str(e).strip() else ""
+
+
+def exception_line(e: BaseException) -> str:
+    """`Type: first line of the message`, or the type alone."""
+    text = first_line(e)
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 

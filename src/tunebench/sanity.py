@@ -85,9 +85,9 @@ class ModelSource:
                 device = resolve_device()
                 model = load_model(cfg, task, tokenizer, device=device)
             except Exception as e:  # noqa: BLE001 -- any load failure is the finding, remembered for later checks
-                text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                self._error = TunebenchError(text if isinstance(e, TunebenchError) else
-                                             f"{type(e).__name__}: {text}" if text else type(e).__name__)
+                from tunebench.runner import exception_line, first_line
+
+                self._error = TunebenchError(first_line(e) if isinstance(e, TunebenchError) else exception_line(e))
                 raise self._error from None
             set_cpu_threads(cfg, sum(p.numel() for p in model.parameters()), device)
             self._loaded = (tokenizer, model)

@@ -54,7 +54,6 @@ study's learning rates.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import signal
@@ -73,6 +72,7 @@ import torch
 from transformers import DataCollatorWithPadding, TrainerCallback
 
 from tunebench.bench.formulas import BatchStats, format_bytes, peak_flops, train_flops
+from tunebench.bench.measure import sync_device
 from tunebench.config import (
     METHODS,
     Config,
@@ -85,6 +85,7 @@ from tunebench.config import (
 from tunebench.data.tasks import TaskSpec, get_task
 from tunebench.errors import TunebenchError
 from tunebench.io import atomic_write_json, atomic_write_text
+from tunebench.runner import exception_line, free_memory, is_out_of_memory
 
 JSON_FILE = "gpu_check.json"
 LOG_FILE = "gpu_check.log"
@@ -236,24 +237,6 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-def is_oom(e: BaseException) -> bool:
-    """CUDA out of memory, however it surfaced (torch's OutOfMemoryError, or a cuBLAS / runtime error)."""
-    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
-    text = str(e)
-    return isinstance(e, oom) or "out of memory" in text.lower() or "CUBLAS_STATUS_ALLOC_FAILED" in text
-
-
-def free_memory(device: str) -> None:
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
-
-
 def device_name(device: str) -> str:
     from tunebench.bench.measure import environment
 
@@ -336,14 +319,9 @@ def _sdp_choice(q, k, v, attn_mask=None, is_causal=False) -> str:
     try:
         chosen = int(torch._fused_sdp_choice(q, k, v, attn_mask, 0.0, is_causal))
     except Exception as e:  # noqa: BLE001 -- a private API: report what it said instead of failing the part
-        return f"unknown ({first_line(e)})"
+        return f"unknown ({exception_line(e)})"
     names = {int(b): n for n, b in _sdpa_backends().items() if b is not None}
     return names.get(chosen, f"backend {chosen}")
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def _time_attention(q, k, v, kwargs: dict, iters: int, device: str) -> float:
@@ -355,11 +333,11 @@ def _time_attention(q, k, v, kwargs: dict, iters: int, device: str) -> float:
         F.scaled_dot_product_attention(q, k, v, **kwargs).float().sum().backward()
 
     once()
-    _sync(device)
+    sync_device(device)
     t0 = time.perf_counter()
     for _ in range(iters):
         once()
-    _sync(device)
+    sync_device(device)
     return 1000 * (time.perf_counter() - t0) / iters
 
 
@@ -399,11 +377,11 @@ def probe_sdpa(device: str, dtype: torch.dtype, batch: int, heads: int, seq: int
                         res[name] = {"ok": True, "fwd_bwd_ms": _time_attention(q, k, v, kwargs, iters, device)}
                 except RuntimeError as e:
                     why = [str(w.message).strip().splitlines()[0] for w in caught if str(w.message).strip()]
-                    res[name] = {"ok": False, "error": first_line(e), "why": why[:3]}
+                    res[name] = {"ok": False, "error": exception_line(e), "why": why[:3]}
         res["runs"] = [n for n in _sdpa_backends() if res.get(n, {}).get("ok")]
         out[case] = res
     del q, k, v, mask
-    free_memory(device)
+    free_memory()
     return out
 
 
@@ -433,7 +411,7 @@ class WindowClock(TrainerCallback):
         self.profile_error: str | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        _sync(self.device)
+        sync_device(self.device)
         self.t0 = self.window_start = time.perf_counter()
 
     def on_step_begin(self, args, state, control, **kwargs):
@@ -445,12 +423,12 @@ class WindowClock(TrainerCallback):
                 self.profiler = profile(activities=acts)
                 self.profiler.start()
             except Exception as e:  # noqa: BLE001 -- a profiler that cannot start costs only its finding
-                self.profiler, self.profile_error = None, first_line(e)
+                self.profiler, self.profile_error = None, exception_line(e)
 
     def on_step_end(self, args, state, control, **kwargs):
         step = state.global_step
         if step == 1 or step in (self.warmup, self.warmup + self.timed) or self.profiler is not None:
-            _sync(self.device)
+            sync_device(self.device)
         now = time.perf_counter()
         if step == 1:
             self.first_step_s = now - self.t0
@@ -464,7 +442,7 @@ class WindowClock(TrainerCallback):
                 self.profiler.stop()
                 self.profile_keys = sorted({e.key for e in self.profiler.key_averages()})
             except Exception as e:  # noqa: BLE001
-                self.profile_error = first_line(e)
+                self.profile_error = exception_line(e)
             self.profiler = None
         # The Trainer saves a checkpoint after the last step (a 1.3B model with its optimizer state: 16 GB of
         # disk and tens of seconds); a measurement needs neither that nor an evaluation.
@@ -564,8 +542,8 @@ def search_batch(measure: Callable[[int], dict], start: int, cap: int, fits: Cal
         try:
             result = measure(b)
         except Exception as e:  # noqa: BLE001 -- out of memory ends the search; anything else is recorded too
-            error = (first_line(e)[:300], is_oom(e))       # not the exception: its traceback holds the model
-        free_memory(device)             # after the except block, so the failed run's tensors can go
+            error = (exception_line(e)[:300], is_out_of_memory(e))   # not the exception: its traceback holds the model
+        free_memory()             # after the except block, so the failed run's tensors can go
         if error is not None:
             tried.append({"batch": b, "status": "oom" if error[1] else "error", "reason": error[0]})
             stopped = "out of memory" if error[1] else "error"
@@ -643,7 +621,7 @@ def child_main(spec_path: str) -> int:
         result = {"status": "ok", "startup_s": started - t_start, **m}
     except Exception as e:  # noqa: BLE001 -- the parent records the reason
         traceback.print_exc()
-        result = {"status": "oom" if is_oom(e) else "failed", "reason": first_line(e)[:300]}
+        result = {"status": "oom" if is_out_of_memory(e) else "failed", "reason": exception_line(e)[:300]}
     atomic_write_json(spec["result"], result)
     return 0
 
@@ -762,9 +740,9 @@ class GpuCheck:
                 status = "partial"
         except Exception as e:  # noqa: BLE001 -- one part's failure must not stop the others
             status = "failed"
-            record["reason"] = first_line(e)[:500]
+            record["reason"] = exception_line(e)[:500]
             self.log(f"{name}: FAILED: {record['reason']}\n{traceback.format_exc()}")
-        free_memory(self.device)
+        free_memory()
         record.update(status=status, elapsed_s=round(time.perf_counter() - t0, 2))
         if len(self.failed_notes) > notes_before:
             record["findings"] = self.failed_notes[notes_before:]
@@ -802,7 +780,7 @@ class GpuCheck:
             return measure_training(cfg, self.task, self.tokenizer, self.device, batch=batch, warmup=warmup,
                                     timed=timed, workdir=workdir, profile=profile)
         finally:
-            free_memory(self.device)
+            free_memory()
 
     def _method_cfg(self, method: str, **updates: Any) -> Config:
         return with_overrides(self.cfg, {"method": method, **updates})
@@ -843,11 +821,11 @@ class GpuCheck:
             t1 = time.perf_counter()
             gf = inspect_gradient_flow(model, batch, method, head_name(self.task), self.policy,
                                        run_optimizer(mcfg, self.task))
-            _sync(self.device)
+            sync_device(self.device)
             gf_s = time.perf_counter() - t1
             fwd_bwd_s = _time_forward_backward(model, batch, self.policy, self.device)   # warm: the step estimate
             del model
-            free_memory(self.device)
+            free_memory()
             entry["gradient_flow"] = {**gf.as_dict(), "build_s": build_s, "s": gf_s, "fwd_bwd_s": fwd_bwd_s}
             self.log(f"sanity {method}: gradient flow {'passed' if gf.passed else 'FAILED'}: {gf.figure} "
                      f"{gf.detail}".rstrip())
@@ -879,7 +857,7 @@ class GpuCheck:
             t0 = time.perf_counter()
             steps, loss, acc = overfit_batch(base, mcfg, self.task, batch, lr, cap, m.loss_target, self.policy)
             del base
-            free_memory(self.device)
+            free_memory()
             attempts.append({"lr": lr, "max_steps": cap, "steps": steps, "loss": loss, "accuracy": acc,
                              "s": time.perf_counter() - t0})
             self.log(f"sanity {method}: overfitting at lr {lr:g}: "
@@ -906,11 +884,11 @@ class GpuCheck:
                 r = self._measure(self._method_cfg(method), batch=b, warmup=m.warmup_steps, timed=m.timed_steps,
                                   profile=True, label="study")
             except Exception as e:  # noqa: BLE001 -- see below
-                if is_oom(e) or not self.cfg.training.deterministic:
+                if is_out_of_memory(e) or not self.cfg.training.deterministic:
                     raise
                 # The study's default (deterministic kernels) failed: that is the finding, recorded; the summary
                 # is then measured without it, so the other figures are not lost with it.
-                failed_det = first_line(e)[:300]
+                failed_det = exception_line(e)[:300]
             else:
                 failed_det = None
             if failed_det is not None:
@@ -986,7 +964,7 @@ class GpuCheck:
             t0 = time.perf_counter()
             with isolated_run(device):
                 rec = run_one(mcfg, resume=False)
-            free_memory(device)
+            free_memory()
             last_s = time.perf_counter() - t0
             run = summarize_run(rec, run_dir(mcfg), policy, last_s)
             entry["runs"][method] = run
@@ -1087,7 +1065,7 @@ class GpuCheck:
         try:
             r = self._measure(cfg, batch=b, warmup=m.search_warmup, timed=m.search_timed, profile=True, label=label)
         except Exception as e:  # noqa: BLE001 -- "does not work" is the finding
-            return {"works": False, "reason": first_line(e)[:300], "value": on}
+            return {"works": False, "reason": exception_line(e)[:300], "value": on}
         return {"works": True, "value": on, on: _brief(r),
                 "step_time_ratio": r["step_time_s"] / ref["step_time_s"],
                 "peak_memory_ratio": r["peak_memory_bytes"] / ref["peak_memory_bytes"] if ref["peak_memory_bytes"]
@@ -1112,7 +1090,7 @@ class GpuCheck:
             spec = {"config": cfg.model_dump(), "device": self.device, "batch": b, "warmup": m.search_warmup + 1,
                     "timed": m.search_timed, "workdir": str(self.work / "trainer" / f"{method}-compile"),
                     "profile": False}
-            free_memory(self.device)
+            free_memory()
             res = run_child(spec, budget.left(), self.work / "child", f"compile-{method}")
             row: dict[str, Any] = {"torch_compile": compile_on, "child": _brief(res) if res["status"] == "ok" else res,
                                    "works": {"ok": True, "timed_out": None}.get(res["status"], False) if compile_on
@@ -1140,11 +1118,11 @@ class GpuCheck:
 def _time_forward_backward(model: torch.nn.Module, batch: dict, policy, device: str) -> float:
     """Seconds of one more forward + backward of the sanity batch (after the gradient-flow check's: warm)."""
     model.train()
-    _sync(device)
+    sync_device(device)
     t0 = time.perf_counter()
     with policy.autocast_context(device):            # as the Trainer runs it (and the sanity checks)
         model(**{k: v.to(device) for k, v in batch.items()}).loss.backward()
-    _sync(device)
+    sync_device(device)
     model.zero_grad(set_to_none=True)
     return time.perf_counter() - t0
 

@@ -146,7 +146,8 @@ def to_dataset(features: list[dict]):
 # ---------------------------------------------------------------- instruments
 
 
-def _sync(device: str) -> None:
+def sync_device(device: str) -> None:
+    """Wait for the GPU's queued work (a timer read before it would time only the launches); nothing on a CPU."""
     if device == "cuda":
         torch.cuda.synchronize()
 
@@ -160,12 +161,12 @@ class StepClock(TrainerCallback):
         self.ends: list[float] = []
 
     def on_train_begin(self, args, state, control, **kwargs):
-        _sync(self.device)
+        sync_device(self.device)
         self.t0, self.cpu0 = time.perf_counter(), time.process_time()
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
-            _sync(self.device)
+            sync_device(self.device)
             self.cpu_s = time.process_time() - self.cpu0
             if self.memory is not None:
                 self.memory.mark_window_end()
@@ -382,7 +383,7 @@ def raw_loop(model, optimizer, scheduler, batches: list[dict], ga: int, args: Tr
     params = [p for p in model.parameters() if p.requires_grad]
     autocast = torch.autocast(device, dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
     ends = []
-    _sync(device)
+    sync_device(device)
     t0 = time.perf_counter()
     for start in range(0, len(batches), ga):
         for batch in batches[start:start + ga]:
@@ -395,7 +396,7 @@ def raw_loop(model, optimizer, scheduler, batches: list[dict], ga: int, args: Tr
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         if start + ga >= len(batches):
-            _sync(device)
+            sync_device(device)
         ends.append(time.perf_counter() - t0)
     return ends
 
