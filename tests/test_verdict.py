@@ -281,8 +281,8 @@ def test_the_report_scores_trains_majority_class_the_runs_recorded(tmp_path):
 
 
 def test_the_engine_records_trains_majority_label():
-    from tunebench.train import majority_label
+    from tunebench.metrics.classification import majority_label
 
-    assert majority_label([{"label": 1}, {"label": 0}, {"label": 1}]) == 1
-    assert majority_label([{"label": 1}, {"label": 0}]) == 0          # a tie: the lower label id
+    assert majority_label([1, 0, 1]) == 1
+    assert majority_label([1, 0]) == 0          # a tie: the lower label id
     assert majority_label([]) is None

@@ -41,6 +41,7 @@ from tunebench.evaluate import evaluate_split, make_compute_metrics
 from tunebench.features import encode, model_columns
 from tunebench.io import append_jsonl
 from tunebench.methods import apply_method, count_parameters
+from tunebench.metrics.classification import majority_label
 from tunebench.model import load_model, load_tokenizer, resolve_device
 from tunebench.precision import (
     ComputeDtypeProbe,
@@ -485,21 +486,13 @@ def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True)
         "cpu_threads": threads,
         "precision": measured_precision(policy, trainer.model, trainer.optimizer, probe.dtype),
         "data": {"validation_carve": splits["validation"].carve,
-                 "train_majority_label": majority_label(splits["train"].records) if not task.is_qa else None},
+                 "train_majority_label": None if task.is_qa else majority_label(r["label"]
+                                                                               for r in splits["train"].records)},
     }
     if task.is_qa:
         fields["qa"] = {"null_threshold": threshold}
     _save_model(trainer, cfg, run_dir, tokenizer)
     return EngineResult(fields, {"validation": val_rows, "test": test_rows})
-
-
-def majority_label(records: list[dict]) -> int | None:
-    """The most frequent label of a split (the lower label id on a tie): the trivial baseline the report
-    scores on test ("not learned")."""
-    from collections import Counter
-
-    counts = Counter(int(r["label"]) for r in records)
-    return min(counts, key=lambda label: (-counts[label], label)) if counts else None
 
 
 def _trim_log(path: Path, keep_until_step: int) -> None:

@@ -7,7 +7,8 @@ reports it (run_glue / the GLUE `compute_metrics` use sklearn `f1_score` with th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
 from sklearn.metrics import accuracy_score, f1_score
 
@@ -34,3 +35,10 @@ def classification_metrics(task: str, labels: Sequence[int], predictions: Sequen
     if "macro_f1" in spec.metrics:
         values["macro_f1"] = float(f1_score(y_true, y_pred, average="macro", zero_division=0))
     return {name: values[name] for name in spec.metrics}
+
+
+def majority_label(labels: Iterable[int]) -> int | None:
+    """The most frequent label (the lower label id on a tie); None without labels. The trivial baseline the
+    report scores on test: train's majority class, which every run records."""
+    counts = Counter(int(label) for label in labels)
+    return min(counts, key=lambda label: (-counts[label], label)) if counts else None

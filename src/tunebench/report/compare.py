@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from tunebench.data.tasks import TASKS
+from tunebench.metrics.classification import majority_label
 from tunebench.report.stats import (
     DEFAULT_BOOTSTRAP_RESAMPLES,
     DEFAULT_BOOTSTRAP_SEED,
@@ -198,7 +199,7 @@ def trivial_baseline(task: str, frames: list[pd.DataFrame], train_majority: int 
         return None
     counts = labels.value_counts()
     if train_majority is None:
-        majority = int(min(counts.index[counts == counts.max()]))   # a tie: the lower label id
+        majority = majority_label(labels)
         name = f"majority class '{spec.label_names[majority]}' (of the test split)"
     else:
         majority = int(train_majority)

@@ -21,6 +21,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import Formatter, LogLocator, MaxNLocator, NullFormatter
 
 from tunebench.data.tasks import TASKS
+from tunebench.report.tables import finite_or_nan
 
 COLORS = {"lora": "#1f77b4", "full": "#d62728"}
 LABELS = {"lora": "LoRA", "full": "full FT"}
@@ -104,20 +105,12 @@ class HumanFormatter(Formatter):
         return labels
 
 
-def _num(x: object) -> float:
-    try:
-        v = float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
-    return v if math.isfinite(v) else math.nan
-
-
 def _draw_interval(ax, pos: float, mean: float, lo: float, hi: float, bounds: tuple[float, float], color: str,
                    vertical: bool, lw: float = 1.5, cap: bool = True, marker: str | None = "o",
                    ms: float = 6) -> bool:
     """The mean's marker and the interval at `pos`, clipped to bounds (an arrow head marks a clipped end).
     Returns whether an end was clipped."""
-    mean, lo, hi = _num(mean), _num(lo), _num(hi)
+    mean, lo, hi = finite_or_nan(mean), finite_or_nan(lo), finite_or_nan(hi)
 
     def xy(along: float) -> tuple[float, float]:
         return (pos, along) if vertical else (along, pos)
@@ -188,8 +181,8 @@ def _draw_verdict_row(ax, row: dict, tost: tuple[float, float] | None) -> bool:
     """One task's panel of the verdict figure; returns whether an interval was clipped."""
     word = str(row.get("word") or "")
     color = WORD_COLORS.get(word, "#555555")
-    diff, lo, hi, margin = (_num(row.get(k)) for k in ("difference", "ci_low", "ci_high", "margin"))
-    seeds = [v for v in map(_num, (row.get("seed_differences") or {}).values()) if not math.isnan(v)]
+    diff, lo, hi, margin = (finite_or_nan(row.get(k)) for k in ("difference", "ci_low", "ci_high", "margin"))
+    seeds = [v for v in map(finite_or_nan, (row.get("seed_differences") or {}).values()) if not math.isnan(v)]
     if not math.isnan(margin):
         ax.axvspan(-margin, margin, color=BAND_COLOR, alpha=0.15, lw=0)
     ax.axvline(0, color="#555555", lw=0.8)
@@ -226,7 +219,7 @@ def _draw_verdict_row(ax, row: dict, tost: tuple[float, float] | None) -> bool:
 
 
 def _verdict_xlim(values: Sequence[float], margin: float) -> tuple[float, float]:
-    finite = [min(max(v, DIFF_RANGE[0]), DIFF_RANGE[1]) for v in values if not math.isnan(_num(v))]
+    finite = [min(max(v, DIFF_RANGE[0]), DIFF_RANGE[1]) for v in values if not math.isnan(finite_or_nan(v))]
     if not math.isnan(margin):
         finite += [-1.6 * margin, 1.6 * margin]
     if not finite:
@@ -389,7 +382,7 @@ def plot_efficiency(efficiency: pd.DataFrame) -> Figure | None:
         values_all = []
         for i, method in enumerate(METHODS):
             e = efficiency[efficiency["method"] == method].set_index("task")
-            values = np.array([_num(e[column].get(t)) if column in e else math.nan for t in tasks])
+            values = np.array([finite_or_nan(e[column].get(t)) if column in e else math.nan for t in tasks])
             pos = y + (i - 0.5) * 0.38
             ok = ~np.isnan(values)
             ax.barh(pos[ok], values[ok], height=0.36, color=COLORS[method], label=LABELS[method])

@@ -35,6 +35,7 @@ import pandas as pd
 
 from tunebench.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tunebench.report.build import Report
+from tunebench.report.tables import finite_or_nan
 
 FIGURE_CAPTIONS = {
     "verdict.png": "LoRA − full per task, in points of the task's metric, each row on its own scale. Diamond: "
@@ -131,24 +132,15 @@ def html_table(df: pd.DataFrame) -> str:
     return format_frame(df).to_html(index=False, escape=True, border=0, classes="tbl")
 
 
-def _f(x: object) -> float:
-    """A finite float or NaN (None, NA, strings and infinities become NaN)."""
-    try:
-        v = float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
-    return v if math.isfinite(v) else math.nan
-
-
 def _pts(x: object, digits: int = 1, sign: bool = False) -> str:
-    v = _f(x)
+    v = finite_or_nan(x)
     if math.isnan(v):
         return "–"
     return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
 
 
 def _p_text(p: object) -> str:
-    v = _f(p)
+    v = finite_or_nan(p)
     if math.isnan(v):
         return "–"
     return "< 0.001" if v < 0.001 else f"{v:.3f}"
@@ -157,7 +149,7 @@ def _p_text(p: object) -> str:
 def clipped_interval_text(lo: object, hi: object, bounds: tuple[float, float] = (-100.0, 100.0),
                           digits: int = 2) -> tuple[str, bool]:
     """'[-3.40, 0.94]' with each end clipped to bounds; whether an end was clipped. '' when undefined."""
-    lo_v, hi_v = _f(lo), _f(hi)
+    lo_v, hi_v = finite_or_nan(lo), finite_or_nan(hi)
     if math.isnan(lo_v) or math.isnan(hi_v):
         return "", False
     cut = lo_v < bounds[0] or hi_v > bounds[1]
@@ -211,7 +203,7 @@ def verdict_table_rows(report: Report) -> list[dict]:
         ci, cut = clipped_interval_text(r.get("ci_low"), r.get("ci_high"))
         diff = _pts(r.get("difference"), 2, sign=True)
         reason = r.get("seed_test_undefined_reason")
-        no_ci = not ci and not math.isnan(_f(r.get("difference")))
+        no_ci = not ci and not math.isnan(finite_or_nan(r.get("difference")))
         d["difference"] = diff + (f" {ci}" if ci else "") + (CLIPPED_MARK if cut else "") + \
             (NO_CI_MARK if no_ci and reason else "")
         d["clipped"], d["no_ci"] = cut, (str(reason) if no_ci and reason else "")
@@ -219,7 +211,7 @@ def verdict_table_rows(report: Report) -> list[dict]:
         d["word"] = str(r.get("word") or "")
         n = r.get("n_seeds")
         design = r.get("design")
-        d["seeds"] = ("–" if math.isnan(_f(n)) else str(int(_f(n)))) + \
+        d["seeds"] = ("–" if math.isnan(finite_or_nan(n)) else str(int(finite_or_nan(n)))) + \
             {"unpaired": " (unpaired)", "none": " (no test)"}.get(str(design), "")
         d["sentence"] = str(r.get("sentence") or "")
         out.append(d)
@@ -231,7 +223,8 @@ def _p_cell(r: dict) -> str:
     fell back to the example-level test."""
     raw = r.get("p_decision", r.get("p"))
     text = _p_text(raw)
-    if "p_adjusted" in r and not math.isnan(_f(r.get("p_adjusted"))) and _f(r.get("p_adjusted")) != _f(raw):
+    adjusted = finite_or_nan(r.get("p_adjusted"))
+    if "p_adjusted" in r and not math.isnan(adjusted) and adjusted != finite_or_nan(raw):
         text += f" → {_p_text(r['p_adjusted'])}"
     if r.get("decided_on") == "examples":
         text += " (examples)"
@@ -278,7 +271,7 @@ def _verdict_footnotes_html(report: Report, rows: list[dict]) -> str:
     for d in rows:
         if d["no_ci"]:
             notes.append(f"{NO_CI_MARK} {d['task']}: no seed-level interval: {d['no_ci']}")
-    margins = sorted({_f(r.get("margin")) for r in report.verdict_rows if not math.isnan(_f(r.get("margin")))})
+    margins = sorted({m for r in report.verdict_rows if not math.isnan(m := finite_or_nan(r.get("margin")))})
     margin = " / ".join(f"±{m:g}" for m in margins) + (" point" if margins == [1.0] else " points") \
         if margins else "the margin"
     words = [w for w in WORD_MEANING if any(d["word"] == w for d in rows)]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -366,14 +366,20 @@ def paired_bootstrap(
 
 
 def bootstrap_means(values: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
-    """Means of n_resamples resamples (with replacement) of values, drawn in chunks to bound memory."""
+    """Means of n_resamples resamples (with replacement) of values."""
+    return bootstrap_statistic(len(values), n_resamples, seed, lambda idx: values[idx].mean(axis=1))
+
+
+def bootstrap_statistic(n: int, n_resamples: int, seed: int,
+                        statistic: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """`statistic` on n_resamples resamples (with replacement) of n examples: each call gets a (k, n) array of
+    example indices, one resample a row, and returns k values. Drawn in chunks of _BOOTSTRAP_CHUNK resamples to
+    bound memory, from numpy's PCG64 seeded with `seed`: a seed gives every statistic the same resamples."""
     rng = np.random.default_rng(seed)
-    n = len(values)
     out = np.empty(n_resamples)
     for start in range(0, n_resamples, _BOOTSTRAP_CHUNK):
         stop = min(start + _BOOTSTRAP_CHUNK, n_resamples)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        out[start:stop] = values[idx].mean(axis=1)
+        out[start:stop] = statistic(rng.integers(0, n, size=(stop - start, n)))
     return out
 
 
@@ -410,22 +416,19 @@ def bootstrap_f1_differences(labels: Sequence[int], lora_predictions: Sequence[S
                              positive: int = 1) -> np.ndarray:
     """F1(LoRA) - F1(full) (fractions) on n_resamples resamples of the examples, with replacement, the same
     resample for every run (paired). Each arm's F1 on a resample is the mean over its runs (seeds) of each
-    run's F1 recomputed on that resample. The resamples are drawn as `bootstrap_means` draws them (numpy
-    PCG64 seeded with `seed`, chunks of indices), so a seed gives the same resamples to both functions.
+    run's F1 recomputed on that resample. The resamples are `bootstrap_statistic`'s, as `bootstrap_means`'s:
+    a seed gives the same resamples to both.
     """
     arms = [[_f1_indicators(labels, p, positive) for p in preds] for preds in (lora_predictions, full_predictions)]
     if not arms[0] or not arms[1]:
         raise ValueError("each arm needs at least one run's predictions")
-    rng = np.random.default_rng(seed)
-    n = len(labels)
-    out = np.empty(n_resamples)
-    for start in range(0, n_resamples, _BOOTSTRAP_CHUNK):
-        stop = min(start + _BOOTSTRAP_CHUNK, n_resamples)
-        idx = rng.integers(0, n, size=(stop - start, n))
+
+    def difference(idx: np.ndarray) -> np.ndarray:
         means = [np.mean([_f1_from_counts(tp[idx].sum(1), fp[idx].sum(1), fn[idx].sum(1)) for tp, fp, fn in arm],
                          axis=0) for arm in arms]
-        out[start:stop] = means[0] - means[1]
-    return out
+        return means[0] - means[1]
+
+    return bootstrap_statistic(len(labels), n_resamples, seed, difference)
 
 
 def paired_bootstrap_f1(

@@ -13,6 +13,15 @@ from tunebench.report.compare import TaskComparison
 from tunebench.report.stats import summarize
 from tunebench.results import STATUS_OK, STATUS_RUNNING
 
+
+def finite_or_nan(x: object) -> float:
+    """A finite float, or NaN for None, NA, strings and infinities (report cells and plotted values)."""
+    try:
+        v = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+    return v if math.isfinite(v) else math.nan
+
 FAILED_COLUMNS = ["task", "method", "seed", "learning_rate", "experiment", "run_id", "status", "reason", "run_dir"]
 EFFICIENCY_MEANS = ["params_trainable", "params_total", "params_trainable_share", "peak_memory_bytes", "wall_s",
                      "train_s", "eval_s", "tokens_per_s", "time_to_best_validation_s", "best_validation_step"]
