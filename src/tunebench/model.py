@@ -192,11 +192,9 @@ def hub_reachable(timeout_s: float = 3.0) -> bool:
     TRANSFORMERS_OFFLINE), else a TCP connection to the hub or the HTTPS proxy within `timeout_s`
     (tunebench.data.hub.probe_hub). Offline, huggingface_hub would retry every request with back-off (54 s for
     one tokenizer, measured); unreachable, models load from the local cache only."""
-    import os
+    from tunebench.data.hub import OFFLINE_VARIABLES, offline_mode, probe_hub
 
-    from tunebench.data.hub import offline_mode, probe_hub
-
-    if offline_mode() or os.environ.get("TRANSFORMERS_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if offline_mode((*OFFLINE_VARIABLES, "TRANSFORMERS_OFFLINE")):
         return False
     return probe_hub(timeout=timeout_s) is None
 

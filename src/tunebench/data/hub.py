@@ -28,9 +28,12 @@ def hub_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
 
 
-def offline_mode() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def offline_mode(variables: tuple[str, ...] = OFFLINE_VARIABLES) -> bool:
+    """Whether any of these environment variables asks for offline mode (1, true, yes or on)."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in variables)
 
 
 def probe_hub(endpoint: str | None = None, timeout: float = PROBE_TIMEOUT_S) -> str | None:
