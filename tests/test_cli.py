@@ -77,7 +77,7 @@ def test_a_missing_repository_path_names_the_shipped_file(elsewhere):
 def test_an_unknown_name_on_the_command_line_is_one_line_and_exit_2(elsewhere, capsys):
     assert main(["config", "show", "--config", "study_cpu"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "shipped: base, smollm2_gguf, stories260k_cpu, study_gpu" in err
+    assert err.count("\n") == 1 and "shipped: base, smollm2, smollm2_gguf, stories260k_cpu, study_gpu" in err
     assert main(["plan", "show", "nope"]) == 2
     assert "not a shipped plan" in capsys.readouterr().err
 

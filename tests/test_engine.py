@@ -256,3 +256,37 @@ def test_preflight_runs_before_training(tmp_path):
     broken = with_overrides(cfg, {"lora.target_modules": ["no_such_proj"]})
     rec = run_one(broken, preflight=True)
     assert rec["status"] == "failed" and "pre-flight check lora_setup" in rec["reason"]
+
+
+@pytest.mark.parametrize("task", ["squad_v2", "mrpc"])
+def test_per_batch_predictions_score_exactly_as_the_concatenated_ones(tmp_path, monkeypatch, task):
+    """The engine takes the Trainer's predictions per batch (eval_do_concat_batches=False: no quadratic
+    padding and concatenation); every metric, threshold and per-example prediction equals the Trainer's
+    default concatenated form, with batches of different lengths."""
+    import tunebench.train as train
+
+    build = train.build_training_args
+
+    def run(concat: bool, out: Path) -> tuple[dict, list, list]:
+        def args_with(*a, **k):
+            args = build(*a, **k)
+            assert args.eval_do_concat_batches is False       # the engine's setting
+            args.eval_do_concat_batches = concat
+            return args
+        monkeypatch.setattr(train, "build_training_args", args_with)
+        cfg = tiny_cfg(out, f"task={task}", "method=full", "training.per_device_eval_batch_size=3")
+        rec = run_one(cfg, preflight=False)
+        assert rec["status"] == "ok", rec["reason"]
+        rdir = run_dir(cfg)
+        return rec, read_jsonl(rdir / "predictions" / "test.jsonl"), read_jsonl(rdir / "log.jsonl")
+
+    per_batch, preds_b, log_b = run(False, tmp_path / "b")
+    concat, preds_c, log_c = run(True, tmp_path / "c")
+    for key in ("test", "validation", "train_eval", "qa"):
+        assert per_batch.get(key) == concat.get(key), key
+    assert per_batch["best_validation"]["value"] == concat["best_validation"]["value"]
+    assert preds_b == preds_c
+    evals = [{k: v for k, v in r.items() if k.startswith("eval_") and "runtime" not in k and "per_second" not in k}
+             for r in log_b if "eval_loss" in r]
+    assert evals and evals == [{k: v for k, v in r.items() if k.startswith("eval_") and "runtime" not in k
+                                and "per_second" not in k} for r in log_c if "eval_loss" in r]

@@ -1,6 +1,6 @@
 """`tunebench` console script: verbs that mirror the workflow.
 
-config -> data -> run (train + evaluate) -> sanity -> plan -> report -> bench -> demo -> analyze.
+config -> data -> model -> run (train + evaluate) -> sanity -> plan -> report -> bench -> demo -> analyze.
 Bad input prints one line and exits 2; nothing else prints a traceback unless TUNEBENCH_DEBUG=1.
 Options, positionals and key=value overrides mix in any order within a verb (`plan run PLAN --dry-run k=v`).
 """
@@ -17,7 +17,7 @@ from tunebench.commands._common import normalize_list_options
 from tunebench.errors import TunebenchError
 
 # Each module in tunebench.commands exposes `register(subparsers)`; order here is the order in --help.
-COMMANDS = ("config", "data", "run", "score", "sanity", "plan", "report", "bench", "analyze", "demo")
+COMMANDS = ("config", "data", "model", "run", "score", "sanity", "plan", "report", "bench", "analyze", "demo")
 
 
 class IntermixedParser(argparse.ArgumentParser):

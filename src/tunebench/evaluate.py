@@ -38,7 +38,7 @@ def evaluate_split(trainer: Trainer, task: TaskSpec, split: Split, cfg: Config,
         trainer.compute_metrics = compute
     loss = float(out.metrics.get("eval_loss", float("nan")))
     if not task.is_qa:
-        preds = np.asarray(out.predictions).argmax(-1)
+        preds = classification_logits(out.predictions).argmax(-1)
         labels = [r["label"] for r in split.records]
         metrics = {**classification_metrics(task.name, labels, preds.tolist()), "loss": loss}
         rows = [{"idx": r["idx"], "label": r["label"], "prediction": int(p)}
@@ -57,7 +57,7 @@ def make_compute_metrics(task: TaskSpec, split: Split, cfg: Config):
         labels = [r["label"] for r in split.records]
 
         def compute(ep) -> dict:
-            preds = np.asarray(ep.predictions).argmax(-1)
+            preds = classification_logits(ep.predictions).argmax(-1)
             return classification_metrics(task.name, labels, preds.tolist())
         return compute
 
@@ -70,7 +70,7 @@ def make_compute_metrics(task: TaskSpec, split: Split, cfg: Config):
 def score_qa(split: Split, cfg: Config, logits, null_threshold: float | None = None):
     """SQuAD v2 from (start, end) logits: raw n-best answers, thresholded answers, the threshold (chosen on
     this split when not given: validation only), official metrics and per-question scores."""
-    start_logits, end_logits = logits
+    start_logits, end_logits = qa_logits(logits)
     raw = postprocess_qa_predictions(split.records, split.features, start_logits, end_logits,
                                      cfg.qa.n_best_size, cfg.qa.max_answer_length)
     if null_threshold is None:
@@ -78,3 +78,26 @@ def score_qa(split: Split, cfg: Config, logits, null_threshold: float | None = N
     answers = apply_null_threshold(raw, null_threshold)
     metrics, per_q = squad_v2_scores(split.records, answers)
     return raw, answers, null_threshold, metrics, per_q
+
+
+# The Trainer hands predictions over per batch (training.eval_do_concat_batches=False, set by the engine): its
+# default concatenates every batch onto the growing whole, padded to the longest sequence so far, which is
+# quadratic in the number of batches (50 s of a 600 s SQuAD v2 evaluation of 57,708 windows, docs/bench.md).
+# These two accept either form and return per-example values; the numbers are the same either way.
+
+
+def classification_logits(predictions) -> np.ndarray:
+    """(N, C) logits from the Trainer's predictions: one array, or a list of per-batch (B, C) arrays."""
+    if isinstance(predictions, list):
+        return np.concatenate([np.asarray(b) for b in predictions])
+    return np.asarray(predictions)
+
+
+def qa_logits(predictions) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per-feature start and end logit rows from the Trainer's predictions: a (start, end) pair of padded
+    (N, T) arrays, or a list of per-batch (start, end) pairs. A row keeps its batch's padding, which
+    post-processing skips (positions past the feature's offset_mapping)."""
+    batches = predictions if isinstance(predictions, list) else [predictions]
+    starts = [row for start, _ in batches for row in np.asarray(start)]
+    ends = [row for _, end in batches for row in np.asarray(end)]
+    return starts, ends

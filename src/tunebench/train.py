@@ -346,6 +346,7 @@ def build_training_args(cfg: Config, task: TaskSpec, output_dir: Path, device: s
         max_steps=t.max_steps,
         per_device_train_batch_size=t.per_device_train_batch_size,
         per_device_eval_batch_size=t.per_device_eval_batch_size,
+        eval_do_concat_batches=False,          # per-batch predictions, joined once (tunebench.evaluate)
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate,
         weight_decay=t.weight_decay,
