@@ -65,6 +65,35 @@ def test_command_line_may_not_override_a_swept_key(tmp_path):
         load_plan(path, overrides=["training.seed=1"])
 
 
+def test_task_overrides_apply_to_their_task_only_and_the_command_line_wins(tmp_path):
+    path = write_plan(tmp_path, """
+        name: per-task
+        overrides: {training.max_steps: 10, data.max_train_examples: 100}
+        task_overrides:
+          squad_v2: {training.max_steps: 30, training: {eval_steps: 5}}
+          rte: {data.max_train_examples: 50}
+        tasks: [sst2, rte, squad_v2]
+        methods: [lora]
+        seeds: [1]
+        grid: {lora: {training.learning_rate: [1.0e-4, 2.0e-4]}}
+        sweep:
+        """)
+    plan = load_plan(path)
+    assert plan.task_overrides == {"squad_v2": {"training.max_steps": 30, "training.eval_steps": 5},
+                                   "rte": {"data.max_train_examples": 50}}
+    for runs in (expand_sweep(plan), expand_grid_final(plan)):
+        got = {(r.task, r.cfg.training.max_steps, r.cfg.training.eval_steps, r.cfg.data.max_train_examples)
+               for r in runs}
+        assert got == {("sst2", 10, 0.05, 100), ("rte", 10, 0.05, 50), ("squad_v2", 30, 5, 100)}
+        assert {r.cfg.training.learning_rate for r in runs} == {1.0e-4, 2.0e-4}    # the grid still applies
+    squad = [r for r in expand_sweep(plan) if r.task == "squad_v2"]
+    sst2 = [r for r in expand_sweep(plan) if r.task == "sst2"]
+    assert len({r.run_id for r in squad + sst2}) == 4
+    cli = load_plan(path, overrides=["training.max_steps=2"])     # a smoke test from the command line wins
+    assert {r.cfg.training.max_steps for r in expand_sweep(cli)} == {2}
+    assert cli.task_overrides["squad_v2"] == {"training.eval_steps": 5}
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_shipped_plans_validate_and_expand(path):
     plan = load_plan(path)
@@ -131,6 +160,19 @@ MALFORMED = {
     "missing_config_file": ("name: x\nconfig: nope.yaml\n", "config: nope.yaml: file not found"),
     "tracking_in_grid": ("name: x\ngrid: {tracking.project: [a, b]}\n", "does not change what a run computes"),
     "bad_name": ("name: ../escape\n", "name = '../escape'"),
+    "task_overrides_unknown_task": ("name: x\ntask_overrides: {sst3: {lora.r: 4}}\n", "task_overrides.sst3"),
+    "task_overrides_task_not_planned": ("name: x\ntasks: [rte]\ntask_overrides: {sst2: {lora.r: 4}}\n",
+                                        "task_overrides.sst2: task 'sst2' is not in tasks ['rte']"),
+    "task_overrides_swept_key": ("name: x\nmethods: [lora]\ngrid: {lora.r: [4, 8]}\n"
+                                 "task_overrides: {rte: {lora.r: 2}}\n",
+                                 "task_overrides.rte: lora.r is swept by the plan's grid"),
+    "task_overrides_seed": ("name: x\ntask_overrides: {rte: {training.seed: 2}}\n",
+                            "task_overrides.rte: training.seed is set by the plan's `seeds:`"),
+    "task_overrides_bad_value": ("name: x\ntask_overrides: {rte: {training.max_steps: -5}}\n",
+                                 "task_overrides.rte: training.max_steps = -5"),
+    "task_overrides_stride": ("name: x\ntask_overrides: {squad_v2: {model.max_length: 64}}\n",
+                              "task_overrides.squad_v2"),
+    "task_overrides_empty": ("name: x\ntask_overrides: {rte: {}}\n", "task_overrides.rte: expected a non-empty"),
 }
 
 

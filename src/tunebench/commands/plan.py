@@ -12,6 +12,8 @@ A plan file (details: tunebench.plan.spec; shipped plans: configs/plans/):
     name: phase2a                        # results/<name>/ (final runs, selection.json), results/<name>-sweep/
     config: [../experiments/x.yaml]      # optional; relative to the plan file
     overrides: {data.source: local}      # dotted config keys for every run
+    task_overrides:                      # optional: for one task's runs only
+      squad_v2: {training.max_steps: 600}
     tasks: [sst2, mrpc, rte, squad_v2]
     methods: [lora, full]
     seeds: [42, 43, 44, 45, 46]          # final-stage seeds
@@ -149,7 +151,10 @@ def describe_plan(plan: Plan, utilization: Utilization = ASSUMED) -> list[str]:
     lines = [f"plan {plan.name} ({plan.path})" + (f": {plan.description}" if plan.description else ""),
              f"results: {plan.output_dir}" + (f" (sweep runs: {plan.output_dir}-sweep)" if plan.two_stage else ""),
              f"tasks: {', '.join(plan.tasks)}; methods: {', '.join(plan.methods)}",
-             *_model_lines(plan), "grid:"]
+             *_model_lines(plan),
+             *(f"  {task} only: " + ", ".join(f"{k}={v}" for k, v in updates.items())
+               for task, updates in plan.task_overrides.items()),
+             "grid:"]
     for method in plan.methods:
         axes = plan.grid[method]
         points = len(grid_points(axes))

@@ -5,6 +5,8 @@
     config: [../experiments/x.yaml]  # config files merged in order; relative paths are relative to THIS file
     overrides:                       # dotted config keys applied to every run
       training.num_train_epochs: 3
+    task_overrides:                  # optional: dotted keys for one task's runs only (on top of `overrides`)
+      squad_v2: {training.max_steps: 600}
     tasks: [sst2, mrpc, rte, squad_v2]   # default: all four
     methods: [lora, full]                # default: both
     seeds: [42, 43, 44, 45, 46]          # the final stage's seeds (default: these five)
@@ -14,8 +16,9 @@
     sweep:                               # optional: two stages (see tunebench.plan)
       seeds: [42]                        # default: [42]
 
-Each run's config, last wins: schema defaults <- the plan's `config` files <- its `overrides` <- the
-command line's --config files and key=value overrides <- the grid point <- task, method, seed and experiment.
+Each run's config, last wins: schema defaults <- the plan's `config` files <- its `overrides` <- its
+`task_overrides` for the run's task <- the command line's --config files and key=value overrides <- the grid
+point <- task, method, seed and experiment.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from tunebench.config import (
     read_yaml,
     set_dotted,
     validate_config,
+    with_overrides,
 )
 from tunebench.errors import TunebenchError
 from tunebench.results import is_ignored
@@ -72,6 +76,7 @@ class PlanSpec(BaseModel):
     description: str = ""
     config: list[str] = Field(default_factory=list)
     overrides: dict[str, Any] = Field(default_factory=dict)
+    task_overrides: dict[TaskName, dict[str, Any]] = Field(default_factory=dict)
     tasks: list[TaskName] = Field(default_factory=lambda: list(TASK_NAMES), min_length=1)
     methods: list[Method] = Field(default_factory=lambda: list(METHODS), min_length=1)
     seeds: list[Seed] = Field(default_factory=lambda: list(DEFAULT_SEEDS), min_length=1)
@@ -111,6 +116,13 @@ class Plan:
     sweep_seeds: tuple[int, ...] | None = None
     description: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
+    # {task: {dotted key: value}} from the plan's task_overrides, less the keys the command line sets (it wins)
+    task_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def task_base(self, task: str) -> Config:
+        """The base config of one task's runs: `base` with that task's overrides."""
+        updates = self.task_overrides.get(task)
+        return with_overrides(self.base, updates) if updates else self.base
 
     @property
     def two_stage(self) -> bool:
@@ -147,10 +159,12 @@ def load_plan(
     base_tree = _apply_command_line(base_tree, config_files, overrides, grid)
     base_tree["experiment"] = spec.name
     base = validate_config(base_tree, source=str(path))
+    task_overrides = _task_overrides(spec, path, base_tree, grid, _command_line_keys(config_files, overrides))
     return Plan(
         name=spec.name, path=path, base=base, tasks=tuple(spec.tasks), methods=tuple(spec.methods),
         seeds=tuple(spec.seeds), grid=grid, description=spec.description,
         sweep_seeds=tuple(spec.sweep.seeds) if spec.sweep else None, overrides=flatten_dotted(spec.overrides),
+        task_overrides=task_overrides,
     )
 
 
@@ -221,6 +235,44 @@ def _plan_base_tree(spec: PlanSpec, path: Path) -> dict:
         set_dotted(tree, key, value)
         validate_config(tree, source=f"{path}: overrides")
     return tree
+
+
+def _task_overrides(spec: PlanSpec, path: Path, base_tree: dict, grid: dict[str, dict[str, list]],
+                    command_line: set[str]) -> dict[str, dict[str, Any]]:
+    """Each task's overrides, checked: a task the plan runs, keys it may set (not the plan's own, not a swept
+    one), values that give a valid config with every grid point; keys the command line sets are dropped."""
+    swept = {key: method for method, axes in grid.items() for key in axes}
+    out: dict[str, dict[str, Any]] = {}
+    for task, updates in spec.task_overrides.items():
+        where = f"{path}: task_overrides.{task}"
+        if task not in spec.tasks:
+            raise TunebenchError(f"{where}: task {task!r} is not in tasks {list(spec.tasks)}")
+        if not isinstance(updates, dict) or not updates:
+            raise TunebenchError(f"{where}: expected a non-empty mapping of config keys to values")
+        flat = flatten_dotted(updates)
+        for key in flat:
+            _check_not_set_by_plan(key, where)
+            if key in swept:
+                raise TunebenchError(f"{where}: {key} is swept by the plan's grid ({swept[key]})")
+        kept = {k: v for k, v in flat.items() if k not in command_line}
+        tree = deep_merge(base_tree, {"task": task})
+        for key, value in kept.items():
+            set_dotted(tree, key, value)
+        validate_config(tree, source=where)
+        for method, axes in grid.items():        # with every grid point too (e.g. a stride vs a swept length)
+            for key, values in axes.items():
+                for value in values:
+                    point = deep_merge(tree, {"method": method})
+                    set_dotted(point, key, value)
+                    validate_config(point, source=f"{where} with grid.{method} {key} = {value!r}")
+        if kept:
+            out[task] = kept
+    return out
+
+
+def _command_line_keys(files: list[str] | tuple[str, ...], overrides: list[str] | tuple[str, ...]) -> set[str]:
+    keys = {key for f in files for key in flatten_dotted(read_yaml(f))}
+    return keys | {parse_override(text)[0] for text in overrides}
 
 
 def _check_not_set_by_plan(key: str, where: str) -> None:
