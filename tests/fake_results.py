@@ -156,3 +156,16 @@ def _as_metrics(primary: str, value: float | dict | None) -> dict:
 
 def _write_jsonl(path: Path, rows: Sequence[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def squad_metrics(has_ans_f1: float, no_ans_f1: float, has_ans_total: int, no_ans_total: int) -> dict:
+    """A SQuAD v2 `test` dict as the official script writes it (0-100): overall = the question-weighted mean
+    of the parts; exact = F1 (no partial credit); a part's keys are absent when it has no question."""
+    total = has_ans_total + no_ans_total
+    f1 = (has_ans_f1 * has_ans_total + no_ans_f1 * no_ans_total) / total
+    out: dict[str, float | int] = {"exact": f1, "f1": f1, "total": total}
+    if has_ans_total:
+        out |= {"HasAns_exact": has_ans_f1, "HasAns_f1": has_ans_f1, "HasAns_total": has_ans_total}
+    if no_ans_total:
+        out |= {"NoAns_exact": no_ans_f1, "NoAns_f1": no_ans_f1, "NoAns_total": no_ans_total}
+    return out

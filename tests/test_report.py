@@ -24,7 +24,8 @@ from tunebench.report.build import build_report
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SEEDS = (1, 2, 3)
 TABLE_FILES = ("runs.csv", "runs.parquet", "comparison.csv", "example_tests.csv", "metric_summary.csv",
-               "efficiency.csv", "stability.csv", "generalization.csv", "settings.csv", "failed_runs.csv")
+               "efficiency.csv", "stability.csv", "generalization.csv", "settings.csv", "failed_runs.csv",
+               "squad_v2_breakdown.csv")
 PLOT_FILES = ("metric_by_task.png", "loss_curves.png", "metric_vs_params.png", "metric_vs_memory.png",
               "lr_sweep.png")
 
@@ -270,8 +271,11 @@ def test_verdict_rows_keep_their_keys_and_add_the_new_ones(tmp_path):
     old = {"task", "metric", "word", "sentence", "lora", "full", "difference", "ci_low", "ci_high", "design", "p",
            "margin", "n_seeds", "seed_differences"}
     new = {"p_adjusted", "p_decision", "decided_on", "baseline", "unlearned_arms", "seed_test_undefined_reason"}
+    qa = {"has_ans_f1", "no_ans_f1", "has_ans_answered", "null_threshold", "answers", "has_ans_total",
+          "no_ans_total", "total", "no_answer_baseline", "qa_sentence"}   # SQuAD v2's breakdown (report.qa)
     rows = {r["task"]: r for r in report.verdict_rows}
-    assert all(set(r) == old | new for r in rows.values())
+    assert all(set(r) == old | new for t, r in rows.items() if t != "squad_v2")
+    assert set(rows["squad_v2"]) == old | new | qa
     # sst2 and squad_v2 have predictions (baselines), mrpc / rte none
     assert rows["sst2"]["baseline"]["name"].startswith("majority class") and rows["mrpc"]["baseline"] is None
     assert rows["squad_v2"]["baseline"] == {"name": "always no answer", "value": 0.0}   # fake rows: all answerable

@@ -220,6 +220,6 @@ def test_demo_keeps_full_weights_and_labels_its_analysis_a_plumbing_check(tmp_pa
     assert plan.base.training.save_full_model is True and plan.base.model.name == "tiny"
     run = write_fake_run(tmp_path, "sst2", "full", 1, test=0.9, validation=0.9)
     (run / "analysis.json").write_text("{}")
-    assert _analysis(tmp_path) == 0
+    assert _analysis(tmp_path, tiny=True) == 0
     assert "0 run(s) analysed, 1 already done or skipped, 0 failed" in capsys.readouterr().out
     assert "plumbing check" in PLUMBING_LABEL.lower() and "tiny" in PLUMBING_LABEL

@@ -1,10 +1,11 @@
 """`tunebench demo`: the whole study in miniature on a CPU, in minutes, with no download.
 
-Sanity checks on the tiny model, then the demo plan (4 builtin tasks x 2 methods x 3 seeds, each method at its
-own learning rate), then `tunebench analyze` on the finished runs (forgetting and weight-update spectra; full
+Sanity checks on the plan's model, then the demo plan (4 builtin tasks x 2 methods x 3 seeds, each method at
+its own learning rate), then `tunebench analyze` on the finished runs (forgetting and weight-update spectra; full
 fine-tuning runs keep their weights for it: training.save_full_model in the plan), then the report.
 Re-running skips finished runs and runs already analysed. On the random `tiny` model the analysis is a
-plumbing check, and the report says so.
+plumbing check, and the report says so. `--plan study_cpu` runs the same steps on the real data with a real
+pretrained checkpoint (`make study-cpu`, about an hour): a worked example, not a plumbing check.
 """
 
 from __future__ import annotations
@@ -55,10 +56,11 @@ def _demo(args: argparse.Namespace) -> int:
     results = run_plan(plan, "all", Options())
     failed = [rid for st in results for rid, rec in st.results.items() if not rec or rec.get("status") != "ok"]
     results_dir = Path(args.output_dir) / plan.name
-    analysis_failed = 0 if args.skip_analysis else _analysis(results_dir)
+    tiny = plan.base.model.name == "tiny"
+    analysis_failed = 0 if args.skip_analysis else _analysis(results_dir, tiny)
     _step("report")
     report = build_report(results_dir, out_dir=results_dir / "report")
-    written = write_report(report, results_dir / "report", analysis_label=PLUMBING_LABEL)
+    written = write_report(report, results_dir / "report", analysis_label=PLUMBING_LABEL if tiny else None)
     for sentence in report.verdicts.values():
         print(sentence)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; {len(failed)} run(s) not ok"
@@ -67,14 +69,15 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if not failed and not analysis_failed else 1
 
 
-def _analysis(results_dir: Path) -> int:
+def _analysis(results_dir: Path, tiny: bool) -> int:
     """`tunebench analyze --skip-existing` on the demo's ok runs (builtin held-out text, default settings);
     one line per run. Returns the number of runs whose analysis failed (skipped ones are not failures)."""
     from tunebench.analysis.forgetting import load_text
     from tunebench.analysis.run import find_ok_runs
     from tunebench.commands.analyze import analyze_folders
 
-    _step("analysis: forgetting and weight-update spectra (plumbing check on the random tiny model)")
+    _step("analysis: forgetting and weight-update spectra"
+          + (" (plumbing check on the random tiny model)" if tiny else " (held-out text: the builtin paragraphs)"))
     t = time.perf_counter()
     ok, _ = find_ok_runs(results_dir)
     counts = analyze_folders(ok, load_text("builtin") if ok else None, skip_existing=True)
@@ -84,12 +87,12 @@ def _analysis(results_dir: Path) -> int:
 
 
 def _sanity(plan) -> bool:
-    """The seven checks on the plan's own base config (tiny model, builtin data), both methods."""
+    """The seven checks on the plan's own base config (its model and data), both methods."""
     from tunebench.commands.sanity import print_table
     from tunebench.config import with_overrides
     from tunebench.sanity import all_passed, run_checks
 
-    _step("sanity checks (the demo's model and data, both methods)")
+    _step("sanity checks (the plan's model and data, both methods)")
     t = time.perf_counter()
     cfg = with_overrides(plan.base, {"experiment": f"{plan.name}-sanity"})
     results = run_checks(cfg, ["sst2"], ["lora", "full"])

@@ -6,6 +6,7 @@ Pipeline (pure except the two ends):
   stats    summaries, paired/unpaired seed tests, McNemar, paired bootstrap (values in, values out)
   compare  LoRA vs full per task: seed level (the verdict) and example level (supporting evidence)
   tables   report tables;  verdict  one sentence per task;  plots  PNG bytes
+  qa       SQuAD v2 apart: HasAns / NoAns F1 per method next to always no answer, and whether it answers
   build    `build_report(results_dir)` -> Report (reads, then `analyze`, pure)
   render   HTML / Markdown strings and `write_report(report, out_dir)` (the only writer)
 The command is `tunebench report RESULTS_DIR [--out DIR]` (tunebench.commands.report).

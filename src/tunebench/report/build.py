@@ -13,6 +13,7 @@ from tunebench.data.tasks import TASKS
 from tunebench.errors import TunebenchError
 from tunebench.report import collect, tables
 from tunebench.report.compare import TaskComparison, adjust_across_tasks, compare_task
+from tunebench.report.qa import QA_TASK, QaBreakdown, qa_breakdown, runs_from_headline
 from tunebench.report.select import Selection, select_settings, summarize_settings
 from tunebench.report.stats import DEFAULT_BOOTSTRAP_RESAMPLES, DEFAULT_BOOTSTRAP_SEED
 from tunebench.report.verdict import compose_verdict, verdict_row
@@ -51,6 +52,7 @@ class Report:
     figures: dict[str, bytes] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     analysis: dict[str, pd.DataFrame] = field(default_factory=dict)   # `tunebench analyze` tables, if any
+    qa: QaBreakdown | None = None      # SQuAD v2's answerable / unanswerable breakdown (report.qa), if run
 
     @property
     def n_ok(self) -> int:
@@ -115,7 +117,13 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
         generalization=tables.build_generalization_table(headline),
         comparisons=comparisons, verdicts=verdicts, notes=notes,
         verdict_rows=[verdict_row(c, verdicts[c.task], alpha) for c in comparisons],
+        qa=qa_breakdown(runs_from_headline(headline, inputs.predictions)),
     )
+    if report.qa is not None:
+        report.notes += [f"{QA_TASK}: {n}" for n in report.qa.notes]
+        for row in report.verdict_rows:
+            if row["task"] == QA_TASK:
+                row |= report.qa.verdict_fields()
     if with_figures:
         from tunebench.report.plots import build_figures  # matplotlib is slow to import; only when drawing
 

@@ -136,6 +136,9 @@ def flatten_metrics(m: dict[str, Any]) -> dict[str, Any]:
     row.update(_efficiency_fields(m))
     label = (m.get("data") or {}).get("train_majority_label")
     row["train_majority_label"] = int(label) if _is_number(label) else None
+    qa = m.get("qa")
+    threshold = qa.get("null_threshold") if isinstance(qa, dict) else None
+    row["qa_null_threshold"] = float(threshold) if _is_number(threshold) else None  # SQuAD v2, chosen on validation
     return row
 
 
@@ -183,7 +186,7 @@ def order_columns(df: pd.DataFrame) -> pd.DataFrame:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     for col in ("learning_rate", "params_trainable_share", "peak_memory_bytes", "wall_s", "train_s", "eval_s",
                 "eval_share", "tokens_per_s", "time_to_best_validation_s", "best_validation_value", "epochs",
-                "train_loss"):
+                "train_loss", "qa_null_threshold"):
         if col in df.columns:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     return df.sort_values(["task", "method", "setting_id", "seed", "run_dir"], na_position="last",

@@ -3,7 +3,9 @@
 The page reads top-down, most important first:
   1. the verdict figure (LoRA - full per task: interval, the equivalence margin's band, each seed as a dot) and
      the verdict table (task, metric, LoRA, full, baseline, difference [CI], p, the verdict in a word, seeds);
-     the verdict sentences folded below them;
+     the verdict sentences folded below them; for SQuAD v2, its answerable / unanswerable breakdown (report.qa:
+     HasAns and NoAns F1 per method next to always no answer, the question counts, the null threshold, and
+     whether each method answers);
   2. efficiency (human units), stability across seeds, generalization: each one small table and one figure;
   3. forgetting and weight-update spectra when `tunebench analyze` has run;
   4. long tables (every test, example-level tests, all metrics, settings) and the other figures, folded
@@ -13,12 +15,14 @@ a clipped interval is marked (figures: an arrow head; tables: "‡").
 
 Layout of the report folder (`write_report`):
   report.html                 self-contained: figures embedded as base64 PNG data URIs, tables inline, no script
-  summary.md                  the verdict table and sentences, efficiency / stability / generalization, failed runs
+  summary.md                  the verdict table and sentences, the SQuAD v2 breakdown, efficiency / stability /
+                              generalization, failed runs
   verdicts.json               {task: verdict row} (report.verdict.verdict_row; JSON-safe: NaN -> null, seed
-                              keys as strings)
+                              keys as strings; SQuAD v2's row adds report.qa.QaBreakdown.verdict_fields)
   tables/runs.csv, runs.parquet   the tidy table: one row per run folder
   tables/<name>.csv           comparison, example_tests, metric_summary, efficiency, stability,
-                              generalization, settings, failed_runs (and analysis_* after `tunebench analyze`)
+                              generalization, settings, failed_runs (and analysis_* after `tunebench analyze`,
+                              squad_v2_breakdown when there are SQuAD v2 runs)
   plots/<name>.png            verdict, metric_by_task, efficiency, stability, generalization, loss_curves,
                               metric_vs_params, metric_vs_memory, lr_sweep (and the analysis figures)
 """
@@ -35,6 +39,7 @@ import pandas as pd
 
 from tunebench.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tunebench.report.build import Report
+from tunebench.report.qa import BASELINE_NAME, QA_TASK, QaBreakdown, over_seeds_text, score
 from tunebench.report.tables import finite_or_nan
 
 FIGURE_CAPTIONS = {
@@ -378,6 +383,66 @@ def generalization_display(generalization: pd.DataFrame) -> pd.DataFrame:
                          "gap train − test [95% CI]": gaps})
 
 
+# ---------------------------------------------------------------- SQuAD v2: answerable / unanswerable
+
+
+QA_TITLE = "SQuAD v2: answerable and unanswerable questions (test, points)"
+
+
+def qa_display(qa: QaBreakdown) -> pd.DataFrame:
+    """The breakdown for people: per method and for always no answer, F1 overall, on answerable (HasAns) and
+    on unanswerable (NoAns) questions as mean (range) over seeds, the answered share, the null threshold."""
+    answered = any(m.has_ans_answered.n for m in qa.methods)
+    rows = []
+    for m in qa.methods:
+        row = {"method": _method_name(m.method), "seeds": str(m.n_runs),
+               "F1": over_seeds_text(m.f1), "HasAns F1": over_seeds_text(m.has_ans_f1),
+               "NoAns F1": over_seeds_text(m.no_ans_f1)}
+        if answered:
+            row["answerable answered (%)"] = over_seeds_text(m.has_ans_answered)
+        row["null threshold"] = score(m.null_threshold.mean, 2)
+        rows.append(row)
+    base = {"method": f"{BASELINE_NAME} (trivial baseline)", "seeds": "–", "F1": score(qa.baseline_f1),
+            "HasAns F1": score(qa.baseline_has_ans_f1), "NoAns F1": score(qa.baseline_no_ans_f1)}
+    if answered:
+        base["answerable answered (%)"] = "n/a" if qa.has_ans_total == 0 else "0.0"
+    rows.append(base | {"null threshold": "–"})
+    return pd.DataFrame(rows)
+
+
+def qa_counts_text(qa: QaBreakdown) -> str:
+    """'Test questions: 499 answerable (HasAns_total), 501 unanswerable (NoAns_total), 1,000 in all. ...'"""
+    def n(x: int | None) -> str:
+        return "n/a" if x is None else f"{x:,}"
+
+    counts = (f"Test questions: {n(qa.has_ans_total)} answerable (HasAns_total), {n(qa.no_ans_total)} "
+              f"unanswerable (NoAns_total), {n(qa.total)} in all")
+    if qa.counts_differ:
+        counts += " (they differ across runs)"
+    answered = (" Answerable answered: the share of answerable questions given a non-empty answer (predictions)."
+                if any(m.has_ans_answered.n for m in qa.methods) else "")
+    return (f"{counts}. F1 overall, on the answerable (HasAns) and on the unanswerable (NoAns) questions, as the "
+            f"official script reports them: mean over seeds (range over seeds). {BASELINE_NAME.capitalize()} "
+            f"scores 0 on every answerable question and 100 on every unanswerable one.{answered} Null threshold: "
+            "chosen on validation, mean over seeds.")
+
+
+def qa_html(qa: QaBreakdown | None) -> str:
+    if qa is None:
+        return ""
+    esc = html.escape
+    sentences = "".join(f"<li>{esc(m.sentence)}</li>" for m in qa.methods)
+    return (f'<h2 id="{QA_TASK}-breakdown">{esc(QA_TITLE)}</h2><p class="small">{esc(qa_counts_text(qa))}</p>'
+            f'{html_table(qa_display(qa))}<ul class="qa">{sentences}</ul>')
+
+
+def qa_markdown(qa: QaBreakdown | None) -> list[str]:
+    if qa is None:
+        return []
+    return [f"## {QA_TITLE}\n", qa_counts_text(qa) + "\n", markdown_table(qa_display(qa)),
+            *[f"- {m.sentence}" for m in qa.methods], ""]
+
+
 # ---------------------------------------------------------------- documents
 
 
@@ -400,7 +465,7 @@ def render_markdown(report: Report) -> str:
     if report.n_ok == 0:
         parts.append("**No run finished ok: nothing can be compared; see the failed runs below.**\n")
     parts += ["## Verdicts (LoRA - full, points)\n", markdown_table(verdict_display(report)),
-              *[f"- {v}" for v in report.verdicts.values()], "",
+              *[f"- {v}" for v in report.verdicts.values()], "", *qa_markdown(report.qa),
               "## Efficiency (means over seeds of the headline setting)\n",
               markdown_table(efficiency_display(report.efficiency)),
               "## Stability (seed spread, points)\n", markdown_table(stability_display(report.stability)),
@@ -493,6 +558,7 @@ def render_html(report: Report, analysis_label: str | None = None) -> str:
         body.append(_details("Each verdict in a sentence (tests, p-values, efficiency)",
                              '<ul class="sentences">' + "".join(f"<li>{esc(v)}</li>"
                                                                 for v in report.verdicts.values()) + "</ul>"))
+    body.append(qa_html(report.qa))
     sections = [
         ("Efficiency", "efficiency", efficiency_display(report.efficiency),
          "Means over seeds of each task's headline setting."),
@@ -578,6 +644,7 @@ table.tbl td.c { text-align: center; }
 details { margin: 0.35em 0; } summary { cursor: pointer; font-weight: 600; color: #333; }
 details > table.tbl, details > ul, details > figure { margin-left: 1em; }
 ul.sentences li, ul.methods li { font-size: 0.9em; margin-bottom: 0.4em; }
+ul.qa li { margin-bottom: 0.2em; }
 .plumbing { background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.5em 0.8em; }
 figure { margin: 0.6em 0; } figure img { max-width: 100%; }
 figcaption { font-size: 0.85em; color: #555; max-width: 60em; }
@@ -609,6 +676,9 @@ def write_report(report: Report, out_dir: str | Path, analysis_label: str | None
     for name in TABLES:
         file = "failed_runs.csv" if name == "failed" else f"{name}.csv"
         written[file] = atomic_write_text(out / "tables" / file, getattr(report, name).to_csv(index=False))
+    if report.qa is not None:
+        file = f"{QA_TASK}_breakdown.csv"
+        written[file] = atomic_write_text(out / "tables" / file, report.qa.table().to_csv(index=False))
     for name, df in report.analysis.items():
         file = f"analysis_{name}.csv"
         written[file] = atomic_write_text(out / "tables" / file, df.to_csv(index=False))
