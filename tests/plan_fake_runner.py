@@ -1,9 +1,9 @@
 """Stand-ins for tunebench.runner.run_one in the plan tests: deterministic, checkpointing, optionally slow.
 
-`fake_run` follows the runner's contract: metrics.json says running first, a checkpoint after every step
-(atomically), resume from it when asked, metrics.json ok/failed at the end (docs/results.md fields), and the
-checkpoints removed once ok. Its results depend on the config only -- and on a state carried step to step
-through the checkpoint, so a resume that loses or repeats a step gives different numbers.
+`fake_run` follows the runner's contract: config.yaml and metrics.json (running) first, a checkpoint after
+every step (atomically), resume from it when asked, metrics.json ok/failed at the end (docs/results.md fields),
+and the checkpoints removed once ok. Its results depend on the config only -- and on a state carried step to
+step through the checkpoint, so a resume that loses or repeats a step gives different numbers.
 Environment: FAKE_STEP_S (seconds per step, default 0), FAKE_STEPS (default 10).
 """
 
@@ -15,9 +15,9 @@ import os
 import shutil
 import time
 
-from tunebench.config import Config
+from tunebench.config import Config, dump_yaml
 from tunebench.data.tasks import get_task
-from tunebench.io import atomic_write_json
+from tunebench.io import atomic_write_json, atomic_write_text
 from tunebench.results import METRICS_FILE, STATUS_FAILED, STATUS_OK, STATUS_RUNNING, run_dir, run_id
 
 FAIL_AT_LR = 0.5  # learning rates at or above this "diverge": status failed
@@ -41,6 +41,7 @@ def fake_run(cfg: Config, *, resume: bool = True, preflight: bool = True) -> dic
             "method": cfg.method, "seed": cfg.training.seed, "learning_rate": cfg.learning_rate,
             "lora_r": cfg.lora.r if cfg.method == "lora" else None,
             "primary_metric": get_task(cfg.task).primary_metric}
+    atomic_write_text(rdir / "config.yaml", dump_yaml(cfg))
     atomic_write_json(rdir / METRICS_FILE, {**base, "status": STATUS_RUNNING, "reason": None})
     ckpt = rdir / "checkpoints" / "state.json"
     step, state = 0, int(_unit(run_id(cfg)) * 1e6)

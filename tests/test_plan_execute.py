@@ -130,6 +130,8 @@ def test_final_stage_refuses_an_incomplete_sweep_then_shards_match_one_machine(t
     assert plan_main([*run, str(single_plan)]) == 0
     assert "next: tunebench report" in capsys.readouterr().out
     assert _same_but_output_dir(json_files(shared)) == _same_but_output_dir(json_files(single))
+    reused = [c for name, c in json_files(shared).items() if name.startswith("results/small/") and "reused_from" in c]
+    assert len(reused) == 4       # each shard copied the seed-42 runs it owns
 
 
 def _same_but_output_dir(files: dict) -> dict:
@@ -244,3 +246,251 @@ def test_full_cli_registers_plan(tmp_path, capsys):
     assert main(["plan", "run", str(plan), "--runner", FAKE]) == 0
     assert "final: 1 runs, 1 run now, 0 not ok" in capsys.readouterr().out
     assert len(expand_grid_final(load_plan(plan))) == 1
+
+
+# ---------------------------------------------------------------- reusing sweep runs in the final stage
+
+
+def _reused_pairs(plan) -> list[tuple]:
+    """(final run, sweep run) with the same id: the final seed that is also a sweep seed."""
+    sweep = {r.run_id: r for r in expand_sweep(plan)}
+    return [(r, sweep[r.run_id]) for r in stage_runs(plan, "final", write=False) if r.run_id in sweep]
+
+
+def _without_location(metrics: dict) -> dict:
+    out = {k: v for k, v in metrics.items() if k not in ("experiment", "reused_from")}
+    if "config" in out:
+        out["config"] = {k: v for k, v in out["config"].items() if k != "experiment"}
+    return out
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    return sorted(folder.glob(".*reuse-*"))
+
+
+def test_final_stage_copies_the_sweep_runs_it_shares_instead_of_training_them(small, tmp_path):
+    from tunebench.config import dump_yaml
+
+    [sweep] = run_plan(small, "sweep", quiet(run_fn=fake_run))
+    pairs = _reused_pairs(small)
+    assert len(pairs) == 4 and {f.seed for f, _ in pairs} == {42}
+    extra = {"predictions/test.jsonl": '{"idx": 0}\n', "log.jsonl": '{"step": 1}\n', ".lock": "pid 1 on host",
+             "wandb/offline-run-x/run-x.wandb": "w", "checkpoints/state.json": "{}"}
+    for _, src in pairs:
+        for name, text in extra.items():
+            (src.run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            (src.run_dir / name).write_text(text)
+    counting, out = Counting(), io.StringIO()
+    [final] = run_plan(small, "final", Options(run_fn=counting, stream=out, live=False))
+    assert sorted(counting.calls) == sorted((t, m, 43, True) for t in ("mrpc", "rte") for m in ("lora", "full"))
+    assert sorted(final.reused) == sorted(f.run_id for f, _ in pairs) and len(final.ran) == 8
+    assert sorted(final.trained) == sorted(r.run_id for r in final.runs if r.seed == 43) and not final.failed
+    for run, src in pairs:
+        dst, theirs = run.run_dir, read_metrics(src.run_dir)
+        assert dst == tmp_path / "results" / "small" / run.run_id
+        mine = read_metrics(dst)
+        assert mine["reused_from"] == f"small-sweep/{run.run_id}" and mine["status"] == "ok"
+        assert mine["experiment"] == mine["config"]["experiment"] == "small" and theirs["experiment"] == "small-sweep"
+        assert _without_location(mine) == _without_location(theirs) and final.results[run.run_id] == mine
+        assert list(mine)[:4] == ["schema", "run_id", "experiment", "reused_from"]  # placed beside experiment
+        assert (dst / "config.yaml").read_text() == dump_yaml(run.cfg)      # as if the final run had trained
+        assert sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*")) == [
+            "config.yaml", "log.jsonl", "metrics.json", "predictions", "predictions/test.jsonl"]
+        for name in ("log.jsonl", "predictions/test.jsonl"):
+            assert (dst / name).read_bytes() == (src.run_dir / name).read_bytes()
+        assert dst.stat().st_mode == src.run_dir.stat().st_mode
+        assert read_metrics(src.run_dir) == theirs and (src.run_dir / ".lock").exists()  # the sweep run untouched
+    assert not _leftovers(tmp_path / "results" / "small")
+    lines = out.getvalue().splitlines()
+    reused = [line for line in lines if "reused sweep run small-sweep/" in line]
+    assert len(reused) == 4 and all(line.startswith("[final] ok     ") for line in reused)
+    assert sum(" start  " in line for line in lines) == 4      # only the trained runs start
+    # a rerun of the whole plan runs nothing
+    again = Counting()
+    results = run_plan(small, "all", quiet(run_fn=again))
+    assert again.calls == [] and all(not r.ran and not r.reused for r in results)
+
+
+def test_reused_seeds_are_known_before_the_sweep(small, tmp_path):
+    from tunebench.plan.reuse import reused_seeds
+
+    assert reused_seeds(small) == (42,)
+    one_stage = load_plan(write_plan(tmp_path, "name: one\ntasks: [rte]\nseeds: [42, 43]\n", "one.yaml"))
+    assert reused_seeds(one_stage) == ()
+
+
+def test_all_stages_in_one_go_reuse_too_and_match_training_them(tmp_path):
+    """`plan run` (both stages): the reused folders hold what training the final runs would have written."""
+    plan = load_plan(write_plan(tmp_path, SMALL_TWO_STAGE.format(out=tmp_path / "results")))
+    counting = Counting()
+    sweep, final = run_plan(plan, "all", quiet(run_fn=counting))
+    assert len(counting.calls) == 8 + 4 and len(final.reused) == 4
+    for run in final.runs:
+        if run.run_id in final.reused:
+            assert _without_location(read_metrics(run.run_dir)) == _without_location(fake_run(run.cfg))
+
+
+def test_only_ok_sweep_runs_are_reused(small):
+    from tunebench.plan.execute import execute_runs
+
+    run_plan(small, "sweep", quiet(run_fn=fake_run))
+    runs, pairs = stage_runs(small, "final"), _reused_pairs(small)  # selected, then the sweep runs change
+    (_, failed), (_, running) = pairs[0], pairs[1]
+    atomic_write_json(failed.run_dir / "metrics.json", {**read_metrics(failed.run_dir), "status": "failed",
+                                                        "reason": "nan loss"})
+    atomic_write_json(running.run_dir / "metrics.json", {**read_metrics(running.run_dir), "status": "running"})
+    counting = Counting()
+    result = execute_runs(runs, quiet(run_fn=counting), "final", sweep=expand_sweep(small))
+    trained = {(t, m, s) for t, m, s, _ in counting.calls}
+    assert {(r.task, r.method, r.seed) for r, _ in pairs[:2]} <= trained and len(trained) == 4 + 2
+    assert len(result.reused) == 2 and not result.failed
+    for run, _ in pairs[:2]:
+        assert "reused_from" not in read_metrics(run.run_dir)
+
+
+def test_an_unfinished_final_run_is_replaced_by_the_copy_a_done_one_is_kept(small):
+    run_plan(small, "sweep", quiet(run_fn=fake_run))
+    (done, _), (interrupted, _), (started, _), (failed, _) = _reused_pairs(small)
+    fake_run(done.cfg)                      # trained by an earlier version of the plan: left alone
+    for run, status in ((interrupted, "running"), (failed, "failed")):
+        atomic_write_json(run.run_dir / "metrics.json", {"run_id": run.run_id, "status": status, "reason": "x"})
+        (run.run_dir / "error.log").write_text("Traceback")
+    atomic_write_json(interrupted.run_dir / "checkpoints" / "state.json", {"step": 4, "state": 1})
+    started.run_dir.mkdir(parents=True)     # a runner killed before its first metrics.json: the lock file only
+    (started.run_dir / ".lock").write_text("pid 1 on host")
+    counting = Counting()
+    [final] = run_plan(small, "final", quiet(run_fn=counting, retry_failed=False))
+    assert sorted(final.reused) == sorted([interrupted.run_id, started.run_id]) and final.failed == [failed.run_id]
+    assert len(counting.calls) == 4 and read_metrics(failed.run_dir)["status"] == "failed"  # kept: no retries
+    for run in (interrupted, started):
+        assert read_metrics(run.run_dir)["reused_from"] and not (run.run_dir / "error.log").exists()
+        assert not (run.run_dir / "checkpoints").exists() and not (run.run_dir / ".lock").exists()
+    assert "reused_from" not in read_metrics(done.run_dir) and read_metrics(done.run_dir)["status"] == "ok"
+    [final] = run_plan(small, "final", quiet(run_fn=Counting()))
+    assert final.reused == [failed.run_id] and not final.failed and not (failed.run_dir / "error.log").exists()
+    assert not _leftovers(small.output_dir)
+
+
+def test_a_final_run_held_by_another_process_is_left_alone(small):
+    from tunebench.runner import run_lock
+
+    run_plan(small, "sweep", quiet(run_fn=fake_run))
+    (run, _), *_ = _reused_pairs(small)
+    run.run_dir.mkdir(parents=True)
+    atomic_write_json(run.run_dir / "metrics.json", {"run_id": run.run_id, "status": "running"})
+    with run_lock(run.run_dir) as holder:
+        assert holder is None
+        [final] = run_plan(small, "final", quiet(run_fn=fake_run))
+    assert final.results[run.run_id]["status"] == "running" and "left alone" in final.results[run.run_id]["reason"]
+    assert read_metrics(run.run_dir) == {"run_id": run.run_id, "status": "running"}
+    assert not _leftovers(small.output_dir)
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_an_interrupted_copy_leaves_nothing_and_a_rerun_completes_it(small, monkeypatch, error):
+    import shutil
+
+    import tunebench.plan.reuse as reuse
+
+    run_plan(small, "sweep", quiet(run_fn=fake_run))
+    pairs = _reused_pairs(small)
+    real_copytree = shutil.copytree
+
+    def copy_then_fail(src, dst, **kw):
+        real_copytree(src, dst, **kw)   # the temporary folder is full, the rename never comes
+        raise error
+
+    monkeypatch.setattr(reuse.shutil, "copytree", copy_then_fail)
+    if isinstance(error, OSError):      # a failed verdict for the run, the plan goes on with the others
+        [final] = run_plan(small, "final", quiet(run_fn=fake_run))
+        assert sorted(final.failed) == sorted(r.run_id for r, _ in pairs) and not final.reused
+        assert "No space left on device" in final.results[pairs[0][0].run_id]["reason"]
+        assert len(list(small.output_dir.glob("*/metrics.json"))) == 4       # the trained seed-43 runs
+    else:                               # Ctrl-C: the plan stops
+        with pytest.raises(KeyboardInterrupt):
+            run_plan(small, "final", quiet(run_fn=fake_run))
+    for run, _ in pairs:
+        assert not run.run_dir.exists()
+    assert not _leftovers(small.output_dir)
+    monkeypatch.setattr(reuse.shutil, "copytree", real_copytree)
+    [final] = run_plan(small, "final", quiet(run_fn=fake_run))
+    assert sorted(final.reused) == sorted(r.run_id for r, _ in pairs) and not final.failed
+    assert all(read_metrics(r.run_dir)["reused_from"] for r, _ in pairs)
+
+
+def test_an_interrupted_rename_and_a_dead_copy_leave_nothing_behind(small, monkeypatch):
+    import tunebench.plan.reuse as reuse
+
+    run_plan(small, "sweep", quiet(run_fn=fake_run))
+    pairs = _reused_pairs(small)
+    # what a copy killed with -9 leaves: a temporary folder that the next copy of that run removes
+    dead = small.output_dir / f".{pairs[0][0].run_id}.reuse-dead"
+    (dead / "predictions").mkdir(parents=True)
+    (dead / "config.yaml").write_text("experiment: small\n")
+    real_rename = os.rename
+
+    def failing_rename(src, dst):
+        if ".reuse-" in str(src):
+            raise OSError(5, "Input/output error")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(reuse.os, "rename", failing_rename)
+    [final] = run_plan(small, "final", quiet(run_fn=fake_run))
+    assert len(final.failed) == 4 and not any(r.run_dir.exists() for r, _ in pairs)
+    assert not _leftovers(small.output_dir)
+    monkeypatch.setattr(reuse.os, "rename", real_rename)
+    counting = Counting()
+    [final] = run_plan(small, "final", quiet(run_fn=counting))
+    assert counting.calls == [] and len(final.reused) == 4 and not final.failed
+
+
+def test_real_runner_final_stage_reuses_the_sweep_run(tmp_path, one_thread):
+    """End to end with tunebench.runner.run_one (tiny model, builtin data, 2 steps): one sweep run, two final
+    runs of which one is the sweep run's copy; every file but metrics.json and config.yaml byte for byte."""
+    import functools
+
+    from tunebench.runner import run_one
+
+    plan = load_plan(write_plan(tmp_path, f"""
+        name: e2e
+        overrides:
+          output_dir: {tmp_path / 'results'}
+          model.name: tiny
+          tracking.backend: none
+          data.source: builtin
+          data.builtin_train_size: 32
+          data.builtin_test_size: 16
+          data.validation_size: 8
+          training.max_steps: 2
+          training.eval_steps: 2
+          training.per_device_train_batch_size: 8
+          training.eval_train_examples: 8
+          model.max_length: 64
+        tasks: [rte]
+        methods: [lora]
+        seeds: [42, 43]
+        sweep: {{seeds: [42]}}
+        """))
+    counting = Counting(functools.partial(run_one, preflight=False))
+    sweep, final = run_plan(plan, "all", quiet(run_fn=counting))
+    assert [c[2] for c in counting.calls] == [42, 43] and not sweep.failed and not final.failed
+    [(run, src)] = _reused_pairs(plan)
+    assert final.reused == [run.run_id]
+    dst, theirs, mine = run.run_dir, read_metrics(src.run_dir), read_metrics(run.run_dir)
+    assert mine["reused_from"] == f"e2e-sweep/{run.run_id}" and _without_location(mine) == _without_location(theirs)
+    assert mine["config"]["experiment"] == "e2e" and mine["test"] == theirs["test"]
+    files = sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(src.run_dir).as_posix() for p in src.run_dir.rglob("*")
+                           if p.is_file() and p.name != ".lock")
+    assert "adapter/adapter_config.json" in files and "predictions/test.jsonl" in files
+    for name in files:
+        if name not in ("metrics.json", "config.yaml"):
+            assert (dst / name).read_bytes() == (src.run_dir / name).read_bytes(), name
+    ours, sweeps = (dst / "config.yaml").read_text(), (src.run_dir / "config.yaml").read_text()
+    assert [(a, b) for a, b in zip(ours.splitlines(), sweeps.splitlines(), strict=True) if a != b] == [
+        ("experiment: e2e", "experiment: e2e-sweep")]
+    # the report's reader takes the reused run as an ordinary finished run of the final experiment
+    from tunebench.report.collect import collect_runs
+
+    table = collect_runs(plan.output_dir)
+    assert len(table) == 2 and set(table["status"]) == {"ok"} and set(table["experiment"]) == {"e2e"}

@@ -322,7 +322,8 @@ def _run(args: argparse.Namespace) -> int:
     for stage in results:
         n_failed = len(stage.failed)
         failed += n_failed
-        print(f"{stage.stage}: {len(stage.runs)} runs, {len(stage.ran)} run now, {n_failed} not ok"
+        reused = f" ({len(stage.reused)} reused from the sweep)" if stage.reused else ""
+        print(f"{stage.stage}: {len(stage.runs)} runs, {len(stage.ran)} run now{reused}, {n_failed} not ok"
               + (f"; {stage.note}" if stage.note else ""))
     if any(s.stage == STAGE_FINAL for s in results) and plan.two_stage:
         print("\n".join(describe_selection(read_selection(plan) or {})))

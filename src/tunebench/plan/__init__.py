@@ -6,7 +6,8 @@ and method, the grid point with the best mean `best_validation.value` (tunebench
 the picked point x `seeds` (results in <output_dir>/<name>/) and writes <output_dir>/<name>/selection.json
 with the choice and its evidence. The report then reads <output_dir>/<name>/ (`tunebench report`: the
 study's phase 2b). Sweep and final runs live in separate folders so the report's folder holds exactly the
-final runs; the price is retraining the chosen setting on the sweep seed.
+final runs; a final run that the sweep already computed (same run id: the picked point on a sweep seed) is
+copied from the sweep's folder, not trained again (tunebench.plan.reuse; metrics.json says `reused_from`).
 
 On several machines over one shared results folder: every machine runs `--stage sweep --shard K/N`, then,
 once all are done, `--stage final --shard K/N` (the final stage refuses while any sweep run is unfinished).

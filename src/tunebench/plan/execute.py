@@ -7,13 +7,20 @@ Resume rule, from each run's metrics.json alone (so it holds across machines and
                       is in fact still running it (its run folder's lock is held), the runner leaves it alone
                       and reports it running
   no metrics.json  -> pending
-Nothing here writes into a run folder except the run function; selection.json is written atomically.
+Reuse: in a two-stage plan's final stage, a run left to do whose id is that of an ok sweep run (a final seed
+that is also a sweep seed, at the selected setting: the same computation) is not trained again: the sweep
+run's folder is copied into place (tunebench.plan.reuse; metrics.json says `reused_from`), on this machine
+before anything is dispatched (with --shard, by the shard that owns the final run; with Ray, on the driver).
+A reused run is not logged to the tracker (W&B) again.
+Nothing here writes into a run folder except the run function and that copy; selection.json is written
+atomically.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -24,6 +31,7 @@ from tunebench.io import atomic_write_json
 from tunebench.plan.cost import RunCost, estimate_run_cost, lookup_model_size, tokens_per_example
 from tunebench.plan.expand import STAGE_FINAL, STAGE_SWEEP, PlannedRun, expand_final, expand_sweep, shard_runs
 from tunebench.plan.progress import Board, Progress, RunRow, make_progress
+from tunebench.plan.reuse import reuse_run, reuse_sources, source_label
 from tunebench.plan.run_fn import RunFn, call_run_fn, resolve_run_fn
 from tunebench.plan.select import select_sweep, unresolved
 from tunebench.plan.spec import Plan
@@ -49,8 +57,10 @@ class StageResult:
     stage: str
     runs: list[PlannedRun]
     results: dict[str, dict | None]        # run_id -> metrics after the stage (None: never started)
-    ran: list[str] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)      # taken on in this session: trained or copied
     note: str = ""
+    trained: list[str] = field(default_factory=list)  # of `ran`: the run function was called
+    reused: list[str] = field(default_factory=list)   # of `ran`: copied from an ok sweep run (the copy ok)
 
     @property
     def failed(self) -> list[str]:
@@ -170,7 +180,8 @@ def run_stage(plan: Plan, stage: str, opts: Options) -> StageResult:
     if opts.shard:
         runs = shard_runs(runs, *opts.shard)
     title = stage if not opts.shard else f"{stage} {opts.shard[0]}/{opts.shard[1]}"
-    result = execute_runs(runs, opts, stage, title)
+    sweep = expand_sweep(plan) if stage == STAGE_FINAL and plan.two_stage else []
+    result = execute_runs(runs, opts, stage, title, sweep)
     if stage == STAGE_SWEEP:
         result.note = _after_sweep(plan)
     return result
@@ -186,38 +197,60 @@ def _after_sweep(plan: Plan) -> str:
     return f"selection written to {path}"
 
 
-def execute_runs(runs: list[PlannedRun], opts: Options, stage: str = "final", title: str = "") -> StageResult:
-    """Run what is left of `runs` (see the resume rule above) with progress; the stage's results after."""
+def execute_runs(runs: list[PlannedRun], opts: Options, stage: str = "final", title: str = "",
+                 sweep: list[PlannedRun] | None = None) -> StageResult:
+    """Run what is left of `runs` (see the resume rule above) with progress; the stage's results after.
+    A run left to do whose id is an ok run of `sweep` is copied from it instead (reused, before the rest)."""
     before = read_results(runs)
     states = {r.run_id: run_state(before[r.run_id]) for r in runs}
     todo = [r for r in runs if should_run(states[r.run_id], opts.retry_failed)]
+    sources = reuse_sources(todo, sweep or [])
+    train = [r for r in todo if r.run_id not in sources]
     notes = {rid: {INTERRUPTED: "resume", FAILED: "retry"}.get(s, "") for rid, s in states.items()}
-    board = build_board(title or stage, runs, states, {r.run_id for r in todo})
+    board = build_board(title or stage, runs, states, {r.run_id for r in todo}, free=set(sources))
     run_fn = opts.run_fn if opts.backend == "ray" else resolve_run_fn(opts.run_fn)
+    if opts.backend not in ("local", "ray"):
+        raise TunebenchError(f"unknown backend {opts.backend!r}; choose local or ray")
     with make_progress(board, opts.stream, opts.live) as progress:
+        got = reuse_local([r for r in todo if r.run_id in sources], sources, progress)
         if opts.backend == "ray":
             from tunebench.plan.ray_backend import run_on_ray
 
-            got = run_on_ray(todo, run_fn, progress, address=opts.address, notes=notes)
-        elif opts.backend == "local":
-            got = run_local(todo, run_fn, progress, notes)
+            got |= run_on_ray(train, run_fn, progress, address=opts.address, notes=notes)
         else:
-            raise TunebenchError(f"unknown backend {opts.backend!r}; choose local or ray")
+            got |= run_local(train, run_fn, progress, notes)
     after = {**before, **read_results(todo)}
     for rid, metrics in got.items():  # a run whose folder holds nothing newer: keep what the runner returned
         if after.get(rid) is None or after[rid].get("status") == STATUS_RUNNING:
             after[rid] = metrics
-    return StageResult(stage, runs, after, ran=[r.run_id for r in todo])
+    reused = [rid for rid in sources if got[rid].get("status") == STATUS_OK]
+    return StageResult(stage, runs, after, ran=[r.run_id for r in todo], trained=[r.run_id for r in train],
+                       reused=reused)
 
 
-def build_board(title: str, runs: list[PlannedRun], states: dict[str, str], todo: set[str]) -> Board:
+def build_board(title: str, runs: list[PlannedRun], states: dict[str, str], todo: set[str],
+                free: Collection[str] = ()) -> Board:
+    """The progress board; runs in `free` (reused) weigh nothing, so a copy does not skew the time left."""
     rows = []
     for r in runs:
         state = states[r.run_id]
         shown = "pending" if r.run_id in todo else ("done" if state == DONE else "failed")
-        rows.append(RunRow(r.run_id, f"{r.task}/{r.method}", run_cost(r.cfg).weight, shown,
-                           earlier=r.run_id not in todo))
+        weight = 0.0 if r.run_id in free else run_cost(r.cfg).weight
+        rows.append(RunRow(r.run_id, f"{r.task}/{r.method}", weight, shown, earlier=r.run_id not in todo))
     return Board(title, rows)
+
+
+def reuse_local(todo: list[PlannedRun], sources: dict[str, PlannedRun], progress: Progress) -> dict[str, dict]:
+    """Copy each run's ok sweep twin into place (tunebench.plan.reuse), one progress line each."""
+    out: dict[str, dict] = {}
+    for run in todo:
+        src = sources[run.run_id]
+        metrics = reuse_run(run, src)
+        out[run.run_id] = metrics
+        ok = metrics.get("status") == STATUS_OK
+        note = f"reused sweep run {source_label(src)}" if ok else metrics.get("reason") or ""
+        progress.finished(run.run_id, ok, note)
+    return out
 
 
 def run_local(todo: list[PlannedRun], run_fn: RunFn, progress: Progress, notes: dict[str, str]) -> dict[str, dict]:
