@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo study-cpu test lint clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: setup
 	$(VENV)/bin/tunebench demo
+
+# The study on the real official data with the real pretrained stories260K checkpoint (../shared), about an hour
+# on 2 CPU cores; resumable (re-running skips finished runs). The worked example it produced is docs/study-cpu/.
+study-cpu: setup
+	$(VENV)/bin/tunebench data import --glue-dir ../shared/data/glue --squad-dir ../shared/data/squad_v2
+	$(VENV)/bin/tunebench demo --plan study_cpu
 
 test: setup
 	$(PY) -m pytest -q
