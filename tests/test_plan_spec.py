@@ -128,6 +128,15 @@ def test_plan_show_cli(path, capsys):
     assert "runs" in out and "FLOPs" in out
 
 
+def test_plan_show_counts_the_final_runs_copied_from_the_sweep(capsys):
+    """study_cpu: 8 task x method pairs, 3 sweep points on seed 42, final seeds 42-44 of which 42 is copied."""
+    assert main(["plan", "show", "study_cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "sweep (seeds [42], validation picks the setting): 24 runs" in out
+    assert "seeds [42] copied from the sweep, not trained again; cost of the costliest candidate): 16 runs" in out
+    assert "total: 40 runs" in out
+
+
 MALFORMED = {
     "unknown_key": ("name: x\ntaks: [sst2]\n", "unknown key 'taks'"),
     "unknown_sweep_key": ("name: x\nsweep: {seed: [1]}\n", "unknown key 'sweep.seed'"),

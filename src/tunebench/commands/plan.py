@@ -67,6 +67,7 @@ from tunebench.plan.expand import (
     parse_shard,
     shard_runs,
 )
+from tunebench.plan.reuse import reused_seeds
 from tunebench.plan.spec import Plan, load_plan
 
 CONVENTIONS = (
@@ -191,9 +192,11 @@ def _stage_lines(plan: Plan, utilization: Utilization) -> list[str]:
         sweep_costs = [run_cost(r.cfg) for r in sweep]
         lines += _cost_block(f"sweep (seeds {list(plan.sweep_seeds or ())}, validation picks the setting)",
                              sweep, sweep_costs, utilization)
-        final_runs, final_costs = _costliest_per_slot(expand_grid_final(plan))
-        lines += _cost_block(f"final (seeds {list(plan.seeds)}, the selected setting; cost of the costliest "
-                             "candidate)", final_runs, final_costs, utilization)
+        reused = set(reused_seeds(plan))     # the selected setting's sweep runs, copied (tunebench.plan.reuse)
+        final_runs, final_costs = _costliest_per_slot([r for r in expand_grid_final(plan) if r.seed not in reused])
+        copied = f"; seeds {sorted(reused)} copied from the sweep, not trained again" if reused else ""
+        lines += _cost_block(f"final (seeds {list(plan.seeds)}, the selected setting{copied}; cost of the "
+                             "costliest candidate)", final_runs, final_costs, utilization)
         runs, costs = sweep + final_runs, sweep_costs + final_costs
         total = total_cost(costs)
         lines.append(f"  total: {len(runs)} runs, {format_count(total.train_tokens)} tokens, "
