@@ -64,3 +64,37 @@ def test_doc_stride_at_least_the_context_budget_is_refused_when_windows_are_need
 def test_max_length_without_room_for_the_context_is_one_line():
     with pytest.raises(TunebenchError, match="model.max_length = 16 leaves no room for the context of question q1"):
         encode_qa([record(40, 10)], WordTokenizer(), 16, 4)
+
+
+def _word_level(template: bool):
+    """A fast tokenizer over a few words, with Llama's pair template (<s> before each text) or with none (as
+    GPT-2-style BPE tokenizers such as SmolLM2's have)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<unk>", "<s>", "</s>", "the", "cat", "sat", "a", "dog", "ran"])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if template:
+        core.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                            special_tokens=[("<s>", 1)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tok.pad_token = tok.eos_token
+    return tok
+
+
+@pytest.mark.parametrize("template", [True, False])
+def test_a_pairs_two_texts_are_always_separated_by_one_token(template):
+    from tunebench.features import encode_classification, pair_separator
+
+    tok = _word_level(template)
+    pair = [{"text_a": "the cat sat", "text_b": "a dog ran", "label": 1}]
+    single = [{"text_a": "the cat sat", "text_b": None, "label": 0}]
+    ids = encode_classification(pair, tok, 32)[0]["input_ids"]
+    if template:       # the template marks the boundary: nothing added, exactly as before
+        assert pair_separator(tok) is None and ids == [1, 3, 4, 5, 1, 6, 7, 8]
+    else:              # no template: the bos token between the texts, one token
+        assert pair_separator(tok) == "<s>" and ids == [3, 4, 5, 1, 6, 7, 8]
+    assert encode_classification(single, tok, 32)[0]["input_ids"] == ([1] if template else []) + [3, 4, 5]
+    truncated = encode_classification(pair, tok, 6 if template else 5)[0]["input_ids"]
+    assert len(truncated) == (6 if template else 5) and 1 in truncated[1:]     # longest-first keeps the boundary

@@ -1,6 +1,7 @@
 """Canonical records -> model features. Pure: records and a tokenizer in, feature dicts out.
 
-Classification: the tokenizer's own single/pair template, truncated longest-first; the classifier reads the
+Classification: the tokenizer's own single/pair template, truncated longest-first (a template that marks no
+boundary between a pair's texts gets the bos token between them, `pair_separator`); the classifier reads the
 last real token, which under causal attention is the only one that has seen the whole input.
 
 SQuAD v2 for a causal decoder: [bos] question [bos] context-window [eos]. The question comes first so every
@@ -26,6 +27,9 @@ MAX_QUESTION_TOKENS = 64
 def encode_classification(records: list[dict], tokenizer, max_length: int) -> list[dict]:
     a = [r["text_a"] for r in records]
     b = [r["text_b"] for r in records] if records and records[0].get("text_b") is not None else None
+    sep = pair_separator(tokenizer) if b else None
+    if sep:
+        b = [sep + text for text in b]
     enc = tokenizer(a, b, truncation=True, max_length=max_length) if b else \
         tokenizer(a, truncation=True, max_length=max_length)
     out = []
@@ -34,6 +38,16 @@ def encode_classification(records: list[dict], tokenizer, max_length: int) -> li
         out.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": int(r["label"]),
                     "length": len(ids)})
     return out
+
+
+def pair_separator(tokenizer) -> str | None:
+    """The token text to put before a pair's second text when the tokenizer's own pair template marks no
+    boundary, else None. Llama's template puts <s> before each text; a GPT-2-style BPE tokenizer without a
+    template (SmolLM2's) would join "premise" and "hypothesis" into one run of text. Then its bos token (eos
+    when it has none) goes there, as Llama's <s> does: an added special token, so it stays one token."""
+    if tokenizer.num_special_tokens_to_add(pair=True) > tokenizer.num_special_tokens_to_add(pair=False):
+        return None
+    return tokenizer.bos_token or tokenizer.eos_token
 
 
 def encode_qa(records: list[dict], tokenizer, max_length: int, doc_stride: int) -> list[dict]:
