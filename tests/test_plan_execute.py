@@ -494,3 +494,21 @@ def test_real_runner_final_stage_reuses_the_sweep_run(tmp_path, one_thread):
 
     table = collect_runs(plan.output_dir)
     assert len(table) == 2 and set(table["status"]) == {"ok"} and set(table["experiment"]) == {"e2e"}
+
+
+def test_a_run_another_process_is_copying_is_left_alone(small):
+    """Two final stages over one folder: the copy of a run holds `.<run_id>.reuse.lock`; the other process
+    neither removes its temporary folder nor copies too, and reports the run running."""
+    import fcntl
+
+    run_plan(small, "sweep", quiet(run_fn=fake_run))
+    run, _ = _reused_pairs(small)[0]
+    small.output_dir.mkdir(parents=True, exist_ok=True)
+    theirs = small.output_dir / f".{run.run_id}.reuse-theirs"      # the other copier's folder, mid-copy
+    theirs.mkdir()
+    with open(small.output_dir / f".{run.run_id}.reuse.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        [final] = run_plan(small, "final", quiet(run_fn=fake_run))
+    assert final.results[run.run_id]["status"] == "running" and theirs.is_dir() and not run.run_dir.exists()
+    [final] = run_plan(small, "final", quiet(run_fn=fake_run))        # lock released: copied, leftover removed
+    assert read_metrics(run.run_dir)["status"] == "ok" and not theirs.exists() and not final.failed

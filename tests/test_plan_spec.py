@@ -92,6 +92,9 @@ def test_task_overrides_apply_to_their_task_only_and_the_command_line_wins(tmp_p
     cli = load_plan(path, overrides=["training.max_steps=2"])     # a smoke test from the command line wins
     assert {r.cfg.training.max_steps for r in expand_sweep(cli)} == {2}
     assert cli.task_overrides["squad_v2"] == {"training.eval_steps": 5}
+    section = load_plan(path, overrides=["training={max_steps: 3, eval_steps: 1}"])    # a whole section too
+    assert "squad_v2" not in section.task_overrides
+    assert {(r.cfg.training.max_steps, r.cfg.training.eval_steps) for r in expand_sweep(section)} == {(3, 1)}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
@@ -181,6 +184,8 @@ MALFORMED = {
                                  "task_overrides.rte: training.max_steps = -5"),
     "task_overrides_stride": ("name: x\ntask_overrides: {squad_v2: {model.max_length: 64}}\n",
                               "task_overrides.squad_v2"),
+    "task_overrides_output_dir": ("name: x\ntask_overrides: {rte: {output_dir: /tmp/elsewhere}}\n",
+                                  "task_overrides.rte: output_dir is the plan's"),
     "task_overrides_empty": ("name: x\ntask_overrides: {rte: {}}\n", "task_overrides.rte: expected a non-empty"),
 }
 

@@ -26,10 +26,12 @@ PLUMBING_LABEL = ("Plumbing check, not a finding: the demo fine-tunes the random
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo", help="sanity checks + the whole study on builtin tasks (tiny model, CPU, minutes) + the report",
-        description="Runs the seven sanity checks, the demo plan and the report; ends with the HTML report's path.",
+        description="Runs the seven sanity checks, a plan (default: the demo plan, builtin tasks and the tiny "
+        "model), the analysis and the report; ends with the HTML report's path. --plan study_cpu does the same on "
+        "the real data with the pretrained stories260K checkpoint (make study-cpu, about an hour).",
     )
     p.add_argument("--plan", type=_plan_path, default=DEFAULT_PLAN,
-                   help=f"plan file or a shipped plan's name, e.g. demo_sweep (default {DEFAULT_PLAN})")
+                   help=f"plan file or a shipped plan's name, e.g. demo_sweep or study_cpu (default {DEFAULT_PLAN})")
     p.add_argument("--output-dir", default="results", help="results folder (default results)")
     p.add_argument("--skip-sanity", action="store_true", help="go straight to the study")
     p.add_argument("--skip-analysis", action="store_true",

@@ -21,10 +21,15 @@ Rules:
   `experiment`; metrics.json gains `"reused_from": "<name>-sweep/<run_id>"` (relative to output_dir). Every
   other value (metrics, timing, memory, env, batch) and every other file (log, predictions, adapter,
   analysis.json) is the sweep run's, unchanged -- note that its timing is the sweep run's compute, spent once.
+- like resuming and skipping finished runs, reuse trusts that the code did not change what a run computes
+  between the stages (the run id hashes the config, not the code): after such a change, start a fresh
+  output_dir.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -75,8 +80,8 @@ def reuse_run(run: PlannedRun, src: PlannedRun) -> dict:
     """Copy the sweep run `src` into `run`'s folder (see the module docstring); its metrics record.
 
     Returns the runner's answer when another process holds the final folder (status running, nothing
-    touched); an OSError (disk full, permissions) becomes a failed record with nothing written, so the run
-    stays pending for the next plan run. Anything else (KeyboardInterrupt) propagates after the cleanup.
+    touched); an error (disk full, permissions, an unreadable config.yaml) becomes a failed record with nothing
+    written, so the run stays pending for the next plan run. KeyboardInterrupt propagates after the cleanup.
     """
     label = source_label(src)
     try:
@@ -84,7 +89,7 @@ def reuse_run(run: PlannedRun, src: PlannedRun) -> dict:
     except _Busy as e:
         return {"run_id": run.run_id, "status": STATUS_RUNNING,
                 "reason": f"being run by another process ({e}); left alone"}
-    except OSError as e:
+    except Exception as e:  # noqa: BLE001 -- disk full, permissions, a hand-edited config.yaml: this run only
         return {"run_id": run.run_id, "status": STATUS_FAILED,
                 "reason": f"reusing sweep run {label} failed: {type(e).__name__}: {e}".splitlines()[0]}
 
@@ -99,19 +104,36 @@ def copy_run(src: Path, dst: Path, experiment: str, reused_from: str) -> dict:
     if not metrics:
         raise FileNotFoundError(f"{src / METRICS_FILE}: missing or unreadable")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(dst)
-    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}{TMP_MARK}"))
-    try:
-        shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True, ignore=_top_level(src, NOT_COPIED + WRITTEN_LAST))
-        record = renamed_metrics(metrics, experiment, reused_from)
-        config = src / CONFIG_FILE
-        if config.is_file():
-            atomic_write_text(tmp / CONFIG_FILE, renamed_config(config.read_text(encoding="utf-8"), experiment))
-        atomic_write_json(tmp / METRICS_FILE, record)
-        return _install(tmp, dst) or record
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with _copy_lock(dst):              # one copier per run: another's temporary folder is never a leftover
+        remove_leftovers(dst)
+        tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}{TMP_MARK}"))
+        try:
+            shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True,
+                            ignore=_top_level(src, NOT_COPIED + WRITTEN_LAST))
+            record = renamed_metrics(metrics, experiment, reused_from)
+            config = src / CONFIG_FILE
+            if config.is_file():
+                atomic_write_text(tmp / CONFIG_FILE, renamed_config(config.read_text(encoding="utf-8"), experiment))
+            atomic_write_json(tmp / METRICS_FILE, record)
+            return _install(tmp, dst) or record
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _copy_lock(dst: Path):
+    """An exclusive lock on `.<run_id>.reuse.lock` beside the run folder for the whole copy (cleanup, copy,
+    rename); _Busy when another process is copying the same run."""
+    with open(dst.parent / f".{dst.name}.reuse.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _Busy("another process is copying it") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _top_level(root: Path, names: tuple[str, ...]):
@@ -166,7 +188,11 @@ def _install(tmp: Path, dst: Path) -> dict | None:
         old = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}{TMP_MARK}old-"))
         try:
             os.rename(dst, old / dst.name)
-            os.rename(tmp, dst)
+            try:
+                os.rename(tmp, dst)
+            except OSError:
+                os.rename(old / dst.name, dst)     # put the earlier attempt back: never no folder at all
+                raise
         finally:
             shutil.rmtree(old, ignore_errors=True)
     return None

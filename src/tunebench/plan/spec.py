@@ -254,7 +254,11 @@ def _task_overrides(spec: PlanSpec, path: Path, base_tree: dict, grid: dict[str,
             _check_not_set_by_plan(key, where)
             if key in swept:
                 raise TunebenchError(f"{where}: {key} is swept by the plan's grid ({swept[key]})")
-        kept = {k: v for k, v in flat.items() if k not in command_line}
+            if key == "output_dir":
+                raise TunebenchError(f"{where}: output_dir is the plan's, one folder for every task; set it in "
+                                     "`overrides` or on the command line")
+        # the command line wins, also where it sets a whole section (model.tiny={...} over model.tiny.x)
+        kept = {k: v for k, v in flat.items() if not any(k == c or k.startswith(c + ".") for c in command_line)}
         tree = deep_merge(base_tree, {"task": task})
         for key, value in kept.items():
             set_dotted(tree, key, value)

@@ -159,9 +159,10 @@ def add_analysis(report: Report, pairs: list[tuple[dict, dict]], with_figures: b
 def drop_duplicate_seeds(ok: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Keep one run per task x method x setting x seed and say which were dropped.
 
-    The same config and seed in two experiment folders is the same run (a plan retrains the chosen
-    sweep point on the sweep seed in its final folder). The copy kept is the one from the experiment
-    holding more seeds of that setting -- the final stage rather than the 1-seed sweep -- then path order.
+    The same config and seed in two experiment folders is the same run (a plan's final stage copies the
+    chosen sweep point's sweep-seed run into its final folder: `reused_from`). The copy kept is the one from
+    the experiment holding more seeds of that setting -- the final stage rather than the 1-seed sweep -- then
+    path order.
     """
     keys = ["task", "method", "setting_id", "seed"]
     if ok.empty:
