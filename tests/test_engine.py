@@ -290,3 +290,14 @@ def test_per_batch_predictions_score_exactly_as_the_concatenated_ones(tmp_path, 
              for r in log_b if "eval_loss" in r]
     assert evals and evals == [{k: v for k, v in r.items() if k.startswith("eval_") and "runtime" not in k
                                 and "per_second" not in k} for r in log_c if "eval_loss" in r]
+
+
+def test_an_output_dir_that_is_a_file_is_one_line_exit_2(tmp_path, capsys):
+    from tunebench.cli import main
+
+    (tmp_path / "results").write_text("not a folder")
+    code = main(["run", *TINY_RUN, f"output_dir={tmp_path / 'results'}", "--skip-preflight"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tunebench: error:")]
+    assert code == 2 and len(errors) == 1, errors
+    assert errors[0].startswith("tunebench: error: output_dir") and errors[0].endswith(
+        f"{tmp_path / 'results'} is a file, not a folder")

@@ -35,6 +35,7 @@ from typing import IO
 
 from tunebench.config import Config, dump_yaml, with_overrides
 from tunebench.data.tasks import get_task
+from tunebench.errors import TunebenchError
 from tunebench.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from tunebench.results import (
     METRICS_FILE,
@@ -54,7 +55,13 @@ def run_one(cfg: Config, *, resume: bool = True, preflight: bool = True) -> dict
     """Train and evaluate one run into results.run_dir(cfg); return its metrics record (status running, and
     nothing written, when another process holds the run)."""
     rdir = run_dir(cfg)
-    rdir.mkdir(parents=True, exist_ok=True)
+    try:
+        rdir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError, PermissionError) as e:
+        blocker = next((p for p in (rdir, *rdir.parents) if p.exists() and not p.is_dir()), None)
+        problem = f"{blocker} is a file, not a folder" if blocker else f"{e.strerror or type(e).__name__}"
+        raise TunebenchError(f"output_dir {cfg.output_dir!r}: cannot create the run folder {rdir}: {problem}") \
+            from None
     with run_lock(rdir) as holder:
         if holder is not None:
             return {"run_id": run_id(cfg), "status": STATUS_RUNNING,
