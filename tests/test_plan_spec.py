@@ -186,6 +186,9 @@ MALFORMED = {
                               "task_overrides.squad_v2"),
     "task_overrides_output_dir": ("name: x\ntask_overrides: {rte: {output_dir: /tmp/elsewhere}}\n",
                                   "task_overrides.rte: output_dir is the plan's"),
+    "task_overrides_with_a_grid_point": ("name: x\nmethods: [lora]\ngrid: {lora: {model.max_length: [64, 256]}}\n"
+                                         "task_overrides: {squad_v2: {qa.doc_stride: 100}}\n",
+                                         "grid.lora with task_overrides.squad_v2"),
     "task_overrides_empty": ("name: x\ntask_overrides: {rte: {}}\n", "task_overrides.rte: expected a non-empty"),
 }
 

@@ -80,8 +80,8 @@ def expand_runs(cfg: Config, tasks: Sequence[str] | None, methods: Sequence[str]
 
 
 def build_run(plan: Plan, stage: str, task: str, method: str, seed: int, overrides: dict[str, Any]) -> PlannedRun:
-    cfg = with_overrides(plan.task_base(task),
-                         {**overrides, **run_keys(task, method, seed), "experiment": plan.experiment(stage)})
+    cfg = with_overrides(plan.base, {**plan.task_overrides.get(task, {}), **overrides, **run_keys(task, method, seed),
+                                     "experiment": plan.experiment(stage)})
     return PlannedRun(stage, task, method, seed, dict(overrides), cfg, run_id(cfg))
 
 

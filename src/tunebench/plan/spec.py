@@ -43,7 +43,6 @@ from tunebench.config import (
     read_yaml,
     set_dotted,
     validate_config,
-    with_overrides,
 )
 from tunebench.errors import TunebenchError
 from tunebench.results import is_ignored
@@ -119,11 +118,6 @@ class Plan:
     # {task: {dotted key: value}} from the plan's task_overrides, less the keys the command line sets (it wins)
     task_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def task_base(self, task: str) -> Config:
-        """The base config of one task's runs: `base` with that task's overrides."""
-        updates = self.task_overrides.get(task)
-        return with_overrides(self.base, updates) if updates else self.base
-
     @property
     def two_stage(self) -> bool:
         return self.sweep_seeds is not None
@@ -156,10 +150,10 @@ def load_plan(
     base_tree = _plan_base_tree(spec, path)
     grid = normalize_grid(spec.grid, spec.methods, path)
     validate_grid(grid, base_tree, path, flat=bool(spec.grid) and not set(spec.grid) & set(METHODS))
-    base_tree = _apply_command_line(base_tree, config_files, overrides, grid)
+    base_tree, command_line = _apply_command_line(base_tree, config_files, overrides, grid)
     base_tree["experiment"] = spec.name
     base = validate_config(base_tree, source=str(path))
-    task_overrides = _task_overrides(spec, path, base_tree, grid, _command_line_keys(config_files, overrides))
+    task_overrides = _task_overrides(spec, path, base_tree, grid, command_line)
     return Plan(
         name=spec.name, path=path, base=base, tasks=tuple(spec.tasks), methods=tuple(spec.methods),
         seeds=tuple(spec.seeds), grid=grid, description=spec.description,
@@ -247,7 +241,7 @@ def _task_overrides(spec: PlanSpec, path: Path, base_tree: dict, grid: dict[str,
         where = f"{path}: task_overrides.{task}"
         if task not in spec.tasks:
             raise TunebenchError(f"{where}: task {task!r} is not in tasks {list(spec.tasks)}")
-        if not isinstance(updates, dict) or not updates:
+        if not updates:
             raise TunebenchError(f"{where}: expected a non-empty mapping of config keys to values")
         flat = flatten_dotted(updates)
         for key in flat:
@@ -263,20 +257,10 @@ def _task_overrides(spec: PlanSpec, path: Path, base_tree: dict, grid: dict[str,
         for key, value in kept.items():
             set_dotted(tree, key, value)
         validate_config(tree, source=where)
-        for method, axes in grid.items():        # with every grid point too (e.g. a stride vs a swept length)
-            for key, values in axes.items():
-                for value in values:
-                    point = deep_merge(tree, {"method": method})
-                    set_dotted(point, key, value)
-                    validate_config(point, source=f"{where} with grid.{method} {key} = {value!r}")
+        validate_grid(grid, tree, path, context=f" with task_overrides.{task}")  # e.g. a stride vs a swept length
         if kept:
             out[task] = kept
     return out
-
-
-def _command_line_keys(files: list[str] | tuple[str, ...], overrides: list[str] | tuple[str, ...]) -> set[str]:
-    keys = {key for f in files for key in flatten_dotted(read_yaml(f))}
-    return keys | {parse_override(text)[0] for text in overrides}
 
 
 def _check_not_set_by_plan(key: str, where: str) -> None:
@@ -285,19 +269,24 @@ def _check_not_set_by_plan(key: str, where: str) -> None:
 
 
 def _apply_command_line(tree: dict, files: list[str] | tuple[str, ...], overrides: list[str] | tuple[str, ...],
-                        grid: dict[str, dict[str, list]]) -> dict:
+                        grid: dict[str, dict[str, list]]) -> tuple[dict, set[str]]:
+    """The tree with the command line's config files and overrides applied, and the dotted keys they set."""
     swept = {key: method for method, axes in grid.items() for key in axes}
+    keys: set[str] = set()
     for f in files:
-        tree = deep_merge(tree, read_yaml(f))
+        update = read_yaml(f)
+        keys |= set(flatten_dotted(update))
+        tree = deep_merge(tree, update)
         validate_config(tree, source=str(f))
     for text in overrides:
         key, value = parse_override(text)
         _check_not_set_by_plan(key, f"override {text}")
         if key in swept:
             raise TunebenchError(f"override {text}: {key} is swept by the plan's grid ({swept[key]})")
+        keys.add(key)
         set_dotted(tree, key, value)
         validate_config(tree, source=f"override {text}")
-    return tree
+    return tree, keys
 
 
 # ---------------------------------------------------------------- grid
@@ -336,10 +325,12 @@ def _check_axes(axes: Any, where: str) -> dict[str, list]:
     return dict(axes)
 
 
-def validate_grid(grid: dict[str, dict[str, list]], base_tree: dict, path: Path, flat: bool = False) -> None:
-    """Every value of every axis must give a valid config, and no axis may be one its method ignores."""
+def validate_grid(grid: dict[str, dict[str, list]], base_tree: dict, path: Path, flat: bool = False,
+                  context: str = "") -> None:
+    """Every value of every axis must give a valid config, and no axis may be one its method ignores.
+    `context` ends the error's location (e.g. " with task_overrides.rte" when base_tree is one task's)."""
     for method, axes in grid.items():
-        where = f"{path}: grid" if flat else f"{path}: grid.{method}"
+        where = (f"{path}: grid" if flat else f"{path}: grid.{method}") + context
         for key, values in axes.items():
             _check_method_reads(key, method, where, flat)
             for value in values:
