@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from tunebench.report.stats import summarize
+from tunebench.report.tables import finite_or_nan
 
 QA_TASK = "squad_v2"
 BASELINE_NAME = "always no answer"
@@ -330,10 +331,5 @@ def over_seeds_text(s: OverSeeds, digits: int = 1) -> str:
 
 
 def _number(x: object) -> float:
-    if x is None or isinstance(x, bool):
-        return math.nan
-    try:
-        v = float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
-    return v if math.isfinite(v) else math.nan
+    """The report's finite_or_nan, with a bool (not a figure) as NaN too."""
+    return math.nan if isinstance(x, bool) else finite_or_nan(x)
