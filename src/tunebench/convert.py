@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunebench.errors import TunebenchError
+from tunebench.runner import exception_line, first_line
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_ARCHITECTURES = ("llama",)
@@ -60,7 +61,7 @@ def gguf_architecture(path: Path) -> str:
         field = GGUFReader(path).get_field("general.architecture")
         architecture = None if field is None else str(field.contents())
     except Exception as e:  # noqa: BLE001 -- a truncated or corrupt header raises anything (ValueError, struct)
-        raise TunebenchError(f"{path}: unreadable GGUF header ({_first_line(e)})") from None
+        raise TunebenchError(f"{path}: unreadable GGUF header ({first_line(e) or type(e).__name__})") from None
     if not architecture:
         raise TunebenchError(f"{path}: GGUF header has no general.architecture")
     return architecture
@@ -91,7 +92,8 @@ def convert_gguf(gguf: str | os.PathLike, out: str | os.PathLike, *, log=None) -
             created = True
             save_folder(tmp, model, tokenizer)
         except OSError as e:
-            raise TunebenchError(f"{out}: cannot write the converted model ({_first_line(e)})") from None
+            raise TunebenchError(f"{out}: cannot write the converted model ({first_line(e) or type(e).__name__})") \
+                from None
         diff = check_round_trip(tmp, model, tokenizer, gguf)
         _refuse_existing(out)                     # appeared while converting: still never overwritten
         os.replace(tmp, out)
@@ -148,8 +150,7 @@ def load_gguf(gguf: Path):
             model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
                                                          quantization_config=GgufConfig(dequantize=True))
     except Exception as e:  # noqa: BLE001 -- a bad file raises anything from ValueError to KeyError
-        raise TunebenchError(f"{gguf}: cannot load with transformers ({type(e).__name__}: {_first_line(e)})") \
-            from None
+        raise TunebenchError(f"{gguf}: cannot load with transformers ({exception_line(e)})") from None
     # transformers marks a GGUF-loaded model quantized (GgufHfQuantizer) and refuses to save it ("not
     # serializable"), and config.json would carry quantization_config {quant_method: gguf}, making every later
     # load look for a GGUF file. The weights are plain float32 tensors by now: detach both.
@@ -189,7 +190,3 @@ def check_round_trip(folder: Path, model, tokenizer, gguf: Path) -> float:
                              f"(> {LOGITS_ATOL:g}); nothing written")
     return diff
 
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

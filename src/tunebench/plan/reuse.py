@@ -41,6 +41,7 @@ from tunebench.io import atomic_write_json, atomic_write_text
 from tunebench.plan.expand import PlannedRun
 from tunebench.plan.spec import Plan
 from tunebench.results import METRICS_FILE, STATUS_FAILED, STATUS_OK, STATUS_RUNNING, read_metrics
+from tunebench.runner import exception_line, run_lock
 
 REUSED_FROM = "reused_from"     # the metrics.json key naming the sweep run a final run was copied from
 CONFIG_FILE = "config.yaml"
@@ -91,7 +92,7 @@ def reuse_run(run: PlannedRun, src: PlannedRun) -> dict:
                 "reason": f"being run by another process ({e}); left alone"}
     except Exception as e:  # noqa: BLE001 -- disk full, permissions, a hand-edited config.yaml: this run only
         return {"run_id": run.run_id, "status": STATUS_FAILED,
-                "reason": f"reusing sweep run {label} failed: {type(e).__name__}: {e}".splitlines()[0]}
+                "reason": f"reusing sweep run {label} failed: {exception_line(e)}"}
 
 
 class _Busy(Exception):
@@ -177,8 +178,6 @@ def _install(tmp: Path, dst: Path) -> dict | None:
     except OSError:
         if not dst.is_dir():
             raise
-    from tunebench.runner import run_lock  # the runner's own lock (imported here: it pulls in the task table)
-
     with run_lock(dst) as holder:
         if holder is not None:
             raise _Busy(holder)
