@@ -292,6 +292,61 @@ def test_per_batch_predictions_score_exactly_as_the_concatenated_ones(tmp_path, 
                                 and "per_second" not in k} for r in log_c if "eval_loss" in r]
 
 
+@pytest.mark.parametrize("task", ["squad_v2", "mrpc"])
+def test_final_validation_reuses_the_restored_checkpoints_pass_with_identical_results(tmp_path, monkeypatch,
+                                                                                        task):
+    """The final validation pass is the in-loop pass of the checkpoint restored at the end (matched by its
+    weights), not a second forward over the split: every metric, the SQuAD null threshold (chosen on
+    validation, applied to test) and every validation prediction equal a run that predicts again. The best
+    checkpoint here is not the last one, so a pass of the wrong weights would show."""
+    from tunebench.train import SequentialEvalTrainer
+
+    def run(out: Path, *extra: str) -> tuple[dict, list]:
+        cfg = tiny_cfg(out, f"task={task}", "method=full", "training.max_steps=4", "training.eval_steps=1",
+                       "training.learning_rate=5e-2", "training.full_finetune_learning_rate=5e-2",
+                       "training.per_device_eval_batch_size=3", *extra)
+        rec = run_one(cfg, preflight=False)
+        assert rec["status"] == "ok", rec["reason"]
+        return rec, read_jsonl(run_dir(cfg) / "predictions" / "validation.jsonl")
+
+    reused, rows = run(tmp_path / "reused")
+    assert reused["timing"]["validation_reused"] is True
+    assert reused["best_validation"]["step"] < reused["steps"]          # restored: not the final weights
+    monkeypatch.setattr(SequentialEvalTrainer, "restored_validation", lambda self: None)
+    again, rows_again = run(tmp_path / "again")
+    assert again["timing"]["validation_reused"] is False
+    for key in ("test", "validation", "train_eval", "qa", "best_validation"):
+        if key == "best_validation":
+            reused[key].pop("time_s"), again[key].pop("time_s")
+        assert reused.get(key) == again.get(key), key
+    assert reused["validation"]["loss"] == again["validation"]["loss"]
+    assert rows == rows_again
+
+
+def test_no_kept_pass_matches_weights_no_pass_was_made_with(tmp_path, monkeypatch):
+    """Whatever the Trainer restores (or fails to: it only warns), a kept pass is used only when the model's
+    weights are the ones that made it: one changed value and validation is predicted again."""
+    from tunebench.train import SequentialEvalTrainer, weights_fingerprint
+
+    def restore_something_else(self):
+        with torch.no_grad():
+            next(p for p in self.model.parameters() if p.requires_grad).view(-1)[0] += 1e-3
+    monkeypatch.setattr(SequentialEvalTrainer, "_load_best_model", restore_something_else)
+    cfg = tiny_cfg(tmp_path, "task=mrpc", "method=lora", "training.max_steps=5", "training.eval_steps=2")
+    rec = run_one(cfg, preflight=False)
+    assert rec["status"] == "ok", rec["reason"]
+    assert rec["timing"]["validation_reused"] is False
+
+    model = torch.nn.Linear(3, 2)
+    before = weights_fingerprint(model)
+    assert weights_fingerprint(model) == before
+    with torch.no_grad():
+        model.weight[0, 0] += 1e-6
+    assert weights_fingerprint(model) != before
+    model.weight.requires_grad_(False)                  # frozen parameters are not training's to change
+    assert [name for name, *_ in weights_fingerprint(model)] == ["bias"]
+
+
 def test_an_output_dir_that_is_a_file_is_one_line_exit_2(tmp_path, capsys):
     from tunebench.cli import main
 

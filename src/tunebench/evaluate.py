@@ -29,22 +29,29 @@ if TYPE_CHECKING:    # annotations only: train.py imports this module, not the r
 
 
 def evaluate_split(trainer: Trainer, task: TaskSpec, split: Split, cfg: Config,
-                   null_threshold: float | None = None) -> tuple[dict, list[dict], float | None]:
-    """Metrics, per-example predictions and (SQuAD, when not given) the null threshold chosen here."""
-    compute, trainer.compute_metrics = trainer.compute_metrics, None  # bound to validation; scored here
-    try:
-        out = trainer.predict(split.dataset(), metric_key_prefix="eval")
-    finally:
-        trainer.compute_metrics = compute
-    loss = float(out.metrics.get("eval_loss", float("nan")))
+                   null_threshold: float | None = None,
+                   outputs: tuple | None = None) -> tuple[dict, list[dict], float | None]:
+    """Metrics, per-example predictions and (SQuAD, when not given) the null threshold chosen here.
+
+    `outputs`: the Trainer's (predictions, loss) on this split by the current weights, when already computed
+    (the in-loop validation pass of the restored checkpoint); otherwise the split is predicted here."""
+    if outputs is None:
+        compute, trainer.compute_metrics = trainer.compute_metrics, None  # bound to validation; scored here
+        try:
+            out = trainer.predict(split.dataset(), metric_key_prefix="eval")
+        finally:
+            trainer.compute_metrics = compute
+        outputs = (out.predictions, out.metrics.get("eval_loss"))
+    predictions, loss = outputs
+    loss = float("nan") if loss is None else float(loss)
     if not task.is_qa:
-        preds = classification_logits(out.predictions).argmax(-1)
+        preds = classification_logits(predictions).argmax(-1)
         labels = [r["label"] for r in split.records]
         metrics = {**classification_metrics(task.name, labels, preds.tolist()), "loss": loss}
         rows = [{"idx": r["idx"], "label": r["label"], "prediction": int(p)}
                 for r, p in zip(split.records, preds, strict=True)]
         return metrics, rows, None
-    raw, answers, null_threshold, metrics, per_q = score_qa(split, cfg, out.predictions, null_threshold)
+    raw, answers, null_threshold, metrics, per_q = score_qa(split, cfg, predictions, null_threshold)
     metrics = {**metrics, "loss": loss}
     rows = [{"id": r["id"], "prediction": answers[r["id"]], "null_score_diff": raw[r["id"]]["null_score_diff"],
              **per_q[r["id"]]} for r in split.records]
