@@ -280,6 +280,9 @@ def test_bench_end_to_end_on_the_tiny_model(tmp_path, capsys):
         assert entry["baselines"]["tunebench"]["padding_share"] < entry["baselines"]["original"]["padding_share"]
         assert set(entry["speedups"]) == {"original", "trainer", "raw"}
         assert 0 <= entry["eval_share"]["timing"]["eval_share"] <= 1
+        # 2 steps, validation every step: 2 passes over 16 (the final one reused), test 32, train subset 8
+        assert entry["eval_share"]["timing"]["validation_reused"] is True
+        assert entry["eval_share"]["evaluated_examples"] == 2 * 16 + 32 + 8
     assert "tokens/s" in capsys.readouterr().out
 
 

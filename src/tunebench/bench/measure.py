@@ -579,8 +579,10 @@ def measure_eval_share(cfg: Config, data: BenchData, steps: int, step_time_s: fl
                                 "tracking.backend": "none"})
     res = train_and_evaluate(ecfg, work / f"eval-share-{cfg.method}", NullTracker(), resume=False)
     f, sizes = res.fields, {k: len(v.features) for k, v in data.splits.items()}
-    final_n = sizes["validation"] + sizes["test"] + min(cfg.training.eval_train_examples, sizes["train"])
-    evaluated = math.ceil(steps / ecfg.training.eval_steps) * sizes["validation"] + final_n
+    # the final validation pass is the restored checkpoint's in-loop pass (timing.validation_reused)
+    final_n = sizes["test"] + min(cfg.training.eval_train_examples, sizes["train"])
+    ran_validation = 0 if f["timing"].get("validation_reused") else sizes["validation"]
+    evaluated = math.ceil(steps / ecfg.training.eval_steps) * sizes["validation"] + ran_validation + final_n
     out = {"steps": f["steps"], "eval_steps": ecfg.training.eval_steps, "timing": f["timing"],
            "evaluated_examples": evaluated, "eval_examples_per_s": evaluated / max(f["timing"]["eval_s"], 1e-9),
            "tokens_per_s": f["tokens"]["tokens_per_s"]}
