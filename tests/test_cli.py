@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
+import sys
 import tomllib
 from pathlib import Path
 
@@ -208,3 +210,19 @@ def test_report_takes_options_on_either_side_of_its_folder():
     for argv in (["report", "results/x", "--margin", "2"], ["report", "--margin", "2", "results/x"]):
         args = build_parser().parse_args(argv)
         assert args.results_dir is not None and args.margin is not None
+
+
+def test_a_reader_that_stops_reading_is_no_traceback():
+    """`tunebench config list | head -1`: the pipe's reader has gone; tunebench exits quietly (141, as a
+    shell reports SIGPIPE) instead of printing a BrokenPipeError traceback."""
+    import subprocess
+
+    read, write = os.pipe()
+    os.close(read)                                   # the reader is gone before anything is written
+    try:
+        proc = subprocess.run([sys.executable, "-m", "tunebench", "config", "list"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr

@@ -66,7 +66,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 0
         normalize_list_options(args)
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()                # inside the try: a reader that has gone is seen here, not at exit
+        return code
+    except BrokenPipeError:               # `tunebench config list | head`: the reader stopped reading
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
+        return 141                        # 128 + SIGPIPE, as a shell reports it
     except TunebenchError as e:
         if os.environ.get("TUNEBENCH_DEBUG"):
             raise
