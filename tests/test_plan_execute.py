@@ -169,9 +169,16 @@ def test_plain_progress_lines_and_status(small, tmp_path, capsys):
     assert plan_main(["status", str(small.path)]) == 0
     status = capsys.readouterr().out
     assert "sweep: 8 runs: 8 done, 0 failed, 0 interrupted, 0 pending" in status
-    assert "final: 8 runs: 0 done" in status and "selection (best mean validation" in status
+    # the final stage's seed-42 runs are the sweep's picked runs: copied, not trained (tunebench.plan.reuse)
+    assert "final: 8 runs: 0 done, 0 failed, 0 interrupted, 8 pending (4 to copy from the sweep)" in status
+    assert "selection (best mean validation" in status
+    copied = {f.run_id for f, _ in _reused_pairs(small)}
+    assert plan_main(["run", str(small.path), "--dry-run", "--stage", "final"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert len(rows) == 8 and {rid for state, rid, *_ in rows if state == "copy"} == copied
+    assert {state for state, rid, *_ in rows if rid not in copied} == {"pending"}
     assert plan_main(["run", str(small.path), "--dry-run", "--stage", "final", "--shard", "1/2"]) == 0
-    assert capsys.readouterr().out.count("pending") == 4
+    assert sum(line.split()[0] in ("pending", "copy") for line in capsys.readouterr().out.splitlines()[1:]) == 4
 
 
 def test_live_table_renders():

@@ -50,6 +50,7 @@ from tunebench.plan.cost import (
 )
 from tunebench.plan.execute import (
     Options,
+    copy_sources,
     read_results,
     read_selection,
     run_cost,
@@ -353,9 +354,12 @@ def _dry_run(plan: Plan, stage: str, shard: tuple[int, int] | None) -> int:
         runs = stage_runs(plan, s, write=False)
         runs = shard_runs(runs, *shard) if shard else runs
         results = read_results(runs)
-        print(f"{s}: {len(runs)} runs")
+        states = {r.run_id: run_state(results[r.run_id]) for r in runs}
+        copies = copy_sources(plan, s, [r for r in runs if states[r.run_id] in ("pending", "interrupted")])
+        print(f"{s}: {len(runs)} runs" + (f" ({len(copies)} to copy from the sweep, not train)" if copies else ""))
         for r in runs:
-            print(f"  {run_state(results[r.run_id]):<11} {r.run_id}  {r.overrides or ''}")
+            state = "copy" if r.run_id in copies else states[r.run_id]
+            print(f"  {state:<11} {r.run_id}  {r.overrides or ''}")
     return 0
 
 
@@ -379,8 +383,9 @@ def _status(args: argparse.Namespace) -> int:
         if s["runs"] is None:
             print(f"{stage}: waiting ({s['note']})")
             continue
+        copies = f" ({s['to_copy']} to copy from the sweep)" if s["to_copy"] else ""
         print(f"{stage}: {s['runs']} runs: {s['done']} done, {s['failed']} failed, {s['interrupted']} interrupted, "
-              f"{s['pending']} pending")
+              f"{s['pending']} pending{copies}")
     if plan.two_stage:
         print("\n".join(describe_selection(read_selection(plan) or {})) or "selection: not written yet")
     return 0

@@ -279,4 +279,13 @@ def stage_status(plan: Plan, stage: str, shard: tuple[int, int] | None = None) -
     counts = dict.fromkeys((DONE, FAILED, INTERRUPTED, PENDING), 0)
     for r in runs:
         counts[run_state(results[r.run_id])] += 1
-    return {"stage": stage, "runs": len(runs), **counts, "note": ""}
+    to_copy = copy_sources(plan, stage, [r for r in runs if run_state(results[r.run_id]) in (PENDING, INTERRUPTED)])
+    return {"stage": stage, "runs": len(runs), **counts, "to_copy": len(to_copy), "note": ""}
+
+
+def copy_sources(plan: Plan, stage: str, runs: list[PlannedRun]) -> dict[str, PlannedRun]:
+    """Of `runs` (left to do), those the stage will copy from an ok sweep run instead of training them: run id
+    -> the sweep run (the final stage of a two-stage plan; tunebench.plan.reuse)."""
+    if stage != STAGE_FINAL or not plan.two_stage:
+        return {}
+    return reuse_sources(runs, expand_sweep(plan))
