@@ -378,6 +378,47 @@ def test_an_unfinished_final_run_is_replaced_by_the_copy_a_done_one_is_kept(smal
     assert not _leftovers(small.output_dir)
 
 
+def test_status_tells_a_live_run_from_an_interrupted_one(small, capsys):
+    """A sweep run that says running is `running` while a live process on this machine holds its lock (read
+    from the lock file, not taken), and `interrupted` once that process is gone."""
+    from tunebench.runner import run_lock
+
+    runs = expand_sweep(small)
+    for run in runs[:2]:
+        run.run_dir.mkdir(parents=True)
+        atomic_write_json(run.run_dir / "metrics.json", {"run_id": run.run_id, "status": "running"})
+    live, dead = runs[:2]
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (dead.run_dir / ".lock").write_text(f"pid {gone.stdout.strip()} on {os.uname().nodename}")
+    with run_lock(live.run_dir) as holder:
+        assert holder is None
+        assert plan_main(["status", str(small.path)]) == 0
+        assert "sweep: 8 runs: 0 done, 0 failed, 1 running, 1 interrupted, 6 pending" in capsys.readouterr().out
+        assert plan_main(["run", str(small.path), "--dry-run", "--stage", "sweep"]) == 0
+        states = dict(line.split()[1::-1] for line in capsys.readouterr().out.splitlines()[1:])
+        assert states[live.run_id] == "running" and states[dead.run_id] == "interrupted"
+    assert plan_main(["status", str(small.path)]) == 0       # the lock released: nobody runs it now
+    assert "sweep: 8 runs: 0 done, 0 failed, 2 interrupted, 6 pending" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("proc_locks", [True, False])
+def test_live_holder_is_the_process_holding_the_lock_now(tmp_path, monkeypatch, proc_locks):
+    """Linux: the lock table says who holds it (exact); elsewhere the pid the lock file names must be alive."""
+    import tunebench.runner as runner
+
+    if not proc_locks:
+        monkeypatch.setattr(runner, "PROC_LOCKS", tmp_path / "no-such-table")
+    elif not runner.PROC_LOCKS.exists():
+        pytest.skip("no /proc/locks here")
+    assert runner.live_holder(tmp_path) is None                      # no lock file
+    with runner.run_lock(tmp_path) as holder:
+        assert holder is None and runner.live_holder(tmp_path) == f"pid {os.getpid()} on {os.uname().nodename}"
+    # released by a process still alive: the lock table knows; the pid fallback cannot tell and says held
+    assert (runner.live_holder(tmp_path) is None) == proc_locks
+    (tmp_path / ".lock").write_text(f"pid {os.getpid()} on another-host")
+    assert runner.live_holder(tmp_path) is None
+
+
 def test_a_final_run_held_by_another_process_is_left_alone(small):
     from tunebench.runner import run_lock
 

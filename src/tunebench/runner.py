@@ -92,6 +92,40 @@ def run_lock(rdir: Path) -> Iterator[str | None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+PROC_LOCKS = Path("/proc/locks")     # Linux: every lock held on this machine
+
+
+def live_holder(rdir: Path) -> str | None:
+    """Who holds the run folder's lock ("pid N on HOST") when a process on this machine holds it now; None
+    otherwise. Found without taking the lock (taking it, even for an instant, could turn away a run starting
+    then): Linux lists every flock in /proc/locks by device and inode; elsewhere the holder written in the
+    lock file is checked for a live process of that pid. A holder on another machine cannot be seen: None."""
+    lock = rdir / ".lock"
+    try:
+        holder = lock.read_text(encoding="utf-8").strip()
+        st = lock.stat()
+    except OSError:
+        return None
+    try:
+        table = PROC_LOCKS.read_text(encoding="ascii")
+    except OSError:
+        table = None
+    if table is not None:
+        key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        held = any(len(f) > 5 and f[1] == "FLOCK" and f[5] == key for f in map(str.split, table.splitlines()))
+        return (holder or "unknown process") if held else None
+    pid, _, host = holder.removeprefix("pid ").partition(" on ")
+    if host != platform.node() or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)              # signal 0: is there such a process (ours or not)
+    except ProcessLookupError:
+        return None
+    except PermissionError:               # another user's live process
+        pass
+    return holder
+
+
 def _write_holder(f: IO[str]) -> None:
     f.seek(0)
     f.truncate()

@@ -6,7 +6,7 @@
     tunebench plan run phase2a.yaml --stage sweep --shard 2/3       # machine 2 of 3, shared results folder
     tunebench plan run phase2a.yaml --stage final --shard 2/3       # once every shard finished the sweep
     tunebench plan run phase2a.yaml --backend ray --address auto    # one run per GPU of a Ray cluster
-    tunebench plan status phase2a.yaml                              # done / failed / interrupted / pending
+    tunebench plan status phase2a.yaml                              # done / failed / running / interrupted / pending
 
 A plan file (details: tunebench.plan.spec; shipped plans: configs/plans/):
     name: phase2a                        # results/<name>/ (final runs, selection.json), results/<name>-sweep/
@@ -51,6 +51,7 @@ from tunebench.plan.cost import (
 from tunebench.plan.execute import (
     Options,
     copy_sources,
+    live_run,
     read_results,
     read_selection,
     run_cost,
@@ -354,7 +355,8 @@ def _dry_run(plan: Plan, stage: str, shard: tuple[int, int] | None) -> int:
         runs = stage_runs(plan, s, write=False)
         runs = shard_runs(runs, *shard) if shard else runs
         results = read_results(runs)
-        states = {r.run_id: run_state(results[r.run_id]) for r in runs}
+        states = {r.run_id: "running" if live_run(results[r.run_id], r) else run_state(results[r.run_id])
+                  for r in runs}
         copies = copy_sources(plan, s, [r for r in runs if states[r.run_id] in ("pending", "interrupted")])
         print(f"{s}: {len(runs)} runs" + (f" ({len(copies)} to copy from the sweep, not train)" if copies else ""))
         for r in runs:
@@ -384,8 +386,9 @@ def _status(args: argparse.Namespace) -> int:
             print(f"{stage}: waiting ({s['note']})")
             continue
         copies = f" ({s['to_copy']} to copy from the sweep)" if s["to_copy"] else ""
-        print(f"{stage}: {s['runs']} runs: {s['done']} done, {s['failed']} failed, {s['interrupted']} interrupted, "
-              f"{s['pending']} pending{copies}")
+        running = f", {s['running']} running" if s["running"] else ""
+        print(f"{stage}: {s['runs']} runs: {s['done']} done, {s['failed']} failed{running}, {s['interrupted']} "
+              f"interrupted, {s['pending']} pending{copies}")
     if plan.two_stage:
         print("\n".join(describe_selection(read_selection(plan) or {})) or "selection: not written yet")
     return 0

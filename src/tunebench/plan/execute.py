@@ -12,6 +12,8 @@ that is also a sweep seed, at the selected setting: the same computation) is not
 run's folder is copied into place (tunebench.plan.reuse; metrics.json says `reused_from`), on this machine
 before anything is dispatched (with --shard, by the shard that owns the final run; with Ray, on the driver).
 A reused run is not logged to the tracker (W&B) again.
+`plan status` and `plan run --dry-run` show a run that says running as `running` when a process on this machine
+holds its lock now (tunebench.runner.live_holder: read, not taken), and the final runs to be copied as `copy`.
 Nothing here writes into a run folder except the run function and that copy; selection.json is written
 atomically.
 """
@@ -36,6 +38,7 @@ from tunebench.plan.run_fn import RunFn, call_run_fn, resolve_run_fn
 from tunebench.plan.select import select_sweep, unresolved
 from tunebench.plan.spec import Plan
 from tunebench.results import SELECTION_FILE, STATUS_FAILED, STATUS_OK, STATUS_RUNNING, read_metrics
+from tunebench.runner import live_holder
 
 # A run's state as the executor sees it (from metrics.json).
 DONE, FAILED, INTERRUPTED, PENDING = "done", "failed", "interrupted", "pending"
@@ -277,10 +280,22 @@ def stage_status(plan: Plan, stage: str, shard: tuple[int, int] | None = None) -
         runs = shard_runs(runs, *shard)
     results = read_results(runs)
     counts = dict.fromkeys((DONE, FAILED, INTERRUPTED, PENDING), 0)
+    running = []
     for r in runs:
-        counts[run_state(results[r.run_id])] += 1
-    to_copy = copy_sources(plan, stage, [r for r in runs if run_state(results[r.run_id]) in (PENDING, INTERRUPTED)])
-    return {"stage": stage, "runs": len(runs), **counts, "to_copy": len(to_copy), "note": ""}
+        if live_run(results[r.run_id], r):
+            running.append(r.run_id)
+        else:
+            counts[run_state(results[r.run_id])] += 1
+    to_copy = copy_sources(plan, stage, [r for r in runs if run_state(results[r.run_id]) in (PENDING, INTERRUPTED)
+                                         and r.run_id not in running])
+    return {"stage": stage, "runs": len(runs), **counts, "running": len(running), "to_copy": len(to_copy),
+            "note": ""}
+
+
+def live_run(metrics: dict | None, run: PlannedRun) -> bool:
+    """A run that says running and whose folder's lock a live process on this machine holds (read, not taken:
+    tunebench.runner.live_holder). One that says running with no such process is interrupted."""
+    return bool(metrics) and metrics.get("status") == STATUS_RUNNING and live_holder(run.run_dir) is not None
 
 
 def copy_sources(plan: Plan, stage: str, runs: list[PlannedRun]) -> dict[str, PlannedRun]:
