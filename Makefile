@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(VENV)/bin/tunebench demo
 
-# The study on the real official data with the real pretrained stories260K checkpoint (../shared), about 80 minutes
+# The study on the real official data with the real pretrained stories260K checkpoint (../shared), about an hour
 # on 2 CPU cores; resumable (re-running skips finished runs). The worked example it produced is docs/study-cpu/.
 study-cpu: setup
 	$(VENV)/bin/tunebench data import --glue-dir ../shared/data/glue --squad-dir ../shared/data/squad_v2

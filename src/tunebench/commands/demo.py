@@ -5,7 +5,7 @@ its own learning rate), then `tunebench analyze` on the finished runs (forgettin
 fine-tuning runs keep their weights for it: training.save_full_model in the plan), then the report.
 Re-running skips finished runs and runs already analysed. On the random `tiny` model the analysis is a
 plumbing check, and the report says so. `--plan study_cpu` runs the same steps on the real data with a real
-pretrained checkpoint (`make study-cpu`, about 80 minutes): a worked example, not a plumbing check.
+pretrained checkpoint (`make study-cpu`, about an hour): a worked example, not a plumbing check.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo", help="sanity checks + the whole study on builtin tasks (tiny model, CPU, minutes) + the report",
         description="Runs the seven sanity checks, a plan (default: the demo plan, builtin tasks and the tiny "
         "model), the analysis and the report; ends with the HTML report's path. --plan study_cpu does the same on "
-        "the real data with the pretrained stories260K checkpoint (make study-cpu, about 80 minutes).",
+        "the real data with the pretrained stories260K checkpoint (make study-cpu, about an hour).",
     )
     p.add_argument("--plan", type=_plan_path, default=DEFAULT_PLAN,
                    help=f"plan file or a shipped plan's name, e.g. demo_sweep or study_cpu (default {DEFAULT_PLAN})")
