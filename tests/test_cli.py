@@ -226,3 +226,15 @@ def test_a_reader_that_stops_reading_is_no_traceback():
         os.close(write)
     assert proc.returncode == 141, proc.stderr
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_a_real_error(monkeypatch):
+    """Only a reader of stdout that has gone ends quietly; a broken pipe or socket elsewhere (a tracker, a
+    worker) is raised."""
+    import tunebench.cli as cli
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe (a socket)")
+    monkeypatch.setattr(cli, "normalize_list_options", broken)
+    with pytest.raises(BrokenPipeError):
+        main(["config", "list"])

@@ -292,17 +292,18 @@ def test_per_batch_predictions_score_exactly_as_the_concatenated_ones(tmp_path, 
                                 and "per_second" not in k} for r in log_c if "eval_loss" in r]
 
 
-@pytest.mark.parametrize("task", ["squad_v2", "mrpc"])
+@pytest.mark.parametrize(("task", "method"), [("squad_v2", "full"), ("mrpc", "full"), ("mrpc", "lora")])
 def test_final_validation_reuses_the_restored_checkpoints_pass_with_identical_results(tmp_path, monkeypatch,
-                                                                                        task):
+                                                                                        task, method):
     """The final validation pass is the in-loop pass of the checkpoint restored at the end (matched by its
     weights), not a second forward over the split: every metric, the SQuAD null threshold (chosen on
     validation, applied to test) and every validation prediction equal a run that predicts again. The best
-    checkpoint here is not the last one, so a pass of the wrong weights would show."""
+    checkpoint here is not the last one, so a pass of the wrong weights would show (LoRA: restored by
+    PEFT's load_adapter)."""
     from tunebench.train import SequentialEvalTrainer
 
     def run(out: Path, *extra: str) -> tuple[dict, list]:
-        cfg = tiny_cfg(out, f"task={task}", "method=full", "training.max_steps=4", "training.eval_steps=1",
+        cfg = tiny_cfg(out, f"task={task}", f"method={method}", "training.max_steps=4", "training.eval_steps=1",
                        "training.learning_rate=5e-2", "training.full_finetune_learning_rate=5e-2",
                        "training.per_device_eval_batch_size=3", *extra)
         rec = run_one(cfg, preflight=False)

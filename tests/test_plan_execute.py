@@ -417,6 +417,23 @@ def test_live_holder_is_the_process_holding_the_lock_now(tmp_path, monkeypatch, 
     assert (runner.live_holder(tmp_path) is None) == proc_locks
     (tmp_path / ".lock").write_text(f"pid {os.getpid()} on another-host")
     assert runner.live_holder(tmp_path) is None
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / ".lock").write_text(f"pid {gone.stdout.strip()} on {os.uname().nodename}")
+    assert runner.live_holder(tmp_path) is None                      # that process has ended
+
+
+def test_a_failed_final_run_that_will_be_copied_shows_as_a_copy_unless_failures_are_kept(small, capsys):
+    run_plan(small, "sweep", quiet(run_fn=fake_run))
+    (run, _), *_ = _reused_pairs(small)
+    run.run_dir.mkdir(parents=True)
+    atomic_write_json(run.run_dir / "metrics.json", {"run_id": run.run_id, "status": "failed", "reason": "x"})
+    assert plan_main(["status", str(small.path)]) == 0
+    assert "final: 8 runs: 0 done, 1 failed, 0 interrupted, 7 pending (4 to copy from the sweep)" in \
+        capsys.readouterr().out
+    for flags, state in (([], "copy"), (["--no-retry-failed"], "failed")):
+        assert plan_main(["run", str(small.path), "--dry-run", "--stage", "final", *flags]) == 0
+        states = dict(line.split()[1::-1] for line in capsys.readouterr().out.splitlines()[1:])
+        assert states[run.run_id] == state, flags
 
 
 def test_a_final_run_held_by_another_process_is_left_alone(small):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import select
 import sys
 
 from tunebench import __version__
@@ -64,12 +65,15 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)    # inside: a shipped name that is not one (--config x) is one line
         if not getattr(args, "func", None):
             parser.print_help()
-            return 0
-        normalize_list_options(args)
-        code = int(args.func(args) or 0)
+            code = 0
+        else:
+            normalize_list_options(args)
+            code = int(args.func(args) or 0)
         sys.stdout.flush()                # inside the try: a reader that has gone is seen here, not at exit
         return code
     except BrokenPipeError:               # `tunebench config list | head`: the reader stopped reading
+        if not _stdout_reader_gone():
+            raise                         # another pipe or socket (a tracker, a worker): a real error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
         return 141                        # 128 + SIGPIPE, as a shell reports it
     except TunebenchError as e:
@@ -80,6 +84,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tunebench: interrupted", file=sys.stderr)
         return 130
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it: polling its write end reports an error (POLLERR)
+    once no reader is left. Where poll does not exist (Windows), any broken pipe is taken to be stdout's; a
+    stdout that is no file (replaced in-process) cannot be the broken pipe."""
+    if not hasattr(select, "poll"):
+        return True
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 if __name__ == "__main__":

@@ -98,8 +98,8 @@ PROC_LOCKS = Path("/proc/locks")     # Linux: every lock held on this machine
 def live_holder(rdir: Path) -> str | None:
     """Who holds the run folder's lock ("pid N on HOST") when a process on this machine holds it now; None
     otherwise. Found without taking the lock (taking it, even for an instant, could turn away a run starting
-    then): Linux lists every flock in /proc/locks by device and inode; elsewhere the holder written in the
-    lock file is checked for a live process of that pid. A holder on another machine cannot be seen: None."""
+    then): Linux lists the flocks of this PID namespace in /proc/locks, by inode; elsewhere the pid the lock
+    file names must be a live process. A holder on another machine or in another container: None."""
     lock = rdir / ".lock"
     try:
         holder = lock.read_text(encoding="utf-8").strip()
@@ -111,8 +111,12 @@ def live_holder(rdir: Path) -> str | None:
     except OSError:
         table = None
     if table is not None:
-        key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-        held = any(len(f) > 5 and f[1] == "FLOCK" and f[5] == key for f in map(str.split, table.splitlines()))
+        # by inode alone: the table's device is the filesystem's superblock, which stat() does not always give
+        # (btrfs subvolumes, overlayfs); another flocked file with this inode number on another filesystem of
+        # this machine would read as held (this is a display, not a lock)
+        inode = f":{st.st_ino}"
+        held = any(len(f) > 5 and f[1] == "FLOCK" and f[5].endswith(inode)
+                   for f in map(str.split, table.splitlines()))
         return (holder or "unknown process") if held else None
     pid, _, host = holder.removeprefix("pid ").partition(" on ")
     if host != platform.node() or not pid.isdigit():

@@ -122,10 +122,12 @@ class SequentialEvalTrainer(Trainer):
         return out
 
     def restored_validation(self) -> tuple[Any, float | None] | None:
-        """(predictions, loss) of a kept in-loop validation pass whose weights the model has now (the best
-        checkpoint, restored at the end of training), evaluated the same way: the final validation pass
-        would compute exactly these. None when no kept pass matches (a resumed run's earlier passes, a
-        checkpoint the Trainer could not load)."""
+        """(predictions, loss) of a kept in-loop validation pass whose weights the model has now (normally the
+        best checkpoint, restored at the end of training; the last step's, when the Trainer could not load
+        that checkpoint and only warned), evaluated the same way: the final validation pass would compute
+        exactly these. None when no kept pass matches (a resumed run whose best pass came before the resume).
+        It relies on the Trainer evaluating in training as in predict(); it does not with fp16_full_eval or
+        bf16_full_eval (half-precision weights outside training), which tunebench never sets."""
         outputs = getattr(self, "_validation_outputs", {})
         if not outputs:
             return None
@@ -151,7 +153,9 @@ class SequentialEvalTrainer(Trainer):
 def weights_fingerprint(model: torch.nn.Module) -> tuple:
     """The trainable parameters (the only ones training changes), by name, dtype, shape and the float64 sum
     and sum of squares of their values: equal for the same weights (the same reductions over the same
-    tensors), different once any update lands. Computed on the parameters' device in float64 chunks of 4M
+    tensors); an optimizer update changes them (a permutation of values within a tensor, which no training
+    step or checkpoint load makes, would not). Frozen weights and buffers are not covered: training and
+    restoring leave them as they are. Computed on the parameters' device in float64 chunks of 4M
     values (at most 64 MB more memory at 1.3B parameters), one sync per parameter."""
     out = []
     for name, p in model.named_parameters():
@@ -514,7 +518,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True)
             probe.remove()
         train_s = time.perf_counter() - t_train
         t_eval = time.perf_counter()
-        restored = trainer.restored_validation()     # the best checkpoint's in-loop pass: not predicted twice
+        restored = trainer.restored_validation()     # the in-loop pass of these weights: not predicted twice
         val_metrics, val_rows, threshold = evaluate_split(trainer, task, splits["validation"], cfg,
                                                           outputs=restored)
         test_metrics, test_rows, _ = evaluate_split(trainer, task, splits["test"], cfg, threshold)

@@ -279,9 +279,10 @@ def project_eval_share(*, train_examples: int, examples_per_step: int, epochs: f
                        step_time_s: float, eval_s_per_example: float, validation_examples: int,
                        final_eval_examples: int, max_steps: int = -1) -> dict[str, float]:
     """Evaluation's share of a whole run: validation every eval_steps steps (and at the end), then the final
-    evaluation (`final_eval_examples`: test and the train subset; the final validation metrics are the best
-    checkpoint's in-loop pass), from a measured step time and evaluation speed. eval_steps
-    may be a fraction of the run (training.eval_steps); max_steps > 0 replaces the epochs, as in training."""
+    evaluation (`final_eval_examples`: test and the train subset; the final validation metrics reuse the best
+    checkpoint's in-loop pass, as in a run that is not resumed), from a measured step time and evaluation
+    speed. eval_steps may be a fraction of the run (training.eval_steps); max_steps > 0 replaces the epochs,
+    as in training."""
     steps = max_steps if max_steps > 0 else math.ceil(math.ceil(train_examples / examples_per_step) * epochs)
     interval = steps_interval(eval_steps, steps)
     evals = math.ceil(steps / interval)

@@ -579,7 +579,8 @@ def measure_eval_share(cfg: Config, data: BenchData, steps: int, step_time_s: fl
                                 "tracking.backend": "none"})
     res = train_and_evaluate(ecfg, work / f"eval-share-{cfg.method}", NullTracker(), resume=False)
     f, sizes = res.fields, {k: len(v.features) for k, v in data.splits.items()}
-    # the final validation pass is the restored checkpoint's in-loop pass (timing.validation_reused)
+    # the final validation pass is the restored checkpoint's in-loop pass (timing.validation_reused): no
+    # examples, though eval_s keeps its scoring (SQuAD post-processing; well under a second here)
     final_n = sizes["test"] + min(cfg.training.eval_train_examples, sizes["train"])
     ran_validation = 0 if f["timing"].get("validation_reused") else sizes["validation"]
     evaluated = math.ceil(steps / ecfg.training.eval_steps) * sizes["validation"] + ran_validation + final_n

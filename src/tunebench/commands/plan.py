@@ -57,6 +57,7 @@ from tunebench.plan.execute import (
     run_cost,
     run_plan,
     run_state,
+    should_run,
     stage_runs,
     stage_status,
 )
@@ -317,7 +318,7 @@ def _run(args: argparse.Namespace) -> int:
     plan = _load(args)
     shard = parse_shard(args.shard) if args.shard else None
     if args.dry_run:
-        return _dry_run(plan, args.stage, shard)
+        return _dry_run(plan, args.stage, shard, args.retry_failed)
     options = Options(backend=args.backend, address=args.address, retry_failed=args.retry_failed,
                       run_fn=args.runner, shard=shard)
     if args.backend == "local" and args.runner is None:
@@ -350,14 +351,14 @@ def check_machine(plan: Plan) -> None:
         check_backend(run.cfg)
 
 
-def _dry_run(plan: Plan, stage: str, shard: tuple[int, int] | None) -> int:
+def _dry_run(plan: Plan, stage: str, shard: tuple[int, int] | None, retry_failed: bool = True) -> int:
     for s in plan.stages if stage == "all" else (stage,):
         runs = stage_runs(plan, s, write=False)
         runs = shard_runs(runs, *shard) if shard else runs
         results = read_results(runs)
         states = {r.run_id: "running" if live_run(results[r.run_id], r) else run_state(results[r.run_id])
                   for r in runs}
-        copies = copy_sources(plan, s, [r for r in runs if states[r.run_id] in ("pending", "interrupted")])
+        copies = copy_sources(plan, s, [r for r in runs if should_run(states[r.run_id], retry_failed)])
         print(f"{s}: {len(runs)} runs" + (f" ({len(copies)} to copy from the sweep, not train)" if copies else ""))
         for r in runs:
             state = "copy" if r.run_id in copies else states[r.run_id]

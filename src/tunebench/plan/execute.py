@@ -270,8 +270,11 @@ def run_local(todo: list[PlannedRun], run_fn: RunFn, progress: Progress, notes: 
 # ---------------------------------------------------------------- status
 
 
-def stage_status(plan: Plan, stage: str, shard: tuple[int, int] | None = None) -> dict[str, Any]:
-    """Counts of done / failed / interrupted / pending runs of a stage (without running or writing anything)."""
+def stage_status(plan: Plan, stage: str, shard: tuple[int, int] | None = None,
+                 retry_failed: bool = True) -> dict[str, Any]:
+    """Counts of done / failed / running / interrupted / pending runs of a stage, and `to_copy`: of those a
+    `plan run` would do (with retry_failed), the final runs it would copy from the sweep instead of training
+    them. Nothing is run or written."""
     try:
         runs = stage_runs(plan, stage, write=False)
     except TunebenchError as e:
@@ -286,7 +289,7 @@ def stage_status(plan: Plan, stage: str, shard: tuple[int, int] | None = None) -
             running.append(r.run_id)
         else:
             counts[run_state(results[r.run_id])] += 1
-    to_copy = copy_sources(plan, stage, [r for r in runs if run_state(results[r.run_id]) in (PENDING, INTERRUPTED)
+    to_copy = copy_sources(plan, stage, [r for r in runs if should_run(run_state(results[r.run_id]), retry_failed)
                                          and r.run_id not in running])
     return {"stage": stage, "runs": len(runs), **counts, "running": len(running), "to_copy": len(to_copy),
             "note": ""}
