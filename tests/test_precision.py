@@ -31,6 +31,14 @@ TINY = ["model.name=tiny", "tracking.backend=none", "data.builtin_train_size=120
         "data.validation_size=40", "model.max_length=64", "training.eval_train_examples=0"]
 
 
+@pytest.fixture
+def cpu_with_bf16(monkeypatch):
+    """These tests check what each policy trains with, not the hardware: on a CPU without native bf16 (AVX2
+    only, where mkldnn has no bf16 kernels) torch still computes in bf16, slower, so the machine check is
+    told this CPU has it."""
+    monkeypatch.setattr("tunebench.precision.bf16_supported", lambda device: True)
+
+
 def _llama_scale_linear(dtype: torch.dtype) -> torch.nn.Linear:
     torch.manual_seed(0)
     lin = torch.nn.Linear(2048, 256, bias=False)
@@ -121,7 +129,7 @@ def test_bad_precision_settings_get_one_line_and_exit_2(tmp_path, capsys, overri
     assert not list(tmp_path.iterdir())        # nothing written
 
 
-def test_bf16_true_without_a_compensating_optimizer_refuses(monkeypatch):
+def test_bf16_true_without_a_compensating_optimizer_refuses(monkeypatch, cpu_with_bf16):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in ("optimi", "torchao") else real(name, *a))
@@ -129,7 +137,7 @@ def test_bf16_true_without_a_compensating_optimizer_refuses(monkeypatch):
         check_supported(build_policy("bf16-true", "auto", "cpu"), "cpu", "adamw_torch_fused")
 
 
-def test_run_refuses_bf16_true_without_its_optimizer_before_writing(tmp_path, capsys, monkeypatch):
+def test_run_refuses_bf16_true_without_its_optimizer_before_writing(tmp_path, capsys, monkeypatch, cpu_with_bf16):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in ("optimi", "torchao") else real(name, *a))
@@ -148,7 +156,7 @@ def test_bf16_on_a_machine_without_bf16_refuses(monkeypatch):
 
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
-def test_runs_record_the_same_precision_for_both_arms(tmp_path, precision):
+def test_runs_record_the_same_precision_for_both_arms(tmp_path, precision, cpu_with_bf16):
     """metrics.json says what each arm actually trained with (measured: parameters, optimizer state, the output
     dtype of a linear layer in training), and the two arms agree."""
     records = {}
@@ -169,7 +177,7 @@ def test_runs_record_the_same_precision_for_both_arms(tmp_path, precision):
 
 @pytest.mark.skipif(importlib.util.find_spec("optimi") is None, reason="torch-optimi not installed")
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_bf16_true_run_trains_bf16_with_kahan_summation(tmp_path, method):
+def test_bf16_true_run_trains_bf16_with_kahan_summation(tmp_path, method, cpu_with_bf16):
     """Both arms stay bf16 to the end: the best checkpoint restored after training (PEFT's load_adapter upcasts
     adapters to fp32 unless the policy is re-applied) included."""
     cfg = load_config([], [*TINY, f"output_dir={tmp_path}", f"method={method}", "training.max_steps=4",
@@ -182,7 +190,7 @@ def test_bf16_true_run_trains_bf16_with_kahan_summation(tmp_path, method):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("optimi") is None, reason="torch-optimi not installed")
-def test_resumed_lora_run_keeps_the_policy(tmp_path):
+def test_resumed_lora_run_keeps_the_policy(tmp_path, cpu_with_bf16):
     """A LoRA run resumed from its checkpoint trains on in the policy's dtypes (parameters, optimizer state and
     the adapters' compute), not in the fp32 PEFT restores adapters in."""
     from tunebench.tracking import NullTracker
