@@ -413,6 +413,10 @@ def test_live_holder_is_the_process_holding_the_lock_now(tmp_path, monkeypatch, 
     assert runner.live_holder(tmp_path) is None                      # no lock file
     with runner.run_lock(tmp_path) as holder:
         assert holder is None and runner.live_holder(tmp_path) == f"pid {os.getpid()} on {os.uname().nodename}"
+        # the table matches the pid the lock file names too: a flock on this inode number taken by another
+        # process (another filesystem's file) is not this run's; the pid fallback sees a live pid and says held
+        (tmp_path / ".lock").write_text(f"pid {os.getppid()} on {os.uname().nodename}")
+        assert (runner.live_holder(tmp_path) is None) == proc_locks
     # released by a process still alive: the lock table knows; the pid fallback cannot tell and says held
     assert (runner.live_holder(tmp_path) is None) == proc_locks
     (tmp_path / ".lock").write_text(f"pid {os.getpid()} on another-host")

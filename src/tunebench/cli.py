@@ -74,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:               # `tunebench config list | head`: the reader stopped reading
         if not _stdout_reader_gone():
             raise                         # another pipe or socket (a tracker, a worker): a real error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
-        return 141                        # 128 + SIGPIPE, as a shell reports it
+        return _silence_stdout()
     except TunebenchError as e:
         if os.environ.get("TUNEBENCH_DEBUG"):
             raise
@@ -84,6 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tunebench: interrupted", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> int:
+    """After stdout's reader has gone: point stdout (and stderr, when it is the same pipe: `2>&1 | head`) at
+    /dev/null so that nothing fails again at exit; 141 = 128 + SIGPIPE, as a shell reports it."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        if os.path.sameopenfile(sys.stdout.fileno(), sys.stderr.fileno()):
+            os.dup2(devnull, sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 def _stdout_reader_gone() -> bool:

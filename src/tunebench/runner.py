@@ -110,15 +110,17 @@ def live_holder(rdir: Path) -> str | None:
         table = PROC_LOCKS.read_text(encoding="ascii")
     except OSError:
         table = None
+    pid, _, host = holder.removeprefix("pid ").partition(" on ")
     if table is not None:
-        # by inode alone: the table's device is the filesystem's superblock, which stat() does not always give
-        # (btrfs subvolumes, overlayfs); another flocked file with this inode number on another filesystem of
-        # this machine would read as held (this is a display, not a lock)
+        # by inode and by the pid the lock file names (the process that took the flock wrote it): the table's
+        # device is the filesystem's superblock, which stat() does not always give (btrfs subvolumes, overlayfs),
+        # so an inode alone could be another filesystem's flocked file. A holder text that names no pid of this
+        # machine is matched by inode alone. Not seen: a flock only a forked child keeps after its taker exited.
         inode = f":{st.st_ino}"
-        held = any(len(f) > 5 and f[1] == "FLOCK" and f[5].endswith(inode)
+        own = host == platform.node() and pid.isdigit()
+        held = any(len(f) > 5 and f[1] == "FLOCK" and f[5].endswith(inode) and (not own or f[4] == pid)
                    for f in map(str.split, table.splitlines()))
         return (holder or "unknown process") if held else None
-    pid, _, host = holder.removeprefix("pid ").partition(" on ")
     if host != platform.node() or not pid.isdigit():
         return None
     try:
