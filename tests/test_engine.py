@@ -15,7 +15,7 @@ from tunebench.io import read_jsonl
 from tunebench.methods import apply_method, count_parameters, expected_lora_trainable
 from tunebench.model import load_model, load_tokenizer
 from tunebench.results import run_dir
-from tunebench.runner import run_one
+from tunebench.runner import cpu_name, run_one
 
 TINY_RUN = [
     "model.name=tiny", "tracking.backend=none", "data.source=builtin",
@@ -53,6 +53,7 @@ def test_each_method_on_each_task_writes_every_file(tmp_path, task, method):
     assert ("unanswerable" in carve) == spec.is_qa
     assert rec["tokens"]["train_non_pad"] > 0 and rec["memory"]["peak_bytes"] > 0
     assert rec["env"]["packages"]["torch"].startswith("2.13") and rec["learning_rate"] == cfg.learning_rate
+    assert rec["env"]["cpu"] == cpu_name() and rec["env"]["cpu"].endswith(")")   # which CPU kernels ran
     preds = read_jsonl(rdir / "predictions" / "test.jsonl")
     assert len(preds) == 32  # every test example predicted once
     if spec.is_qa:
@@ -357,3 +358,14 @@ def test_an_output_dir_that_is_a_file_is_one_line_exit_2(tmp_path, capsys):
     assert code == 2 and len(errors) == 1, errors
     assert errors[0].startswith("tunebench: error: output_dir") and errors[0].endswith(
         f"{tmp_path / 'results'} is a file, not a folder")
+
+
+def test_cpu_name_reads_the_model_and_the_kernels_width(tmp_path):
+    """env.cpu: two runs compare bit for bit only on the same CPU type and kernel width."""
+    import torch
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654 96-Core Processor\n")
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert cpu_name(info) == f"AMD EPYC 9654 96-Core Processor ({capability})"
+    assert cpu_name(tmp_path / "missing").endswith(f" ({capability})")   # no cpuinfo: the platform's name

@@ -367,12 +367,31 @@ def environment() -> dict:
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu
     return {
         "device": device,
+        "cpu": cpu_name(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_revision": git_revision(),
         "argv": sys.argv[1:],
         "packages": {p: package_version(p) for p in PACKAGES},
     }
+
+
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model and the vector instructions torch's kernels use on it ("AMD EPYC (AVX2)"): CPU training
+    is deterministic for one CPU type, but kernels of another width (AVX2 against AVX512) sum in another order,
+    so numbers compare bit for bit only between runs with the same value here."""
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                model = value.strip()
+                break
+    except OSError:
+        pass
+    return f"{model} ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def package_version(package: str) -> str | None:

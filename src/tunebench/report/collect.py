@@ -39,7 +39,7 @@ ID_COLUMNS = ["task", "method", "seed", "learning_rate", "lora_r", "experiment",
 EFFICIENCY_COLUMNS = ["params_trainable", "params_total", "params_trainable_share", "peak_memory_bytes",
                       "memory_kind", "wall_s", "train_s", "eval_s", "eval_share", "train_tokens",
                       "tokens_per_s", "time_to_best_validation_s", "best_validation_step",
-                      "best_validation_value", "steps", "epochs", "train_loss", "device", "git_revision"]
+                      "best_validation_value", "steps", "epochs", "train_loss", "device", "cpu", "git_revision"]
 
 
 # ---------------------------------------------------------------- discovery
@@ -156,7 +156,7 @@ def _efficiency_fields(m: dict[str, Any]) -> dict[str, Any]:
         "time_to_best_validation_s": best.get("time_s"), "best_validation_step": best.get("step"),
         "best_validation_value": best.get("value"),
         "steps": m.get("steps"), "epochs": m.get("epochs"), "train_loss": m.get("train_loss"),
-        "device": env.get("device"), "git_revision": env.get("git_revision"),
+        "device": env.get("device"), "cpu": env.get("cpu"), "git_revision": env.get("git_revision"),
     }
 
 
