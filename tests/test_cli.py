@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -137,7 +138,11 @@ def test_config_copy_writes_the_shipped_bytes_and_never_overwrites_unasked(elsew
 def test_a_copied_plan_runs_as_a_file(elsewhere, capsys):
     assert main(["config", "copy", "demo", "mine.yaml"]) == 0
     assert main(["plan", "show", "mine.yaml", "training.max_steps=5"]) == 0
-    assert "plan demo (mine.yaml)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "plan demo (mine.yaml)" in out
+    assert re.search(r"sst2 +lora +\d+ runs x 5 steps of \d+: ", out), out     # max_steps sets the length
+    assert main(["plan", "show", "mine.yaml"]) == 0
+    assert re.search(r"sst2 +lora +\d+ runs x [\d,]+ examples: ", capsys.readouterr().out)
 
 
 # ---------------------------------------------------------------- options after positionals, every verb

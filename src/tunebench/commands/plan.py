@@ -241,9 +241,17 @@ def _cost_block(title: str, runs: list[PlannedRun], costs: list[RunCost],
         g_runs, g_costs = [r for r, _ in group], [c for _, c in group]
         t = total_cost(g_costs)
         lines.append(f"    {task:<9} {method:<5} {len(group):>3} run{'s' if len(group) > 1 else ' '} x "
-                     f"{g_costs[0].train_examples:,} examples: {format_count(t.train_tokens)} tokens, "
+                     f"{_run_length(g_costs[0])}: {format_count(t.train_tokens)} tokens, "
                      f"{format_flops(t.flops, _hours(g_runs, g_costs, utilization), unit)}")
     return lines
+
+
+def _run_length(cost: RunCost) -> str:
+    """What sets a run's length: training.max_steps (steps of batch x accumulation examples; SQuAD v2: windows)
+    when set, else its training examples (epochs apart)."""
+    if cost.max_steps:
+        return f"{cost.max_steps:,} steps of {cost.step_examples:,}"
+    return f"{cost.train_examples:,} examples"
 
 
 # ---------------------------------------------------------------- memory
