@@ -123,7 +123,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--runner", help=argparse.SUPPRESS)  # module:function standing in for the runner (tests)
     run.set_defaults(func=_run)
 
-    status = verbs.add_parser("status", help="count done, failed, interrupted and pending runs per stage")
+    status = verbs.add_parser("status", help="count done, failed, interrupted, running and pending runs per "
+                              "stage (and the final runs to copy from the sweep)")
     _add_plan_args(status)
     status.add_argument("--shard", metavar="K/N", help="only shard K of N")
     status.set_defaults(func=_status)
