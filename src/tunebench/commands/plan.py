@@ -50,14 +50,10 @@ from tunebench.plan.cost import (
 )
 from tunebench.plan.execute import (
     Options,
-    copy_sources,
-    live_run,
-    read_results,
     read_selection,
     run_cost,
     run_plan,
-    run_state,
-    should_run,
+    shown_states,
     stage_runs,
     stage_status,
 )
@@ -364,10 +360,7 @@ def _dry_run(plan: Plan, stage: str, shard: tuple[int, int] | None, retry_failed
     for s in plan.stages if stage == "all" else (stage,):
         runs = stage_runs(plan, s, write=False)
         runs = shard_runs(runs, *shard) if shard else runs
-        results = read_results(runs)
-        states = {r.run_id: "running" if live_run(results[r.run_id], r) else run_state(results[r.run_id])
-                  for r in runs}
-        copies = copy_sources(plan, s, [r for r in runs if should_run(states[r.run_id], retry_failed)])
+        states, copies = shown_states(plan, s, runs, retry_failed)
         print(f"{s}: {len(runs)} runs" + (f" ({len(copies)} to copy from the sweep, not train)" if copies else ""))
         for r in runs:
             state = "copy" if r.run_id in copies else states[r.run_id]

@@ -42,6 +42,7 @@ from tunebench.runner import live_holder
 
 # A run's state as the executor sees it (from metrics.json).
 DONE, FAILED, INTERRUPTED, PENDING = "done", "failed", "interrupted", "pending"
+RUNNING = "running"     # shown only: says running and a process on this machine holds its lock now (live_run)
 
 
 @dataclass
@@ -281,18 +282,22 @@ def stage_status(plan: Plan, stage: str, shard: tuple[int, int] | None = None,
         return {"stage": stage, "runs": None, "note": str(e)}
     if shard:
         runs = shard_runs(runs, *shard)
+    states, copies = shown_states(plan, stage, runs, retry_failed)
+    counts = dict.fromkeys((DONE, FAILED, INTERRUPTED, PENDING, RUNNING), 0)
+    for state in states.values():
+        counts[state] += 1
+    return {"stage": stage, "runs": len(runs), **counts, "to_copy": len(copies), "note": ""}
+
+
+def shown_states(plan: Plan, stage: str, runs: list[PlannedRun],
+                 retry_failed: bool = True) -> tuple[dict[str, str], set[str]]:
+    """What `plan status` and `plan run --dry-run` show: each run's state (run_state, or `running` when a
+    process on this machine holds it now), and the ids of the runs a `plan run` would do (with retry_failed)
+    that the stage copies from the sweep instead of training them. Nothing is run or written."""
     results = read_results(runs)
-    counts = dict.fromkeys((DONE, FAILED, INTERRUPTED, PENDING), 0)
-    running = []
-    for r in runs:
-        if live_run(results[r.run_id], r):
-            running.append(r.run_id)
-        else:
-            counts[run_state(results[r.run_id])] += 1
-    to_copy = copy_sources(plan, stage, [r for r in runs if should_run(run_state(results[r.run_id]), retry_failed)
-                                         and r.run_id not in running])
-    return {"stage": stage, "runs": len(runs), **counts, "running": len(running), "to_copy": len(to_copy),
-            "note": ""}
+    states = {r.run_id: RUNNING if live_run(results[r.run_id], r) else run_state(results[r.run_id]) for r in runs}
+    copies = copy_sources(plan, stage, [r for r in runs if should_run(states[r.run_id], retry_failed)])
+    return states, set(copies)
 
 
 def live_run(metrics: dict | None, run: PlannedRun) -> bool:
