@@ -155,8 +155,8 @@ class RunCost:
     train_tokens: int
     flops: float | None        # executed FLOPs (recompute included); None when the model's size is unknown
     recompute_flops: float | None = 0.0   # gradient checkpointing's recomputed forward, part of `flops`
-    max_steps: int = 0         # training.max_steps when it sets the run's length (then not train_examples)
-    step_examples: int = 0     # examples per optimizer step (batch x accumulation), with max_steps
+    max_steps: int = 0         # training.max_steps when it sets the run's length (then not train_examples); 0: not
+    step_examples: int = 0     # examples per optimizer step (batch x accumulation)
 
     @property
     def weight(self) -> float:
@@ -220,8 +220,8 @@ def estimate_run_cost(cfg: Config, size: ModelSize | None, per_example: float | 
     """Examples, tokens and FLOPs of one run; FLOPs None when the model size is unknown."""
     t = cfg.training
     tokens = train_tokens(cfg, per_example)
-    length = {"max_steps": t.max_steps, "step_examples": t.per_device_train_batch_size * t.gradient_accumulation_steps
-              } if t.max_steps > 0 else {}
+    length = {"max_steps": max(t.max_steps, 0),
+              "step_examples": t.per_device_train_batch_size * t.gradient_accumulation_steps}
     if size is None:
         return RunCost(train_examples(cfg.task, cfg.data), tokens, None, None, **length)
     flops = tokens * flops_per_token(cfg, size, per_example)
