@@ -362,8 +362,6 @@ def test_an_output_dir_that_is_a_file_is_one_line_exit_2(tmp_path, capsys):
 
 def test_cpu_name_reads_the_model_and_the_kernels_width(tmp_path):
     """env.cpu: two runs compare bit for bit only on the same CPU type and kernel width."""
-    import torch
-
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654 96-Core Processor\n")
     capability = torch.backends.cpu.get_cpu_capability()
