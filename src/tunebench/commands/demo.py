@@ -46,8 +46,7 @@ def _plan_path(name: str) -> Path:
 def _demo(args: argparse.Namespace) -> int:
     from tunebench.commands.plan import check_machine
     from tunebench.plan import Options, load_plan, run_plan
-    from tunebench.report.build import build_report
-    from tunebench.report.render import write_report
+    from tunebench.report.split import build_reports, mixed_lines, write_reports
 
     t0 = time.perf_counter()
     plan = load_plan(args.plan, overrides=[f"output_dir={args.output_dir}"])
@@ -61,10 +60,13 @@ def _demo(args: argparse.Namespace) -> int:
     tiny = plan.base.model.name == "tiny"
     analysis_failed = 0 if args.skip_analysis else _analysis(results_dir, tiny)
     _step("report")
-    report = build_report(results_dir, out_dir=results_dir / "report")
-    written = write_report(report, results_dir / "report", analysis_label=PLUMBING_LABEL if tiny else None)
-    for sentence in report.verdicts.values():
-        print(sentence)
+    reports = build_reports(results_dir, out_dir=results_dir / "report")
+    written = write_reports(reports, results_dir / "report", analysis_label=PLUMBING_LABEL if tiny else None)
+    if reports.mixed:   # runs of an earlier, different version of the plan: one report per comparison
+        print("\n".join(mixed_lines(reports, written)[1:-1]))
+    else:
+        for sentence in reports.single.verdicts.values():
+            print(sentence)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; {len(failed)} run(s) not ok"
           + (f"; {analysis_failed} analysis(es) failed" if analysis_failed else ""))
     print(f"report: {written['report.html']}")

@@ -253,8 +253,14 @@ def read_selections(results_dir: str | Path, exclude: str | Path | None = None) 
     """Merge every selection.json below results_dir into {task: {method: entry}}; entry["source"] names the
     file. Sorted paths, later files win on conflicts (the plan engine writes one per experiment).
     """
+    return merge_selections(read_selection_files(results_dir, exclude))
+
+
+def read_selection_files(results_dir: str | Path, exclude: str | Path | None = None) -> dict[str, dict]:
+    """Every readable selection.json below results_dir (skipping `exclude`): {path relative to results_dir: its
+    content}, in sorted path order."""
     skip = Path(exclude).resolve() if exclude else None
-    merged: dict[str, dict[str, dict]] = {}
+    files: dict[str, dict] = {}
     for path in sorted(Path(results_dir).rglob(SELECTION_FILE)):
         if _is_under(path, skip):
             continue
@@ -262,10 +268,17 @@ def read_selections(results_dir: str | Path, exclude: str | Path | None = None) 
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             continue
-        if not isinstance(data, dict):
-            continue
-        rel = path.relative_to(results_dir).as_posix()
-        for task, methods in data.items():
+        if isinstance(data, dict):
+            files[path.relative_to(results_dir).as_posix()] = data
+    return files
+
+
+def merge_selections(files: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """{task: {method: entry}} from read_selection_files' files, later (sorted) paths winning on conflicts;
+    entry["source"] names the file."""
+    merged: dict[str, dict[str, dict]] = {}
+    for rel in sorted(files):
+        for task, methods in files[rel].items():
             for method, entry in (methods or {}).items() if isinstance(methods, dict) else ():
                 if isinstance(entry, dict):
                     merged.setdefault(task, {})[method] = entry | {"source": rel}
@@ -280,3 +293,20 @@ def read_configs(runs: pd.DataFrame, results_dir: str | Path) -> dict[str, dict]
         if isinstance(m, dict) and isinstance(m.get("config"), dict):
             out[rel] = m["config"]
     return out
+
+
+def read_run_configs(runs: pd.DataFrame, results_dir: str | Path) -> tuple[dict[str, dict], dict[str, str]]:
+    """run_dir -> resolved config (metrics.json "config"), and run_dir -> the precision the run resolved on its
+    device (metrics.json precision.name: training.precision "auto" is bf16-mixed on a GPU, 32-true on a CPU), for
+    every run folder that records them."""
+    configs, precisions = {}, {}
+    for rel in runs["run_dir"]:
+        m = read_metrics(Path(results_dir) / rel)
+        if not isinstance(m, dict):
+            continue
+        if isinstance(m.get("config"), dict) and m["config"]:
+            configs[rel] = m["config"]
+        precision = m.get("precision")
+        if isinstance(precision, dict) and isinstance(precision.get("name"), str):
+            precisions[rel] = precision["name"]
+    return configs, precisions
