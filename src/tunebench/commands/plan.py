@@ -7,6 +7,7 @@
     tunebench plan run phase2a.yaml --stage final --shard 2/3       # once every shard finished the sweep
     tunebench plan run phase2a.yaml --backend ray --address auto    # one run per GPU of a Ray cluster
     tunebench plan status phase2a.yaml                              # done / failed / running / interrupted / pending
+    tunebench plan seeds phase2a.yaml                               # seeds each task needs to show equivalence
 
 A plan file (details: tunebench.plan.spec; shipped plans: configs/plans/):
     name: phase2a                        # results/<name>/ (final runs, selection.json), results/<name>-sweep/
@@ -33,6 +34,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tunebench.commands import plan_seeds
 from tunebench.commands._common import add_config_args, shipped_plan
 from tunebench.config import Config
 from tunebench.errors import TunebenchError
@@ -124,6 +126,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_plan_args(status)
     status.add_argument("--shard", metavar="K/N", help="only shard K of N")
     status.set_defaults(func=_status)
+    plan_seeds.register(verbs)       # `plan seeds`: how many seeds each task's equivalence test needs
 
 
 def _add_plan_args(parser: argparse.ArgumentParser) -> None:
