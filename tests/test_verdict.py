@@ -1,5 +1,6 @@
-"""The verdict's corner cases (issue 13, part 1): no spread across seeds, Holm across tasks, the example-level
-test on the verdict's metric, trivial baselines and "not learned". Pure: TaskComparisons in, words out."""
+"""The verdict's corner cases: no spread across seeds, one Holm family of both kinds of claim, the example-level
+test on the verdict's metric, the best constant predictor and the learned test per arm. Pure: TaskComparisons in,
+words out."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tunebench.report.compare import (
     compare_task,
     trivial_baseline,
 )
+from tunebench.report.learned import learned_test
 from tunebench.report.stats import SeedComparison, compare_paired_seeds, equivalence_test, summarize
 from tunebench.report.verdict import (
     VERDICT_WORDS,
@@ -30,12 +32,13 @@ SEEDS = [42, 43, 44]
 
 def comparison(task: str, lora: list[float], full: list[float], *, baseline: Baseline | None = None,
                example_tests: list[dict] | None = None, margin: float = 1.0) -> TaskComparison:
-    """A paired 3-seed comparison of the given per-seed scores (points)."""
+    """A paired 3-seed comparison of the given per-seed scores (points), each arm's learned test over its seeds."""
+    learned = {arm: learned_test(task, arm, values, baseline) for arm, values in (("lora", lora), ("full", full))}
     return TaskComparison(
         task, "accuracy" if task in ("sst2", "rte") else "f1", summarize(lora), summarize(full), SEEDS, SEEDS,
         SEEDS, compare_paired_seeds(lora, full), example_tests=example_tests or [],
         equivalence=equivalence_test(lora, full, margin), lora_values=lora, full_values=full, baseline=baseline,
-        margin=margin)
+        margin=margin, learned=learned)
 
 
 def with_t_p(c: TaskComparison, p: float) -> TaskComparison:
@@ -55,7 +58,7 @@ def mcnemar_row(b: int, c: int, p: float, n: int = 200) -> dict:
 # RTE-like, 200 test examples: LoRA gets exactly one more example right than full on every seed (+0.5 points).
 RTE_FULL = [100 * k / 200 for k in (150, 155, 160)]
 RTE_LORA = [100 * (k + 1) / 200 for k in (150, 155, 160)]
-RTE_BASELINE = Baseline("majority class 'entailment' (of the test split)", 55.0, 200, majority_from_test=True)
+RTE_BASELINE = Baseline("always the test split's majority class 'entailment'", 55.0, 200, constant=0)
 
 
 # ---------------------------------------------------------------- no spread across seeds
@@ -64,6 +67,7 @@ RTE_BASELINE = Baseline("majority class 'entailment' (of the test split)", 55.0,
 def test_constant_difference_is_not_significantly_better_and_shows_no_interval():
     c = adjust_across_tasks([comparison("rte", RTE_LORA, RTE_FULL, baseline=RTE_BASELINE,
                                         example_tests=[mcnemar_row(1, 0, 1.0)])])[0]
+    assert c.learned_arms == ["lora", "full"]
     assert verdict_word(c) == "inconclusive"
     sentence = compose_verdict(c)
     assert sentence == (
@@ -71,7 +75,7 @@ def test_constant_difference_is_not_significantly_better_and_shows_no_interval()
         "with no spread across seeds the paired t-test and its interval are undefined); on the example-level "
         "evidence instead (test-set noise only, not seed variance) there is no significant difference at "
         "alpha = 0.05 (McNemar exact on the majority vote over seeds (b = 1 only LoRA right, c = 0 only full "
-        "right), p = 1.000), and without spread across seeds equivalence cannot be shown. Example-level "
+        "right), p = 1.000), and equivalence cannot be shown. Example-level "
         "evidence (test-set noise only, not seed variance): majority vote over seeds: p = 1.000 (b = 1 only LoRA "
         "right, c = 0 only full right).")
     assert "inf" not in sentence and "[0.50, 0.50]" not in sentence and "significantly better" not in sentence
@@ -102,7 +106,7 @@ def test_constant_difference_without_example_evidence_claims_nothing():
     assert "there is no example-level test to fall back on: nothing is claimed" in compose_verdict(c)
 
 
-# ---------------------------------------------------------------- Holm across tasks
+# ---------------------------------------------------------------- one Holm family, both kinds of claim
 
 
 def four_tasks(ps: list[float]) -> list[TaskComparison]:
@@ -111,19 +115,49 @@ def four_tasks(ps: list[float]) -> list[TaskComparison]:
                                                                     strict=True)]
 
 
-def test_holm_decides_better_on_the_adjusted_p():
-    # raw 0.01, 0.03, 0.04, 0.20 -> Holm 0.04, 0.09, 0.09, 0.20: only sst2 stays significant at 0.05
-    adjusted = adjust_across_tasks(four_tasks([0.01, 0.03, 0.04, 0.20]))
-    assert [c.p_adjusted for c in adjusted] == pytest.approx([0.04, 0.09, 0.09, 0.20])
-    assert all(c.family_size == 4 for c in adjusted)
-    assert [verdict_word(c) for c in adjusted] == ["better", "inconclusive", "inconclusive", "inconclusive"]
+def test_holm_family_holds_difference_and_equivalence_of_every_task():
+    # lora - full = 1, 2, 3 points: the TOST at a 1-point margin cannot succeed (p >= 0.5); the family holds 8
+    cs = four_tasks([0.01, 0.03, 0.04, 0.20])
+    tost = [c.equivalence.p for c in cs]
+    adjusted = adjust_across_tasks(cs)
+    from tunebench.report.stats import holm
+
+    expected = holm([p for pair in zip([0.01, 0.03, 0.04, 0.20], tost, strict=True) for p in pair])
+    assert [c.p_adjusted for c in adjusted] == pytest.approx(expected[0::2])
+    assert [c.p_equivalence_adjusted for c in adjusted] == pytest.approx(expected[1::2])
+    assert expected[0] == pytest.approx(0.08)     # 8 hypotheses: 0.01 x 8
+    assert all(c.family_size == 8 for c in adjusted)
+    assert [verdict_word(c) for c in adjusted] == ["inconclusive"] * 4
     rte = adjusted[2]
-    assert "no significant difference at alpha = 0.05" in compose_verdict(rte)
-    assert "paired t-test p = 0.040, Holm-adjusted over 4 tasks p = 0.090" in compose_verdict(rte)
+    assert "paired t-test p = 0.040, Holm-adjusted over 8 hypotheses p = 0.240" in compose_verdict(rte)
     row = verdict_row(rte, compose_verdict(rte))
-    assert row["p"] == 0.04 and row["p_adjusted"] == pytest.approx(0.09) and row["decided_on"] == "seeds"
-    # alone (a family of one), rte's raw 0.04 reads "better"
-    assert verdict_word(adjust_across_tasks([four_tasks([0.01, 0.03, 0.04, 0.20])[2]])[0]) == "better"
+    assert row["p"] == 0.04 and row["p_adjusted"] == pytest.approx(0.24) and row["decided_on"] == "seeds"
+    assert row["family_size"] == 8 and row["p_equivalence"] == pytest.approx(tost[2])
+    # alone (a family of two hypotheses), rte's raw 0.04 x 2 = 0.08 is not significant; sst2's 0.01 x 2 is
+    assert verdict_word(adjust_across_tasks([cs[2]])[0]) == "inconclusive"
+    assert verdict_word(adjust_across_tasks([cs[0]])[0]) == "better"
+
+
+def test_equivalence_claims_are_adjusted_too():
+    # four tasks whose TOST alone succeeds (p ~ 0.03 each): one family of 8 makes none of them a claim
+    lora, full = [80.2, 80.5, 79.8], [80.0, 80.0, 80.0]
+    c = comparison("sst2", lora, full)
+    assert 0.01 < c.equivalence.p < 0.05 and verdict_word(adjust_across_tasks([c])[0]) == "inconclusive"
+    assert verdict_word(c) == "matches"   # unadjusted it would read "matches"
+    four = adjust_across_tasks([comparison(t, lora, full) for t in ("sst2", "mrpc", "rte", "squad_v2")])
+    assert all(x.equivalence_p_adjusted > 0.05 for x in four) and {verdict_word(x) for x in four} == {"inconclusive"}
+
+
+def test_a_significant_difference_inside_the_margin_matches_and_says_so():
+    lora, full = [80.30, 80.81, 80.32], [80.0, 80.5, 80.0]     # +0.30 / +0.31 / +0.32 at margin 1
+    c = adjust_across_tasks([comparison("sst2", lora, full, baseline=Baseline("always", 50.0, 872, 1))])[0]
+    assert c.decision_p_adjusted < 0.05 and c.equivalence_p_adjusted < 0.05
+    assert verdict_word(c) == "matches"
+    sentence = compose_verdict(c)
+    assert sentence.startswith("sst2: LoRA matches full fine-tuning within ±1 point of accuracy at alpha = 0.05 "
+                               "with 3 seeds (TOST p < 0.001")
+    assert "; the difference itself, +0.31 points, is significant but lies inside the ±1 point margin." in sentence
+    assert "significantly better" not in sentence
 
 
 def test_tasks_without_a_p_are_outside_the_family():
@@ -131,24 +165,72 @@ def test_tasks_without_a_p_are_outside_the_family():
     one_seed = TaskComparison("rte", "accuracy", summarize([80.0]), summarize([79.0]), [42], [42], [42],
                               SeedComparison("none", 1, 1, 1, 1.0, *[math.nan] * 7))
     adjusted = adjust_across_tasks([cs[0], cs[1], one_seed])
-    assert adjusted[0].p_adjusted == pytest.approx(0.02) and adjusted[1].p_adjusted == pytest.approx(0.02)
-    assert math.isnan(adjusted[2].p_adjusted) and adjusted[0].family_size == 2
+    assert adjusted[0].family_size == 4 and math.isnan(adjusted[2].p_adjusted)
     assert verdict_word(adjusted[2]) == "inconclusive"
+    assert "no seed-level verdict (1 seed per method" in compose_verdict(adjusted[2])
 
 
-# ---------------------------------------------------------------- trivial baselines and "not learned"
+def test_two_seeds_give_no_seed_level_verdict():
+    lora, full = [82.0, 84.0], [80.0, 80.5]      # the paired t on 2 seeds would be p = 0.19 with 1 dof
+    c = TaskComparison("sst2", "accuracy", summarize(lora), summarize(full), [42, 43], [42, 43], [42, 43],
+                       compare_paired_seeds(lora, full), equivalence=equivalence_test(lora, full, 1.0),
+                       lora_values=lora, full_values=full,
+                       example_tests=[dict(mcnemar_row(30, 5, 1e-5, n=872), task="sst2")])
+    c = adjust_across_tasks([c])[0]
+    assert c.seed_level_reason == ("2 seeds per method: a seed-level verdict needs at least 3 (a t-test on 2 seeds "
+                                   "has 1 degree of freedom)")
+    assert c.decided_on == "examples" and verdict_word(c) == "better"
+    assert compose_verdict(c).startswith("sst2: no seed-level verdict (2 seeds per method: a seed-level verdict "
+                                         "needs at least 3")
+
+
+def test_zero_discordant_examples_show_equivalence_at_the_example_level_when_the_test_set_is_large_enough():
+    # every seed of both arms predicts exactly the same labels: no spread, zero discordant examples
+    def frames(n: int, task: str) -> tuple[pd.DataFrame, dict]:
+        labels = np.array([0, 1] * (n // 2) + [1] * (n % 2))
+        pred = labels.copy()
+        pred[: n // 5] = 1 - pred[: n // 5]          # 80% right
+        acc = 100 * float((pred == labels).mean())
+        rows, preds = [], {}
+        for seed in SEEDS:
+            for method in ("lora", "full"):
+                run = f"{method}-{seed}"
+                preds[run] = pd.DataFrame({"idx": range(n), "label": labels, "prediction": pred})
+                rows.append({"task": task, "method": method, "seed": seed, "test_primary": acc, "run_dir": run})
+        return pd.DataFrame(rows), preds
+
+    sst2 = adjust_across_tasks([compare_task("sst2", *frames(872, "sst2"), n_resamples=200)])[0]
+    e = sst2.example_equivalence
+    assert (e.discordant, e.n) == (0, 872) and e.p == pytest.approx(0.99 ** 872)
+    assert e.bound == pytest.approx(100 * (1 - 0.05 ** (1 / 872)))          # Clopper-Pearson with 0 events
+    assert sst2.decided_on == "examples" and verdict_word(sst2) == "matches"
+    sentence = compose_verdict(sst2)
+    assert ("on the example-level evidence instead (test-set noise only, not seed variance), LoRA matches full "
+            "fine-tuning within ±1 point of accuracy: the arms' predictions differ on 0 of 872 test examples in any "
+            "common seed, so |LoRA - full| <= 0.34 points at 95% (exact binomial bound, p < 0.001") in sentence
+    row = verdict_row(sst2, sentence)
+    assert row["example_equivalence"]["discordant"] == 0 and row["example_equivalence"]["equivalent"]
+    rte = adjust_across_tasks([compare_task("rte", *frames(277, "rte"), n_resamples=200)])[0]
+    assert rte.example_equivalence.bound == pytest.approx(1.0757, abs=1e-4)   # > 1 point: not enough examples
+    assert verdict_word(rte) == "inconclusive"
+    assert "equivalence within ±1 point is not shown (the arms' predictions differ on 0 of 277" in \
+        compose_verdict(rte)
+
+
+# ---------------------------------------------------------------- the best constant predictor and "learned"
 
 
 def test_baselines_by_hand():
     rte = pd.DataFrame({"idx": range(200), "label": [0] * 110 + [1] * 90})
-    b = trivial_baseline("rte", [rte, rte])
-    assert b == Baseline("majority class 'entailment' (of the test split)", 55.0, 200, majority_from_test=True)
-    assert trivial_baseline("rte", [rte], train_majority=1) == Baseline(
-        "train's majority class 'not_entailment'", 45.0, 200, majority_from_test=False)
+    assert trivial_baseline("rte", [rte, rte]) == Baseline(
+        "always the test split's majority class 'entailment'", 55.0, 200, constant=0)
+    # the test majority decides whatever train's was: the best constant predictor on test
+    rte1 = pd.DataFrame({"idx": range(200), "label": [1] * 120 + [0] * 80})
+    assert trivial_baseline("rte", [rte1]).value == 60.0 and trivial_baseline("rte", [rte1]).constant == 1
     # MRPC: always "equivalent": precision 68/100, recall 1 -> F1 = 2 x 68 / (68 + 100)
     mrpc = pd.DataFrame({"idx": range(100), "label": [1] * 68 + [0] * 32})
     assert trivial_baseline("mrpc", [mrpc]) == Baseline("always the positive class 'equivalent'", 100 * 136 / 168,
-                                                        100)
+                                                        100, constant=1)
     # SQuAD v2 official dev: 5,945 of 11,873 unanswerable -> answering nothing scores F1 50.07
     squad = pd.DataFrame({"id": [f"q{i}" for i in range(11_873)], "has_answer": [False] * 5_945 + [True] * 5_928})
     b = trivial_baseline("squad_v2", [squad])
@@ -156,36 +238,83 @@ def test_baselines_by_hand():
     assert trivial_baseline("rte", []) is None and trivial_baseline("rte", [pd.DataFrame({"idx": [1]})]) is None
 
 
-def test_every_run_at_the_majority_class_is_not_learned_never_matches():
-    # issue 13's demo RTE: all six runs predict the majority class; differences vary by rounding only
-    base = Baseline("majority class 'entailment' (of the test split)", 71.0, 200, True)
-    c = adjust_across_tasks([comparison("rte", [71.0, 71.5, 70.5], [71.0, 71.0, 71.0], baseline=base)])[0]
+def test_rte_of_the_cpu_study_is_not_learned_by_either_arm():
+    """docs/study-cpu's RTE: neither arm beats the 52.7 baseline significantly (one-sided t: p 0.23 and 0.37),
+    although LoRA's mean clears it by more than a point: two test examples per seed flip either label."""
+    base = Baseline("always the test split's majority class 'entailment'", 100 * 146 / 277, 277, constant=0)
+    lora, full = [100 * k / 277 for k in (152, 141, 160)], [100 * k / 277 for k in (149, 142, 150)]
+    c = adjust_across_tasks([comparison("rte", lora, full, baseline=base)])[0]
+    assert c.learned["lora"].p == pytest.approx(0.230, abs=1e-3)
+    assert c.learned["full"].p == pytest.approx(0.365, abs=1e-3)
     assert c.unlearned_arms == ["lora", "full"] and verdict_word(c) == "not learned"
     sentence = compose_verdict(c)
     assert sentence == (
-        "rte: not learned: neither LoRA (71.00) nor full fine-tuning (71.00) beats the trivial baseline "
-        "(majority class 'entailment' (of the test split): 71.00 points of accuracy on test) by more than ±1 "
-        "point, so LoRA is not compared with full fine-tuning here (LoRA - full = +0.00 points).")
+        "rte: not learned: neither LoRA (54.51; one-sided t-test over 3 seeds p = 0.230, Holm-adjusted over 2 "
+        "arms p = 0.460) nor full fine-tuning (53.07; one-sided t-test over 3 seeds p = 0.365, Holm-adjusted over "
+        "2 arms p = 0.460) is shown to beat the best constant predictor (always the test split's majority class "
+        "'entailment': 52.71 points of accuracy on test) at alpha = 0.05 (a test that does not reject with 3 "
+        "seeds is absence of evidence that it learned, not evidence that it did not), so LoRA is not compared "
+        "with full fine-tuning here (LoRA - full = +1.44 points).")
     row = verdict_row(c, sentence)
-    assert row["baseline"] == {"name": "majority class 'entailment' (of the test split)", "value": 71.0}
-    assert row["unlearned_arms"] == ["lora", "full"]
+    assert row["learned"]["lora"]["state"] == "not shown" and row["learned"]["full"]["state"] == "not shown"
+    assert row["compared"] is False and row["unlearned_arms"] == ["lora", "full"]
 
 
-def test_one_arm_at_the_baseline_is_not_learned_even_when_the_other_is_significantly_better():
-    base = Baseline("always the positive class 'equivalent'", 80.0, 100)
-    c = comparison("mrpc", [90.0, 91.0, 92.5], [80.5, 80.0, 81.0], baseline=base)   # full: 80.5 <= 80 + 1
-    assert c.seeds.t_p < 0.05 and c.unlearned_arms == ["full"] and verdict_word(c) == "not learned"
-    assert "not learned: full fine-tuning (80.50; LoRA 91.17) does not beat the trivial baseline" in compose_verdict(c)
-    just_above = comparison("mrpc", [90.0, 91.0, 92.5], [81.5, 81.0, 82.0], baseline=base)   # 81.5 > 81
-    assert verdict_word(just_above) == "better"
+def test_exactly_one_arm_learned_says_which():
+    base = Baseline("always the positive class 'equivalent'", 80.0, 408, constant=1)
+    c = adjust_across_tasks([comparison("mrpc", [90.0, 91.0, 92.5], [80.5, 79.0, 81.0], baseline=base)])[0]
+    assert c.learned_arms == ["lora"] and c.unlearned_arms == ["full"]
+    assert verdict_word(c) == "only LoRA learned"
+    sentence = compose_verdict(c)
+    assert sentence.startswith("mrpc: only LoRA learned: LoRA (91.17; one-sided t-test over 3 seeds p = ")
+    assert "beats the best constant predictor (always the positive class 'equivalent': 80.00 points of f1 on " \
+           "test) significantly at alpha = 0.05; full fine-tuning (80.17; one-sided t-test" in sentence
+    assert "is not shown to (a test that does not reject with 3 seeds is absence of evidence" in sentence
+    flipped = adjust_across_tasks([comparison("mrpc", [80.5, 79.0, 81.0], [90.0, 91.0, 92.5], baseline=base)])[0]
+    assert verdict_word(flipped) == "only full learned"
 
 
-def test_matches_only_when_learned():
+def test_the_learning_margin_is_its_own_setting():
+    base = Baseline("always", 50.0, 872, constant=1)
+    lora, full = [52.0, 53.0, 54.0], [52.5, 53.0, 53.5]       # ~3 points above the baseline, clearly
+    for margin in (0.3, 1.0, 5.0):   # the equivalence margin no longer changes what counts as learned
+        c = adjust_across_tasks([comparison("sst2", lora, full, baseline=base, margin=margin)])[0]
+        assert c.learned_arms == ["lora", "full"], margin
+    strict = TaskComparison(**{**comparison("sst2", lora, full, baseline=base).__dict__,
+                               "learned": {a: learned_test("sst2", a, v, base, learn_margin=5.0)
+                                           for a, v in (("lora", lora), ("full", full))}, "learn_margin": 5.0})
+    strict = adjust_across_tasks([strict])[0]
+    assert verdict_word(strict) == "not learned" and "by more than 5 points" in compose_verdict(strict)
+
+
+def test_learning_that_cannot_be_checked_is_said():
     lora, full = [80.1, 80.3, 80.2], [80.0, 80.25, 80.05]
-    learned = comparison("rte", lora, full, baseline=Baseline("majority", 55.0, 200))
-    assert verdict_word(learned) == "matches"
-    assert verdict_word(comparison("rte", lora, full, baseline=Baseline("majority", 79.5, 200))) == "not learned"
-    assert verdict_word(comparison("rte", lora, full)) == "matches"   # no predictions: no baseline to check
+    c = adjust_across_tasks([comparison("rte", lora, full)])[0]      # no predictions: no baseline
+    assert c.unknown_learning == ["lora", "full"] and verdict_word(c) == "matches"
+    sentence = compose_verdict(c)
+    assert ("Whether either arm learned the task could not be checked (no test predictions on disk to score the "
+            "best constant predictor): the comparison assumes it did") in sentence
+    row = verdict_row(c, sentence)
+    assert row["learned"]["lora"]["state"] == "unknown" and row["compared"] is True
+    assert verdict_word(adjust_across_tasks([comparison("rte", lora, full, baseline=Baseline("m", 80.1, 200, 0))
+                                             ])[0]) == "not learned"
+
+
+def test_few_seeds_learned_test_runs_on_the_examples():
+    # one seed: a paired bootstrap of the arm's per-example correctness minus the majority class's
+    labels = np.array([0] * 60 + [1] * 40)
+    good = labels.copy()
+    good[:10] = 1 - good[:10]                                         # 90% right
+    frame = pd.DataFrame({"idx": range(100), "label": labels, "prediction": good})
+    base = trivial_baseline("rte", [frame])
+    t = learned_test("rte", "lora", [90.0], base, [frame], n_resamples=2000)
+    assert t.level == "examples" and t.n == 100 and t.estimate == pytest.approx(30.0) and t.p < 0.001
+    assert t.test == "one-sided paired bootstrap over 100 test examples (1 seed)" and t.state == "shown"
+    majority = pd.DataFrame({"idx": range(100), "label": labels, "prediction": np.zeros(100, int)})
+    t0 = learned_test("rte", "full", [60.0], base, [majority], n_resamples=2000)
+    assert t0.estimate == 0.0 and t0.p > 0.4 and t0.state == "not shown"
+    unknown = learned_test("rte", "full", [60.0], base, [None])
+    assert unknown.state == "unknown" and "no test predictions" in unknown.reason
 
 
 # ---------------------------------------------------------------- example level on the verdict's metric
@@ -220,8 +349,10 @@ def test_mrpc_example_level_test_is_an_f1_bootstrap_not_mcnemar():
         assert t["mean_diff"] < 0 and t["ci_high"] < 0 and t["b"] is None
     assert tests[3]["mean_diff"] == pytest.approx(np.mean([100 * 2 * tp / (tp + 40) for tp in (2, 3, 4)]) - f1_full)
     assert c.seeds.mean_diff == pytest.approx(tests[3]["mean_diff"])   # the example level agrees with the verdict
-    # the baseline (always "equivalent") is exactly full's score: full is not learned
-    assert c.baseline.value == pytest.approx(f1_full) and c.unlearned_arms == ["lora", "full"]
+    # the baseline (always "equivalent") is exactly full's score: full is not learned; LoRA is below it
+    assert c.baseline.value == pytest.approx(f1_full)
+    c = adjust_across_tasks([c])[0]
+    assert c.unlearned_arms == ["lora", "full"] and verdict_word(c) == "not learned"
 
 
 def test_accuracy_tasks_keep_mcnemar():
@@ -238,14 +369,15 @@ def test_accuracy_tasks_keep_mcnemar():
 def test_word_and_sentence_agree():
     rng = np.random.default_rng(0)
     phrases = {"better": "LoRA is significantly better", "worse": "full fine-tuning is significantly better",
-               "matches": "LoRA matches full fine-tuning", "not learned": ": not learned:"}
+               "matches": "LoRA matches full fine-tuning", "not learned": ": not learned:",
+               "only LoRA learned": ": only LoRA learned:", "only full learned": ": only full fine-tuning learned:"}
     seen = set()
     for _ in range(300):
         full = list(rng.normal(80, rng.uniform(0.05, 2), 3))
         lora = list(np.add(full, rng.normal(rng.choice([-3, 0, 3]), rng.uniform(0.01, 1), 3)))
         if rng.random() < 0.2:
             lora = list(np.add(full, 0.5))   # no spread
-        base = Baseline("majority", float(rng.choice([55.0, 79.5])), 200)
+        base = Baseline("majority", float(rng.choice([55.0, 79.5, 80.0])), 200, 0)
         tests = [mcnemar_row(int(rng.integers(0, 30)), int(rng.integers(0, 30)), float(rng.uniform(0, 0.2)))]
         c = adjust_across_tasks([comparison("rte", lora, full, baseline=base, example_tests=tests)])[0]
         word, sentence = verdict_word(c), compose_verdict(c)
@@ -254,30 +386,33 @@ def test_word_and_sentence_agree():
         for w, phrase in phrases.items():
             assert (w == word) == (phrase in sentence), (word, sentence)
         assert " inf" not in sentence and "nan" not in sentence
-    assert seen == {"better", "worse", "matches", "inconclusive", "not learned"}
+    assert seen == {"better", "worse", "matches", "inconclusive", "not learned", "only LoRA learned",
+                    "only full learned"}
 
 
-def test_methods_text_explains_holm_and_why_equivalence_needs_no_adjustment():
+def test_methods_text_explains_the_learned_gate_and_the_one_family():
     text = verdict_methods_text()
     assert len(text) == 4 and all(isinstance(t, str) for t in text)
-    assert "Holm" in text[0] and "18.5%" in text[0] and "intersection-union test" in text[0]
-    assert "50.07" in text[3] and "not learned" in text[3].lower()
+    assert "best constant predictor" in text[0] and "50.07" in text[0] and "absence of evidence" in text[0]
+    assert "one Holm family" in text[1] and "0.19" in text[1]
+    assert "at least 3 seeds" in text[2] and "1.08 points" in text[2]
 
 
-def test_the_report_scores_trains_majority_class_the_runs_recorded(tmp_path):
-    """metrics.json data.train_majority_label (written by the engine) names the baseline's class; the test
-    split's majority is only the fallback for runs that did not record it."""
+def test_the_baseline_is_the_test_splits_majority_even_when_the_runs_recorded_trains(tmp_path):
+    """A model that always predicts the test split's majority class never counts as learned, whatever class was
+    train's majority (metrics.json data.train_majority_label is kept, not used for the baseline)."""
     from fake_results import classification_predictions, write_fake_run
     from tunebench.report.build import build_report
 
     labels = [0] * 6 + [1] * 4                               # test: 60% class 0, train's majority is class 1
     for method in ("lora", "full"):
-        for seed in (42, 43):
-            preds = classification_predictions(labels, [True] * 9 + [False])
-            write_fake_run(tmp_path, "rte", method, seed, test=0.9, predictions=preds,
+        for seed in (42, 43, 44):
+            preds = classification_predictions(labels, [lab == 0 for lab in labels])   # always class 0
+            write_fake_run(tmp_path, "rte", method, seed, test=0.6, predictions=preds,
                            extra={"data": {"train_majority_label": 1}})
-    (row,) = build_report(tmp_path, with_figures=False).verdict_rows
-    assert row["baseline"] == {"name": "train's majority class 'not_entailment'", "value": 40.0}
+    (row,) = build_report(tmp_path, with_figures=False, n_resamples=500).verdict_rows
+    assert row["baseline"] == {"name": "always the test split's majority class 'entailment'", "value": 60.0}
+    assert row["word"] == "not learned" and row["learned"]["lora"]["level"] == "examples"
 
 
 def test_the_engine_records_trains_majority_label():

@@ -38,7 +38,7 @@ def classification_metrics(task: str, labels: Sequence[int], predictions: Sequen
 
 
 def majority_label(labels: Iterable[int]) -> int | None:
-    """The most frequent label (the lower label id on a tie); None without labels. The trivial baseline the
-    report scores on test: train's majority class, which every run records."""
+    """The most frequent label (the lower label id on a tie); None without labels. Runs record train's
+    (metrics.json data.train_majority_label); the report's baseline is test's, the best constant predictor there."""
     counts = Counter(int(label) for label in labels)
     return min(counts, key=lambda label: (-counts[label], label)) if counts else None

@@ -13,6 +13,7 @@ from tunebench.data.tasks import TASKS
 from tunebench.errors import TunebenchError
 from tunebench.report import collect, tables
 from tunebench.report.compare import TaskComparison, adjust_across_tasks, compare_task
+from tunebench.report.groups import held_fixed
 from tunebench.report.qa import QA_TASK, QaBreakdown, qa_breakdown, runs_from_headline
 from tunebench.report.select import Selection, select_settings, summarize_settings
 from tunebench.report.stats import DEFAULT_BOOTSTRAP_RESAMPLES, DEFAULT_BOOTSTRAP_SEED
@@ -29,8 +30,10 @@ class Inputs:
     curves: pd.DataFrame                       # log.jsonl of ok runs (run_dir, step, loss, eval_loss)
     predictions: dict[str, pd.DataFrame]       # run_dir -> predictions/test.jsonl (ok runs)
     selections: dict[str, dict[str, dict]]     # merged selection.json files
-    configs: dict[str, dict]                   # run_dir -> resolved config (only when selections exist)
+    configs: dict[str, dict]                   # run_dir -> resolved config (runs that record one)
     analysis_pairs: list[tuple[dict, dict]] = field(default_factory=list)  # (metrics, analysis.json)
+    precisions: dict[str, str] = field(default_factory=dict)       # run_dir -> precision resolved on the device
+    selection_files: dict[str, dict] = field(default_factory=dict)  # each selection.json: path -> content
 
 
 @dataclass
@@ -53,6 +56,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     analysis: dict[str, pd.DataFrame] = field(default_factory=dict)   # `tunebench analyze` tables, if any
     qa: QaBreakdown | None = None      # SQuAD v2's answerable / unanswerable breakdown (report.qa), if run
+    context: str = ""                  # what the comparison holds fixed (report.groups.describe_context)
+    group: str = ""                    # the comparison's name when the folder holds several (report.groups)
 
     @property
     def n_ok(self) -> int:
@@ -68,43 +73,39 @@ def load_inputs(results_dir: str | Path, out_dir: str | Path | None = None) -> I
     if runs.empty:
         raise TunebenchError(f"{root}: no runs found (no run folder with metrics.json below it)")
     ok = runs[runs["status"] == STATUS_OK]
-    selections = collect.read_selections(root, exclude=out_dir)
+    selection_files = collect.read_selection_files(root, exclude=out_dir)
+    configs, precisions = collect.read_run_configs(runs, root)
     return Inputs(
         results_dir=root, runs=runs, curves=collect.collect_curves(ok, root),
         predictions={r: p for r in ok["run_dir"] if (p := collect.read_test_predictions(root / r)) is not None},
-        selections=selections, configs=collect.read_configs(ok, root) if selections else {},
-        analysis_pairs=load_analysis_pairs(root),
+        selections=collect.merge_selections(selection_files), configs=configs,
+        analysis_pairs=load_analysis_pairs(root), precisions=precisions, selection_files=selection_files,
     )
 
 
 def build_report(
     results_dir: str | Path, out_dir: str | Path | None = None, alpha: float = 0.05,
     n_resamples: int = DEFAULT_BOOTSTRAP_RESAMPLES, bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED,
-    with_figures: bool = True, margin: float = 1.0,
+    with_figures: bool = True, margin: float = 1.0, learn_margin: float = 0.0,
 ) -> Report:
-    return analyze(load_inputs(results_dir, out_dir), alpha, n_resamples, bootstrap_seed, with_figures, margin)
+    return analyze(load_inputs(results_dir, out_dir), alpha, n_resamples, bootstrap_seed, with_figures, margin,
+                   learn_margin)
 
 
 def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOTSTRAP_RESAMPLES,
             bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED, with_figures: bool = True,
-            margin: float = 1.0) -> Report:
-    """Every table, verdict and figure from the inputs (pure)."""
+            margin: float = 1.0, learn_margin: float = 0.0) -> Report:
+    """Every table, verdict and figure from the inputs (pure). `margin`: the equivalence margin, `learn_margin`:
+    the points over the best constant predictor an arm must beat to count as learned (both in points)."""
+    held = held_fixed(inputs)   # one comparison only: MixedResultsError otherwise (groups.split_inputs first)
     runs = tables.add_primary_columns(inputs.runs)
-    ok, notes = drop_duplicate_seeds(runs[runs["status"] == STATUS_OK])
-    settings = summarize_settings(ok)
-    chosen = select_settings(settings, inputs.selections, _configs_by_setting(ok, inputs.configs),
-                             {t: s.primary_metric for t, s in TASKS.items()})
-    settings = tables.sort_by_task(mark_selected(settings, chosen))
-    notes += [s.note for s in chosen.values() if s.note]
-    headline = ok.merge(settings.loc[settings["selected"], ["task", "method", "setting_id"]],
-                        on=["task", "method", "setting_id"])
+    ok, settings, headline, notes = select_headline(runs, inputs.selections, inputs.configs)
     comparisons = [
         compare_task(task, headline, inputs.predictions, _count_not_ok(runs, task), n_resamples, bootstrap_seed,
-                     margin, alpha, train_majority=_train_majority(headline, task))
+                     margin, alpha, learn_margin)
         for task in _tasks_present(runs)
     ]
     comparisons = adjust_across_tasks(comparisons)   # Holm needs every task's p before any word is said
-    notes += baseline_notes(comparisons)
     efficiency = tables.build_efficiency_table(headline)
     verdicts = {c.task: compose_verdict(c, tables.efficiency_ratios(efficiency, c.task), alpha)
                 for c in comparisons}
@@ -119,6 +120,8 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
         verdict_rows=[verdict_row(c, verdicts[c.task], alpha) for c in comparisons],
         qa=qa_breakdown(runs_from_headline(headline, inputs.predictions)),
     )
+    report.context, report.notes = held.line, report.notes + held.notes
+    add_seeds_needed(report.verdict_rows, headline, margin, alpha)
     if report.qa is not None:
         report.notes += [f"{QA_TASK}: {n}" for n in report.qa.notes]
         for row in report.verdict_rows:
@@ -133,14 +136,50 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
     return report
 
 
-def baseline_notes(comparisons: list[TaskComparison]) -> list[str]:
-    """Say where the majority-class baselines come from when it is the test split (compare.trivial_baseline)."""
-    tasks = [c.task for c in comparisons if c.baseline is not None and c.baseline.majority_from_test]
-    if not tasks:
-        return []
-    return [f"{', '.join(tasks)}: the trivial baseline is the test split's majority class, since the run folders "
-            "do not record the train split's label distribution; on test it is the best constant prediction, so "
-            "the 'not learned' check against it is if anything strict"]
+def select_headline(runs: pd.DataFrame, selections: dict[str, dict[str, dict]], configs: dict[str, dict],
+                    selected: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
+    """(ok runs, settings, headline runs, notes): one run per seed of each setting (drop_duplicate_seeds), then the
+    headline setting per task x method (report.select: the one selection.json names, else the best mean
+    validation score), or the (task, method, setting_id) rows of `selected` (e.g. a report's settings.csv).
+    `runs` needs the primary columns (tables.add_primary_columns). Pure; `tunebench plan seeds` uses it too."""
+    ok, notes = drop_duplicate_seeds(runs[(runs["status"] == STATUS_OK) & runs["task"].isin(list(TASKS))])
+    settings = summarize_settings(ok)
+    if selected is None:
+        chosen = select_settings(settings, selections, _configs_by_setting(ok, configs),
+                                 {t: s.primary_metric for t, s in TASKS.items()})
+        settings = tables.sort_by_task(mark_selected(settings, chosen))
+        notes += [s.note for s in chosen.values() if s.note]
+    else:
+        keys = set(zip(selected["task"], selected["method"], selected["setting_id"], strict=True))
+        settings = tables.sort_by_task(settings.assign(
+            selected=[k in keys for k in zip(settings["task"], settings["method"], settings["setting_id"],
+                                             strict=True)], selection="given"))
+    headline = ok.merge(settings.loc[settings["selected"], ["task", "method", "setting_id"]],
+                        on=["task", "method", "setting_id"])
+    return ok, settings, headline, notes
+
+
+def add_seeds_needed(rows: list[dict], headline: pd.DataFrame, margin: float, alpha: float) -> None:
+    """Under each inconclusive verdict, how many seeds the equivalence test would need (report.power: exact power
+    of the paired TOST at alpha / k, k = the hypotheses of the Holm family -- two per compared task -- so the
+    power is the least Holm gives; at a true difference of 0, planning with the 80% upper bound of the observed
+    sd) and what they cost at the runs' measured time: row["seeds_needed"]."""
+    from tunebench.report.power import describe, measured_hours_per_seed, plan_seeds
+
+    k = max(1, 2 * sum(bool(r.get("compared")) for r in rows))
+    hours, unit = measured_hours_per_seed(headline)
+    for row in rows:
+        if row.get("word") != "inconclusive":
+            continue
+        plan = plan_seeds(row["task"], list(row["seed_differences"].values()), margin, alpha, k)
+        per_seed = hours.get(row["task"])
+        n = plan.seeds[0]
+        row["seeds_needed"] = {
+            "line": describe(plan, per_seed, unit), "seeds": n, "power": plan.powers[0],
+            "seeds_90": plan.seeds[1], "sd": plan.sd, "sd_bound": plan.sd_bound, "true_diff": plan.true_diff,
+            "alpha_per_test": plan.alpha_per_test, "family_size": k, "reason": plan.reason,
+            "hours": n * per_seed if n is not None and per_seed is not None else None, "hours_unit": unit,
+        }
 
 
 def add_analysis(report: Report, pairs: list[tuple[dict, dict]], with_figures: bool) -> None:
@@ -196,15 +235,6 @@ def _configs_by_setting(ok: pd.DataFrame, configs: dict[str, dict]) -> dict[str,
 def _tasks_present(runs: pd.DataFrame) -> list[str]:
     present = set(runs["task"].dropna())
     return [t for t in TASKS if t in present]
-
-
-def _train_majority(headline: pd.DataFrame, task: str) -> int | None:
-    """The train split's majority class the task's runs recorded (metrics.json data.train_majority_label), when
-    they all agree (the split is fixed across seeds); None otherwise: the baseline then uses test's."""
-    if "train_majority_label" not in headline:
-        return None
-    labels = set(headline.loc[headline["task"] == task, "train_majority_label"].dropna().astype(int))
-    return labels.pop() if len(labels) == 1 else None
 
 
 def _count_not_ok(runs: pd.DataFrame, task: str) -> int:

@@ -1,12 +1,24 @@
 """LoRA versus full fine-tuning per task, on the headline setting (pure: DataFrames in, values out).
 
+Order of decisions, each made before and independently of the next:
+
+1. Did each arm learn? (`tunebench.report.learned`) A one-sided test per arm against the best constant
+   predictor on test, its own Holm family over every arm of every task. A task where an arm is not shown to
+   have learned gets no LoRA-against-full verdict ("not learned", or "only LoRA / full learned"); where
+   learning cannot be checked (no predictions on disk) the comparison is made and says so.
+2. LoRA against full, two hypotheses per task in one Holm family over the tasks that pass step 1: the
+   difference (two-sided: better / worse) and equivalence within the margin (TOST: matches). At most one of
+   "the difference is 0" and "the difference is at or beyond the margin" is true, and Holm controls the chance of
+   any false claim, either kind, at alpha. Equivalence shown wins: the study's question is equivalence, so a
+   significant difference inside the margin reads "matches" with the small difference stated.
+
 Seed level (the verdict): values are each run's test primary metric in points. Runs are paired by seed
 and only seeds present in both arms enter the paired tests (a seed fixes data order, head init and
-dropout, so pairing removes that shared noise). With fewer than 2 common seeds but 2+ seeds per arm the
-arms are compared unpaired (Welch); with less than that no test is run and nothing is claimed. The same
-design carries the equivalence test (TOST against a pre-declared margin in points, default 1).
+dropout, so pairing removes that shared noise). Without 3 common seeds but 3+ seeds per arm the arms are
+compared unpaired (Welch). A seed-level verdict needs 3 seeds (a t-test on 2 has one degree of freedom) and
+spread across them (`stats`: no spread, no t-test).
 
-Example level (supporting evidence) -- how seeds combine:
+Example level (supporting evidence, and the decision where the seed level cannot decide) -- how seeds combine:
 * one test per seed pair (LoRA seed s vs full seed s on the test examples both scored), each reported
   with its own p-value: these are not pooled, because pooling discordant counts (or questions) over
   seeds would count the same test example several times as if independent and overstate significance;
@@ -21,20 +33,11 @@ paired bootstrap over examples that recomputes each arm's F1 on every resample (
 examples: `stats.paired_bootstrap_f1`); for SQuAD v2 a paired bootstrap of per-question F1 (its F1 is the
 mean of per-question F1s, so resampling per-question differences is the same thing).
 
-When the seed-level test is undefined (no spread across seeds, `stats`), the verdict rests on the
-example-level evidence instead (`TaskComparison.fallback_test`): the combined test, or the one per-seed
-test when there is a single seed pair.
-
-Trivial baselines (`trivial_baseline`), scored on the test split from the labels in predictions/test.jsonl:
-the majority class (accuracy; SST-2, RTE), always the positive class (MRPC F1), always no answer (SQuAD v2
-F1: the share of unanswerable questions, 50.07 on the official dev set). The train split's label
-distribution is not recorded in a run folder (metrics.json, predictions/test.jsonl: docs/results.md), so
-unless the caller passes train's majority class the majority is the test split's own: the best constant
-prediction on test, so the "not learned" check against it is, if anything, strict. A task where either
-arm's mean does not beat its baseline by more than the equivalence margin is "not learned" (verdict.py).
-
-Several tasks, one family: `adjust_across_tasks` Holm-adjusts the p-value each task's better / worse
-decision rests on (`TaskComparison.decision_p`) over all tasks that have one.
+When there is no seed-level verdict (fewer than 3 seeds, or no spread: `TaskComparison.seed_level_reason`), the
+decision rests on the example-level evidence instead, labelled as test-set noise only: the difference on
+`TaskComparison.fallback_test` (the combined test, or the one per-seed test with a single seed pair), and
+equivalence on the exact discordance bound (`stats.discordance_equivalence`: from the test examples on which
+the arms' predictions differ in any common seed; zero such examples is strong evidence at the example level).
 """
 
 from __future__ import annotations
@@ -46,15 +49,26 @@ import numpy as np
 import pandas as pd
 
 from tunebench.data.tasks import TASKS
-from tunebench.metrics.classification import majority_label
+from tunebench.report.learned import (
+    MIN_SEEDS_FOR_SEED_TEST,
+    NOT_SHOWN,
+    SHOWN,
+    Baseline,
+    LearnedTest,
+    adjust_learned,
+    learned_test,
+    trivial_baseline,
+)
 from tunebench.report.stats import (
     DEFAULT_BOOTSTRAP_RESAMPLES,
     DEFAULT_BOOTSTRAP_SEED,
+    DiscordanceEquivalence,
     EquivalenceResult,
     SeedComparison,
     Summary,
     compare_paired_seeds,
     compare_unpaired_seeds,
+    discordance_equivalence,
     equivalence_test,
     holm,
     mcnemar_from_correct,
@@ -63,23 +77,10 @@ from tunebench.report.stats import (
     summarize,
 )
 
+__all__ = ["Baseline", "TaskComparison", "adjust_across_tasks", "compare_task", "trivial_baseline"]
+
 Predictions = dict[str, pd.DataFrame]  # run_dir -> predictions/test.jsonl rows
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """A trivial predictor's score on the test split, in points of the task's primary metric.
-
-    `majority_from_test`: the majority class was taken from the test split (train's was not given)."""
-
-    name: str
-    value: float
-    n_examples: int
-    majority_from_test: bool = False
-
-    def as_dict(self) -> dict:
-        """What the verdict row holds: {"name", "value"}."""
-        return {"name": self.name, "value": self.value}
+ARMS = ("lora", "full")
 
 
 @dataclass
@@ -99,25 +100,55 @@ class TaskComparison:
     equivalence: EquivalenceResult | None = None   # TOST on the same seeds as `seeds`
     lora_values: list[float] = field(default_factory=list)   # test primary metric per seed (points), seed order
     full_values: list[float] = field(default_factory=list)
-    baseline: Baseline | None = None   # trivial predictor on test (None: no predictions to score it from)
-    margin: float = 1.0                # the equivalence margin, points: also the "not learned" margin
-    p_adjusted: float | None = None    # decision_p Holm-adjusted across tasks (adjust_across_tasks); None: not yet
-    family_size: int = 1               # tasks in the Holm family
+    baseline: Baseline | None = None   # best constant predictor on test (None: no predictions to score it from)
+    margin: float = 1.0                # the equivalence margin, points
+    p_adjusted: float | None = None    # decision_p Holm-adjusted in the family (adjust_across_tasks); None: not yet
+    family_size: int = 1               # hypotheses in the Holm family (difference and equivalence, per task)
+    learned: dict[str, LearnedTest] = field(default_factory=dict)   # arm -> its learned test (learned.py)
+    learn_margin: float = 0.0          # points over the baseline an arm must beat (learned.py)
+    example_equivalence: DiscordanceEquivalence | None = None   # the example-level equivalence test
+    p_equivalence_adjusted: float | None = None   # equivalence_p Holm-adjusted in the same family
+    alpha: float = 0.05
 
     @property
     def methods_present(self) -> list[str]:
         return [m for m, s in (("lora", self.lora), ("full", self.full)) if s.n > 0]
 
     @property
+    def seed_level_reason(self) -> str | None:
+        """Why the seed level gives no verdict although both arms have runs (too few seeds, or no spread across
+        them), else None."""
+        k = self.seeds
+        if k is None:
+            return None
+        if k.undefined_reason is not None:
+            return k.undefined_reason
+        if k.design == "paired":
+            n = k.n_pairs
+            if n < MIN_SEEDS_FOR_SEED_TEST:
+                return (f"{_seeds_text(n)} per method: a seed-level verdict needs at least "
+                        f"{MIN_SEEDS_FOR_SEED_TEST} (a t-test on {n} seeds has {max(n - 1, 0)} degree"
+                        f"{'' if n == 2 else 's'} of freedom)")
+            return None
+        n = min(k.n_lora, k.n_full)
+        if n < MIN_SEEDS_FOR_SEED_TEST and k.n_lora == k.n_full == len(self.common_seeds):
+            return (f"{_seeds_text(n)} per method: a seed-level verdict needs at least {MIN_SEEDS_FOR_SEED_TEST}")
+        if n < MIN_SEEDS_FOR_SEED_TEST:
+            return (f"{_seeds_text(k.n_lora)} of LoRA and {_seeds_text(k.n_full)} of full fine-tuning "
+                    f"({len(self.common_seeds)} shared): a seed-level verdict needs at least "
+                    f"{MIN_SEEDS_FOR_SEED_TEST} per method")
+        return None
+
+    @property
     def seed_test_undefined_reason(self) -> str | None:
-        """Why the seed-level t-test is undefined although there are seeds for it (no spread), else None."""
-        return self.seeds.undefined_reason if self.seeds is not None else None
+        """Alias of seed_level_reason (the verdict table's footnote and verdicts.json use this name)."""
+        return self.seed_level_reason
 
     @property
     def fallback_test(self) -> dict | None:
-        """The example-level test the decision falls back to when the seed-level test is undefined: the
-        combined test, else the only per-seed test. None when the seed-level test is defined or none exists."""
-        if self.seed_test_undefined_reason is None or not self.example_tests:
+        """The example-level test the difference decision falls back to when there is no seed-level verdict: the
+        combined test, else the only per-seed test. None when the seed level decides or no such test exists."""
+        if self.seed_level_reason is None or not self.example_tests:
             return None
         combined = [t for t in self.example_tests if not str(t["comparison"]).startswith("seed ")]
         if combined:
@@ -126,86 +157,97 @@ class TaskComparison:
 
     @property
     def decided_on(self) -> str | None:
-        """"seeds" (the seed-level t-test), "examples" (fallback_test) or None (no test: nothing claimed)."""
+        """"seeds" (the seed-level tests), "examples" (example-level tests) or None (no test: nothing claimed)."""
         k = self.seeds
         if k is None:
             return None
-        if k.undefined:
-            return "examples" if self.fallback_test is not None and not math.isnan(self.fallback_test["p"]) else None
-        return "seeds" if k.design != "none" and not math.isnan(k.t_p) else None
+        if self.seed_level_reason is not None:
+            examples = self.fallback_test is not None and not math.isnan(self.fallback_test["p"])
+            return "examples" if examples or self.example_equivalence is not None else None
+        return "seeds" if not math.isnan(k.t_p) else None
 
     @property
     def decision_p(self) -> float:
         """The raw p-value the better / worse decision rests on (NaN when there is none)."""
         if self.decided_on == "seeds":
             return self.seeds.t_p
-        if self.decided_on == "examples":
+        if self.decided_on == "examples" and self.fallback_test is not None:
             return float(self.fallback_test["p"])
         return math.nan
 
     @property
+    def equivalence_p(self) -> float:
+        """The raw p-value the "matches" decision rests on: the seed-level TOST, or the example-level
+        discordance test when the decision rests on examples (NaN when there is none)."""
+        if self.decided_on == "seeds":
+            return self.equivalence.p if self.equivalence is not None else math.nan
+        if self.decided_on == "examples" and self.example_equivalence is not None:
+            return self.example_equivalence.p
+        return math.nan
+
+    @property
     def decision_p_adjusted(self) -> float:
-        """decision_p after the Holm adjustment across tasks (the raw p when not adjusted: a family of one)."""
+        """decision_p after the Holm adjustment (the raw p when not adjusted)."""
         return self.decision_p if self.p_adjusted is None else self.p_adjusted
+
+    @property
+    def equivalence_p_adjusted(self) -> float:
+        return self.equivalence_p if self.p_equivalence_adjusted is None else self.p_equivalence_adjusted
+
+    @property
+    def significant(self) -> bool:
+        return self.decision_p_adjusted < self.alpha      # False for NaN
+
+    @property
+    def equivalent(self) -> bool:
+        return self.equivalence_p_adjusted < self.alpha
 
     @property
     def decision_diff(self) -> float:
         """LoRA - full (points) of the deciding test: its sign says which arm a significant result favours."""
-        if self.decided_on == "examples":
+        if self.decided_on == "examples" and self.fallback_test is not None:
             return float(self.fallback_test["mean_diff"])
         return self.seeds.mean_diff if self.seeds is not None else math.nan
 
     @property
     def unlearned_arms(self) -> list[str]:
-        """Arms ("lora", "full") whose mean test score does not beat the baseline by more than the margin."""
-        if self.baseline is None:
-            return []
-        return [m for m, s in (("lora", self.lora), ("full", self.full))
-                if s.n > 0 and not s.mean > self.baseline.value + self.margin]
+        """Arms ("lora", "full") not shown to beat the best constant predictor (learned test not significant)."""
+        return [m for m in ARMS if m in self.learned and self.learned[m].state == NOT_SHOWN]
+
+    @property
+    def learned_arms(self) -> list[str]:
+        return [m for m in ARMS if m in self.learned and self.learned[m].state == SHOWN]
+
+    @property
+    def unknown_learning(self) -> list[str]:
+        """Arms whose learning could not be checked (no predictions to score the baseline from, ...)."""
+        return [m for m in self.methods_present if m not in self.learned or self.learned[m].state not in
+                (SHOWN, NOT_SHOWN)]
+
+    @property
+    def compared(self) -> bool:
+        """Whether LoRA is compared with full fine-tuning here: both arms ran and none is shown not to learn."""
+        return self.seeds is not None and not self.unlearned_arms
 
 
 def adjust_across_tasks(comparisons: list[TaskComparison]) -> list[TaskComparison]:
-    """Copies of the comparisons with `p_adjusted` = Holm's adjustment of `decision_p` over every task that
-    has one (`stats.holm`), and `family_size` = how many those are. Pure; tasks without a p keep NaN."""
-    adjusted = holm([c.decision_p for c in comparisons])
-    size = sum(not math.isnan(c.decision_p) for c in comparisons)
-    return [replace(c, p_adjusted=p, family_size=size) for c, p in zip(comparisons, adjusted, strict=True)]
-
-
-def trivial_baseline(task: str, frames: list[pd.DataFrame], train_majority: int | None = None) -> Baseline | None:
-    """The task's trivial baseline on the test examples that `frames` (predictions/test.jsonl of its runs)
-    hold, in points: majority class (accuracy), always the positive class 1 (F1, MRPC), always no answer
-    (SQuAD v2 F1 = share of unanswerable questions; official script: an empty prediction scores F1 1 on an
-    unanswerable question and 0 on an answerable one). `train_majority`: the train split's majority class
-    when known; otherwise the test split's is used (`majority_from_test`). None without labels."""
-    spec = TASKS[task]
-    key, field_ = ("id", "has_answer") if spec.is_qa else ("idx", "label")
-    usable = [f[[key, field_]] for f in frames if f is not None and {key, field_} <= set(f.columns)]
-    if not usable:
-        return None
-    truth = pd.concat(usable).drop_duplicates(key).dropna()
-    n = len(truth)
-    if n == 0:
-        return None
-    if spec.is_qa:
-        unanswerable = int((~truth[field_].astype(bool)).sum())
-        return Baseline("always no answer", 100.0 * unanswerable / n, n)
-    labels = truth[field_].astype(int)
-    if spec.primary_metric == "f1":
-        positives = int((labels == 1).sum())
-        value = 100.0 * 2 * positives / (positives + n)   # precision P/n, recall 1: F1 = 2P / (P + n)
-        return Baseline(f"always the positive class '{spec.label_names[1]}'", value, n)
-    if spec.primary_metric != "accuracy":
-        return None
-    counts = labels.value_counts()
-    if train_majority is None:
-        majority = majority_label(labels)
-        name = f"majority class '{spec.label_names[majority]}' (of the test split)"
-    else:
-        majority = int(train_majority)
-        name = f"train's majority class '{spec.label_names[majority]}'"
-    value = 100.0 * int(counts.get(majority, 0)) / n
-    return Baseline(name, value, n, majority_from_test=train_majority is None)
+    """The two Holm families, in order (module docstring): first the learned tests of every arm of every task;
+    then, over the tasks still compared, each task's difference p and equivalence p together. Copies; pure.
+    Tests that do not exist (NaN) are not part of a family and stay NaN."""
+    flat = [(i, arm) for i, c in enumerate(comparisons) for arm in ARMS if arm in c.learned]
+    adjusted_learned = adjust_learned([comparisons[i].learned[arm] for i, arm in flat])
+    learned: list[dict[str, LearnedTest]] = [dict(c.learned) for c in comparisons]
+    for (i, arm), t in zip(flat, adjusted_learned, strict=True):
+        learned[i][arm] = t
+    staged = [replace(c, learned=lt) for c, lt in zip(comparisons, learned, strict=True)]
+    nan = math.nan
+    ps = []
+    for c in staged:
+        ps += [c.decision_p, c.equivalence_p] if c.compared else [nan, nan]
+    adjusted = holm(ps)
+    size = sum(not math.isnan(p) for p in ps)
+    return [replace(c, p_adjusted=adjusted[2 * i], p_equivalence_adjusted=adjusted[2 * i + 1], family_size=size)
+            for i, c in enumerate(staged)]
 
 
 def compare_task(
@@ -217,35 +259,44 @@ def compare_task(
     bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED,
     margin: float = 1.0,
     alpha: float = 0.05,
-    train_majority: int | None = None,
+    learn_margin: float = 0.0,
 ) -> TaskComparison:
     """Compare the headline runs of one task (columns: method, seed, test_primary, run_dir); `margin` is
-    the equivalence margin in points of the primary metric (and the "not learned" margin over the trivial
-    baseline, scored from the runs' predictions; `train_majority`: see `trivial_baseline`)."""
+    the equivalence margin in points of the primary metric; `learn_margin` the points over the best constant
+    predictor an arm must beat to count as learned (learned.py)."""
     runs = headline[headline["task"] == task]
     lora, full = runs[runs["method"] == "lora"], runs[runs["method"] == "full"]
     common = sorted(set(_seeds(lora)) & set(_seeds(full)))
     seeds = equivalence = None
     if len(lora) and len(full):
         seeds, equivalence = compare_seed_level(lora, full, common, margin, alpha)
-    tests = []
+    tests, example_equivalence = [], None
     if seeds is not None and predictions:
         tests = compare_example_level(task, lora, full, common, predictions, n_resamples, bootstrap_seed)
+        example_equivalence = discordance_test(task, lora, full, common, predictions, margin, alpha)
+    preds = predictions or {}
+    baseline = trivial_baseline(task, [preds.get(r) for r in runs["run_dir"]])
+    learned = {}
+    for arm, g in (("lora", lora), ("full", full)):
+        if len(g):
+            ordered = g.dropna(subset=["seed"]).sort_values("seed")
+            learned[arm] = learned_test(task, arm, _values(g), baseline, [preds.get(r) for r in ordered["run_dir"]],
+                                        learn_margin, alpha, n_resamples, bootstrap_seed)
     return TaskComparison(
         task=task, primary_metric=TASKS[task].primary_metric, lora=summarize(lora["test_primary"]),
         full=summarize(full["test_primary"]), lora_seeds=_seeds(lora), full_seeds=_seeds(full),
         common_seeds=common, seeds=seeds, example_tests=tests, n_not_ok=n_not_ok, equivalence=equivalence,
-        lora_values=_values(lora), full_values=_values(full), margin=margin,
-        baseline=trivial_baseline(task, [predictions.get(r) for r in runs["run_dir"]] if predictions else [],
-                                  train_majority),
+        lora_values=_values(lora), full_values=_values(full), margin=margin, baseline=baseline, learned=learned,
+        learn_margin=learn_margin, example_equivalence=example_equivalence, alpha=alpha,
     )
 
 
 def compare_seed_level(lora: pd.DataFrame, full: pd.DataFrame, common: list[int], margin: float = 1.0,
                        alpha: float = 0.05) -> tuple[SeedComparison, EquivalenceResult]:
     """The t-test and the equivalence test (TOST) on the same values and design: paired on the common seeds
-    when there are 2+, else Welch when each arm has 2+, else estimate only."""
-    if len(common) >= 2:
+    when there are 2+, else Welch when each arm has 2+, else estimate only. (Whether they decide -- 3 seeds
+    or more -- is TaskComparison.seed_level_reason's call.)"""
+    if len(common) >= 2 and len(common) >= min(len(lora), len(full), MIN_SEEDS_FOR_SEED_TEST):
         a = lora.set_index("seed").loc[common, "test_primary"].to_numpy(float)
         b = full.set_index("seed").loc[common, "test_primary"].to_numpy(float)
         return compare_paired_seeds(a, b), equivalence_test(a, b, margin, alpha, paired=True)
@@ -257,6 +308,34 @@ def compare_seed_level(lora: pd.DataFrame, full: pd.DataFrame, common: list[int]
     nan = math.nan
     return (SeedComparison("none", len(lora), len(full), len(common), diff, nan, nan, nan, nan, nan, nan, nan),
             equivalence)
+
+
+def discordance_test(task: str, lora: pd.DataFrame, full: pd.DataFrame, common: list[int], predictions: Predictions,
+                     margin: float, alpha: float) -> DiscordanceEquivalence | None:
+    """The exact example-level equivalence test (stats.discordance_equivalence) on the test examples every common
+    seed's runs scored: an example is discordant when the two arms' predictions (accuracy: correctness; SQuAD:
+    per-question F1) differ in any common seed. None without common seeds or predictions."""
+    if not common:
+        return None
+    pairs = [(predictions.get(_run_dir(lora, s)), predictions.get(_run_dir(full, s))) for s in common]
+    frames = [f for pair in pairs for f in pair]
+    if any(f is None for f in frames):
+        return None
+    spec = TASKS[task]
+    key, value = ("id", "f1") if spec.is_qa else ("idx", "prediction")
+    columns = {key, value} | (set() if spec.is_qa else {"label"})
+    shared = _common_examples(frames, columns, key)
+    if not shared:
+        return None
+    aligned = [f.drop_duplicates(key).set_index(key).loc[shared] for f in frames]
+    differ = np.zeros(len(shared), dtype=bool)
+    for a, b in zip(aligned[0::2], aligned[1::2], strict=True):
+        differ |= np.abs(a[value].to_numpy(float) - b[value].to_numpy(float)) > 1e-12
+    scale = 1.0
+    if not spec.is_qa and spec.primary_metric == "f1":
+        positives = int((aligned[0]["label"].to_numpy(int) == 1).sum())
+        scale = 2.0 * len(shared) / positives if positives else math.inf
+    return discordance_equivalence(int(differ.sum()), len(shared), margin, alpha, scale)
 
 
 def compare_example_level(
@@ -395,3 +474,7 @@ def _seeds(runs: pd.DataFrame) -> list[int]:
 
 def _run_dir(runs: pd.DataFrame, seed: int) -> str:
     return str(runs.loc[runs["seed"] == seed, "run_dir"].iloc[0])
+
+
+def _seeds_text(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")

@@ -29,7 +29,8 @@ METHODS = ("lora", "full")
 SCORE_RANGE = (0.0, 100.0)    # a primary metric, points
 DIFF_RANGE = (-100.0, 100.0)  # LoRA - full, points
 WORD_COLORS = {"matches": "#2ca02c", "better": "#1f77b4", "worse": "#d62728", "inconclusive": "#7f7f7f",
-               "not learned": "#b5179e", "no comparison": "#999999"}
+               "not learned": "#b5179e", "only LoRA learned": "#7b2cbf", "only full learned": "#7b2cbf",
+               "no comparison": "#999999"}
 BAND_COLOR = "#2ca02c"
 SEED_DOT = {"marker": "o", "ms": 5, "mfc": "white", "mec": "#222222", "mew": 1.0, "ls": "none"}
 

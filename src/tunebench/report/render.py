@@ -39,7 +39,7 @@ import pandas as pd
 
 from tunebench.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tunebench.report.build import Report
-from tunebench.report.qa import BASELINE_NAME, QA_TASK, QaBreakdown, over_seeds_text, score
+from tunebench.report.qa import BASELINE_NAME, QA_TASK, OverSeeds, QaBreakdown, over_seeds_text, score, signed
 from tunebench.report.tables import finite_or_nan
 
 FIGURE_CAPTIONS = {
@@ -94,7 +94,9 @@ WORD_MEANING = {
     "better": "LoRA significantly better",
     "worse": "LoRA significantly worse",
     "inconclusive": "neither a significant difference nor equivalence",
-    "not learned": "an arm does not beat the trivial baseline by more than the margin",
+    "not learned": "no arm is shown to beat the best constant predictor (one-sided test per arm): not compared",
+    "only LoRA learned": "only LoRA is shown to beat the best constant predictor: not compared",
+    "only full learned": "only full fine-tuning is shown to beat the best constant predictor: not compared",
     "no comparison": "an arm has no completed run",
 }
 CLIPPED_MARK = "‡"
@@ -204,7 +206,9 @@ def verdict_table_rows(report: Report) -> list[dict]:
                                 "lora": _pts(r.get("lora")), "full": _pts(r.get("full"))}
         if show_baseline:
             b = r.get("baseline") or {}
-            d["baseline"] = (_pts(b.get("value")), str(b.get("name", ""))) if b else ("–", "")
+            learned = _learned_text(r)
+            name = str(b.get("name", "")) + (f"; {learned}" if learned else "")
+            d["baseline"] = (_pts(b.get("value")), name) if b else ("–", learned)
         ci, cut = clipped_interval_text(r.get("ci_low"), r.get("ci_high"))
         diff = _pts(r.get("difference"), 2, sign=True)
         reason = r.get("seed_test_undefined_reason")
@@ -224,16 +228,41 @@ def verdict_table_rows(report: Report) -> list[dict]:
 
 
 def _p_cell(r: dict) -> str:
-    """The decision's p: raw, and Holm-adjusted when given ('0.012 → 0.048'); '(examples)' when the decision
-    fell back to the example-level test."""
-    raw = r.get("p_decision", r.get("p"))
-    text = _p_text(raw)
-    adjusted = finite_or_nan(r.get("p_adjusted"))
-    if "p_adjusted" in r and not math.isnan(adjusted) and adjusted != finite_or_nan(raw):
-        text += f" → {_p_text(r['p_adjusted'])}"
+    """The p-values the word rests on, raw and Holm-adjusted ('0.012 → 0.048'): where LoRA was compared, the
+    difference's and the equivalence test's ('diff … · equiv …'), '(examples)' when the example level decided;
+    where it was not, each arm's learned test ('learned: LoRA … · full …')."""
+    if r.get("compared") is False and r.get("learned"):
+        parts = [f"{_ARM[a]} {_raw_adjusted(t.get('p'), t.get('p_adjusted'))}"
+                 for a, t in r["learned"].items() if not math.isnan(finite_or_nan(t.get("p")))]
+        return "learned: " + " · ".join(parts) if parts else "–"
+    text = _raw_adjusted(r.get("p_decision", r.get("p")), r.get("p_adjusted"))
+    if "p_equivalence" in r:
+        text = f"diff {text} · equiv {_raw_adjusted(r.get('p_equivalence'), r.get('p_equivalence_adjusted'))}"
     if r.get("decided_on") == "examples":
         text += " (examples)"
     return text
+
+
+_ARM = {"lora": "LoRA", "full": "full"}
+
+
+def _raw_adjusted(raw: object, adjusted: object) -> str:
+    text = _p_text(raw)
+    adj = finite_or_nan(adjusted)
+    if not math.isnan(adj) and adj != finite_or_nan(raw):
+        text += f" → {_p_text(adj)}"
+    return text
+
+
+def _learned_text(r: dict) -> str:
+    """"LoRA learned, full not shown" from the verdict row's learned tests ("" when none)."""
+    states = {a: t.get("state") for a, t in (r.get("learned") or {}).items()}
+    if not states:
+        return ""
+    words = {"shown": "learned", "not shown": "not shown to learn", "unknown": "not checked"}
+    if len(set(states.values())) == 1:
+        return f"both {words.get(next(iter(states.values())), '?')}"
+    return ", ".join(f"{_ARM[a]} {words.get(s, '?')}" for a, s in states.items())
 
 
 def _holm_shown(report: Report) -> bool:
@@ -247,7 +276,7 @@ def verdict_table_html(report: Report) -> str:
     esc = html.escape
     baseline = "baseline" in rows[0]
     p_head = "p (raw → Holm)" if _holm_shown(report) else "p"
-    heads = ["task", "metric", "LoRA", "full", *(["trivial baseline"] if baseline else []),
+    heads = ["task", "metric", "LoRA", "full", *(["best constant predictor"] if baseline else []),
              "LoRA − full [95% CI]", p_head, "verdict", "seeds"]
     body = []
     for d in rows:
@@ -282,12 +311,29 @@ def _verdict_footnotes_html(report: Report, rows: list[dict]) -> str:
     words = [w for w in WORD_MEANING if any(d["word"] == w for d in rows)]
     legend = "; ".join(f"<b>{esc(w)}</b>: {esc(WORD_MEANING[w].replace('±margin', margin))}"
                        for w in words)
-    p_note = (" p: the decision's test (the seed-level t-test, or the example-level test where marked), raw "
-              f"and Holm-adjusted across tasks; decisions at alpha = {report.alpha:g}." if _holm_shown(report)
+    p_note = (" p: raw → Holm-adjusted. Where LoRA is compared: diff, the difference test (seed-level t-test, or "
+              "the example-level test where marked); equiv, the equivalence test (TOST over seeds, or the "
+              "example-level bound); both in one Holm family over the compared tasks. Where it is not: each "
+              "arm's one-sided test against the best constant predictor (Holm over all arms). Decisions at "
+              f"alpha = {report.alpha:g}." if _holm_shown(report)
               else f" p: seed-level t-test; decisions at alpha = {report.alpha:g}.")
     parts = [f'<p class="small">{legend}.{esc(p_note)} Scores are means over seeds, in points.</p>']
+    seeds = seeds_needed_lines(report)
+    if seeds:
+        parts.append(f'<p class="seeds"><b>{esc(SEEDS_NEEDED_HEAD)}</b></p><ul class="seeds">'
+                     + "".join(f"<li>{esc(line)}</li>" for line in seeds) + "</ul>")
     parts += [f'<p class="small">{esc(n)}</p>' for n in notes]
     return "".join(parts)
+
+
+SEEDS_NEEDED_HEAD = ("Seeds it would take (inconclusive tasks: exact power of the paired equivalence test at "
+                     "alpha / the hypotheses of the Holm family, a true difference of 0, the 80% upper bound of "
+                     "the observed sd; `tunebench plan seeds` for other settings):")
+
+
+def seeds_needed_lines(report: Report) -> list[str]:
+    """The seeds-needed line of each inconclusive task (build.add_seeds_needed), in task order."""
+    return [r["seeds_needed"]["line"] for r in report.verdict_rows or [] if r.get("seeds_needed")]
 
 
 def verdict_display(report: Report) -> pd.DataFrame:
@@ -298,7 +344,7 @@ def verdict_display(report: Report) -> pd.DataFrame:
         row = {"task": d["task"], "metric": d["metric"], "LoRA": d["lora"], "full": d["full"]}
         if "baseline" in d:
             value, name = d["baseline"]  # type: ignore[misc]
-            row["trivial baseline"] = f"{value} ({name})" if name else value
+            row["best constant predictor"] = f"{value} ({name})" if name else value
         row |= {"LoRA - full [95% CI]": d["difference"], "p": d["p"], "verdict": d["word"], "seeds": d["seeds"]}
         out.append(row)
     return pd.DataFrame(out)
@@ -391,23 +437,39 @@ QA_TITLE = "SQuAD v2: answerable and unanswerable questions (test, points)"
 
 def qa_display(qa: QaBreakdown) -> pd.DataFrame:
     """The breakdown for people: per method and for always no answer, F1 overall, on answerable (HasAns) and
-    on unanswerable (NoAns) questions as mean (range) over seeds, the answered share, the null threshold."""
-    answered = any(m.has_ans_answered.n for m in qa.methods)
+    on unanswerable (NoAns) questions as mean (range) over seeds, the abstention rates on each kind and their
+    gap (when there are predictions), the null threshold."""
+    abstains = any(m.abstention_runs for m in qa.methods)
     rows = []
     for m in qa.methods:
         row = {"method": _method_name(m.method), "seeds": str(m.n_runs),
                "F1": over_seeds_text(m.f1), "HasAns F1": over_seeds_text(m.has_ans_f1),
                "NoAns F1": over_seeds_text(m.no_ans_f1)}
-        if answered:
-            row["answerable answered (%)"] = over_seeds_text(m.has_ans_answered)
+        if abstains:
+            row |= {QA_ABSTAINS_HAS: over_seeds_text(m.abstain_has_ans),
+                    QA_ABSTAINS_NO: over_seeds_text(m.abstain_no_ans), QA_ABSTAIN_GAP: _gap_text(m.abstain_gap)}
         row["null threshold"] = score(m.null_threshold.mean, 2)
         rows.append(row)
     base = {"method": f"{BASELINE_NAME} (trivial baseline)", "seeds": "–", "F1": score(qa.baseline_f1),
             "HasAns F1": score(qa.baseline_has_ans_f1), "NoAns F1": score(qa.baseline_no_ans_f1)}
-    if answered:
-        base["answerable answered (%)"] = "n/a" if qa.has_ans_total == 0 else "0.0"
+    if abstains:
+        both = qa.has_ans_total != 0 and qa.no_ans_total != 0
+        base |= {QA_ABSTAINS_HAS: "n/a" if qa.has_ans_total == 0 else "100.0",
+                 QA_ABSTAINS_NO: "n/a" if qa.no_ans_total == 0 else "100.0", QA_ABSTAIN_GAP: "0.0" if both else "n/a"}
     rows.append(base | {"null threshold": "–"})
     return pd.DataFrame(rows)
+
+
+QA_ABSTAINS_HAS = "abstains: answerable (%)"
+QA_ABSTAINS_NO = "abstains: unanswerable (%)"
+QA_ABSTAIN_GAP = "unanswerable − answerable"
+
+
+def _gap_text(s: OverSeeds) -> str:
+    """'-0.8 (-2.4 to 0.0)': the abstention gap's mean over seeds and, with 2+ seeds that differ, its range."""
+    if s.n == 0:
+        return "n/a"
+    return signed(s.mean) + (f" ({signed(s.low)} to {signed(s.high)})" if s.n >= 2 and s.high > s.low else "")
 
 
 def qa_counts_text(qa: QaBreakdown) -> str:
@@ -419,8 +481,9 @@ def qa_counts_text(qa: QaBreakdown) -> str:
               f"unanswerable (NoAns_total), {n(qa.total)} in all")
     if qa.counts_differ:
         counts += " (they differ across runs)"
-    answered = (" Answerable answered: the share of answerable questions given a non-empty answer (predictions)."
-                if any(m.has_ans_answered.n for m in qa.methods) else "")
+    answered = (" Abstains: the % of answerable and of unanswerable questions given the empty answer "
+                "(predictions), and unanswerable − answerable in points: mean (range) over seeds."
+                if any(m.abstention_runs for m in qa.methods) else "")
     return (f"{counts}. F1 overall, on the answerable (HasAns) and on the unanswerable (NoAns) questions, as the "
             f"official script reports them: mean over seeds (range over seeds). {BASELINE_NAME.capitalize()} "
             f"scores 0 on every answerable question and 100 on every unanswerable one.{answered} Null threshold: "
@@ -431,7 +494,7 @@ def qa_html(qa: QaBreakdown | None) -> str:
     if qa is None:
         return ""
     esc = html.escape
-    sentences = "".join(f"<li>{esc(m.sentence)}</li>" for m in qa.methods)
+    sentences = "".join(f"<li>{esc(t)}</li>" for t in _qa_sentences(qa))
     return (f'<h2 id="{QA_TASK}-breakdown">{esc(QA_TITLE)}</h2><p class="small">{esc(qa_counts_text(qa))}</p>'
             f'{html_table(qa_display(qa))}<ul class="qa">{sentences}</ul>')
 
@@ -440,7 +503,11 @@ def qa_markdown(qa: QaBreakdown | None) -> list[str]:
     if qa is None:
         return []
     return [f"## {QA_TITLE}\n", qa_counts_text(qa) + "\n", markdown_table(qa_display(qa)),
-            *[f"- {m.sentence}" for m in qa.methods], ""]
+            *[f"- {t}" for t in _qa_sentences(qa)], ""]
+
+
+def _qa_sentences(qa: QaBreakdown) -> list[str]:
+    return [*(m.sentence for m in qa.methods), *([qa.split_sentence] if qa.split_sentence else [])]
 
 
 # ---------------------------------------------------------------- documents
@@ -459,12 +526,28 @@ def methods_text(report: Report) -> list[str]:
     return [*METHODS_TEXT, *verdict_methods_text(), *analysis]
 
 
+def context_lines(report: Report) -> list[str]:
+    """What the comparison holds fixed (report.groups.describe_context) and, in a folder of several
+    comparisons, which one this is; one line each, none when unknown."""
+    lines = []
+    if report.group:
+        lines.append(f"One of several comparisons in the results folder, each reported on its own (the index is "
+                     f"one folder up): the runs with {report.group}.")
+    if report.context:
+        lines.append(f"Compared under the same conditions: {report.context}. The runs differ only in the method, "
+                     "its own settings (LoRA's, each method's learning rate) and the seed.")
+    return lines
+
+
 def render_markdown(report: Report) -> str:
     parts = [f"# LoRA vs full fine-tuning: report for `{report.results_dir}`\n",
              f"{len(report.runs)} runs read, {report.n_ok} ok, {len(report.failed)} not ok.\n"]
+    parts += [f"{line}\n" for line in context_lines(report)]
     if report.n_ok == 0:
         parts.append("**No run finished ok: nothing can be compared; see the failed runs below.**\n")
+    seeds = seeds_needed_lines(report)
     parts += ["## Verdicts (LoRA - full, points)\n", markdown_table(verdict_display(report)),
+              *([SEEDS_NEEDED_HEAD + "\n", *[f"- {line}" for line in seeds], ""] if seeds else []),
               *[f"- {v}" for v in report.verdicts.values()], "", *qa_markdown(report.qa),
               "## Efficiency (means over seeds of the headline setting)\n",
               markdown_table(efficiency_display(report.efficiency)),
@@ -551,6 +634,7 @@ def render_html(report: Report, analysis_label: str | None = None) -> str:
             f"<code>{esc(str(report.results_dir))}</code> &mdash; {len(report.runs)} runs read, {report.n_ok} ok"
             + (f", <b>{n_bad} not ok</b> (listed under “Runs not ok”, never averaged)" if n_bad else "")
             + ".</p>"]
+    body += [f'<p class="lede">{esc(line)}</p>' for line in context_lines(report)]
     if report.n_ok == 0:
         body.append("<p><strong>No run finished ok: nothing can be compared.</strong></p>")
     body += [figure("verdict.png"), verdict_table_html(report)]
@@ -621,7 +705,8 @@ def _analysis_figures_shown(report: Report) -> list[str]:
 
 
 _WORD_CSS = {"matches": "#2ca02c", "better": "#1f77b4", "worse": "#d62728", "inconclusive": "#7f7f7f",
-             "not-learned": "#b5179e", "no-comparison": "#999999", "none": "#555555"}  # = plots.WORD_COLORS
+             "not-learned": "#b5179e", "only-LoRA-learned": "#7b2cbf", "only-full-learned": "#7b2cbf",
+             "no-comparison": "#999999", "none": "#555555"}  # = plots.WORD_COLORS
 
 _HTML_HEAD = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>tunebench report</title>
@@ -644,6 +729,7 @@ table.tbl td.c { text-align: center; }
 details { margin: 0.35em 0; } summary { cursor: pointer; font-weight: 600; color: #333; }
 details > table.tbl, details > ul, details > figure { margin-left: 1em; }
 ul.sentences li, ul.methods li { font-size: 0.9em; margin-bottom: 0.4em; }
+p.seeds { font-size: 0.9em; margin: 0.6em 0 0.1em; } ul.seeds li { font-size: 0.9em; }
 ul.qa li { margin-bottom: 0.2em; }
 .plumbing { background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.5em 0.8em; }
 figure { margin: 0.6em 0; } figure img { max-width: 100%; }

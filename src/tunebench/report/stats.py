@@ -499,3 +499,43 @@ def _scale(*arrays: np.ndarray) -> float:
 def _finite(values: Sequence[float]) -> np.ndarray:
     x = np.asarray(values, dtype=float).ravel()
     return x[~np.isnan(x)]
+
+
+@dataclass(frozen=True)
+class DiscordanceEquivalence:
+    """Example-level equivalence from how many test examples the two arms disagree on (exact, conservative).
+
+    When the arms' predictions differ on D of n test examples, |LoRA - full| <= scale x D / n: one differing
+    example moves accuracy, or a mean of per-question F1, by at most 1 / n (scale 1), and F1 of the positive
+    class by at most 2 / P with P positive examples (scale 2n / P). So a true difference at or beyond the margin M
+    needs a true discordance rate pi >= pi0 = M / (100 scale), and H0: |difference| >= M is rejected with the exact
+    binomial p = P(Binomial(n, pi0) <= D). Equivalently the one-sided Clopper-Pearson upper bound of pi, times
+    100 scale (`bound`, points), lies inside the margin. Test-set noise only: seed variance is not in it.
+    """
+
+    n: int
+    discordant: int
+    scale: float
+    margin: float
+    alpha: float
+    p: float
+    bound: float           # upper (1 - alpha) bound of |LoRA - full|, points
+
+    @property
+    def equivalent(self) -> bool:
+        return not math.isnan(self.p) and self.p < self.alpha
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"equivalent": self.equivalent}
+
+
+def discordance_equivalence(discordant: int, n: int, margin: float, alpha: float = 0.05,
+                            scale: float = 1.0) -> DiscordanceEquivalence:
+    """The exact example-level equivalence test of `DiscordanceEquivalence` (margin in points)."""
+    if n <= 0:
+        return DiscordanceEquivalence(0, 0, scale, margin, alpha, math.nan, math.nan)
+    d = int(discordant)
+    pi0 = margin / (100.0 * scale)
+    p = 1.0 if pi0 >= 1 else float(stats.binom.cdf(d, n, pi0))
+    upper = 1.0 if d >= n else float(stats.beta.ppf(1 - alpha, d + 1, n - d))
+    return DiscordanceEquivalence(n, d, scale, margin, alpha, p, 100.0 * scale * upper)

@@ -1,20 +1,16 @@
 """One honest sentence per task (pure: a TaskComparison and efficiency ratios in, text out).
 
-Rules, in order:
-1. "not learned": when either arm's mean test score does not beat the task's trivial baseline on test
-   (compare.trivial_baseline) by more than the equivalence margin, LoRA is not compared with full
-   fine-tuning at all: matching or beating a model that learned nothing says nothing about the methods.
-2. The decision is the seed-level t-test (paired when 2+ seeds are shared, Welch when the arms ran
-   different seeds), its p-value Holm-adjusted across the tasks (compare.adjust_across_tasks), at `alpha`.
-   When that test is undefined for want of spread across seeds (stats: constant differences), the
-   decision falls back to the example-level test on the combined predictions and the sentence says so.
-3. Absence of evidence is not evidence of equivalence: "LoRA matches full fine-tuning" is said only when
-   the equivalence test (TOST, same seeds and design) against the pre-declared margin succeeds at `alpha`,
-   and it is said with the margin; otherwise a non-significant result is "no significant difference" with
-   a note that equivalence was not shown. Never "equal". With too few seeds the sentence says no
-   significance can be claimed.
-Example-level tests are added as a second sentence: they speak to test-set noise only. `verdict_word`
-gives the same decision in a word, and `compose_verdict` always agrees with it.
+Rules, in order (compare.py's module docstring has the statistics):
+1. Learned first: each arm is tested against the best constant predictor on test (learned.py). When an arm is
+   not shown to beat it, LoRA is not compared with full fine-tuning: "not learned" (neither arm, or one not
+   shown and the other unknown) or "only LoRA learned" / "only full learned". A non-significant test on a few
+   seeds is absence of evidence, and the sentence says so. Learning that could not be checked is said too.
+2. One Holm family over the compared tasks holds both hypotheses of each: the difference (t-test over seeds;
+   better / worse) and equivalence within the margin (TOST; matches). "matches" when equivalence is shown,
+   also when a small difference inside the margin is itself significant (the sentence states it); else
+   "better" / "worse" when the difference is significant; else "inconclusive".
+3. A seed-level verdict needs 3 seeds with spread. Otherwise the decision rests on the example-level tests
+   (test-set noise only), and the sentence says so.
 """
 
 from __future__ import annotations
@@ -22,8 +18,10 @@ from __future__ import annotations
 import math
 
 from tunebench.report.compare import TaskComparison
+from tunebench.report.learned import SHOWN
 
 _NAMES = {"lora": "LoRA", "full": "full fine-tuning"}
+_SHORT = {"lora": "LoRA", "full": "full"}
 
 
 def compose_verdict(c: TaskComparison, ratios: dict | None = None, alpha: float = 0.05) -> str:
@@ -36,80 +34,139 @@ def compose_verdict(c: TaskComparison, ratios: dict | None = None, alpha: float 
         return (f"{c.task}: only {_NAMES[method]} has completed runs ({_count(n, 'seed')}); "
                 f"LoRA and full fine-tuning cannot be compared.")
     if c.unlearned_arms:
-        return f"{c.task}: {describe_not_learned(c)}{describe_efficiency(ratios or {})}."
+        return f"{c.task}: {describe_not_learned(c, alpha)}{describe_efficiency(ratios or {})}."
     text = f"{c.task}: {describe_seed_result(c, alpha)}{describe_efficiency(ratios or {})}."
+    unknown = describe_unknown_learning(c)
+    if unknown:
+        text += f" {unknown}"
     evidence = describe_example_tests(c.example_tests, alpha)
     return f"{text} {evidence}" if evidence else text
 
 
-def describe_not_learned(c: TaskComparison) -> str:
-    """"not learned: full fine-tuning (58.00) does not beat the trivial baseline (...) by more than ±1 point"."""
+def _baseline_text(c: TaskComparison) -> str:
     b = c.baseline
     assert b is not None
-    scores = {"lora": c.lora.mean, "full": c.full.mean}
-    arms = c.unlearned_arms
-    if len(arms) == 2:
-        who = f"neither LoRA ({_num(scores['lora'])}) nor full fine-tuning ({_num(scores['full'])}) beats"
+    return f"the best constant predictor ({b.name}: {_num(b.value)} points of {c.primary_metric} on test)"
+
+
+def _learned_evidence(c: TaskComparison, arm: str) -> str:
+    """"LoRA (54.52; one-sided t-test over 3 seeds p = 0.230, Holm-adjusted over 8 arms p = 0.920)"."""
+    t = c.learned[arm]
+    score = c.lora.mean if arm == "lora" else c.full.mean
+    if t.state not in (SHOWN, "not shown"):
+        return f"{_NAMES[arm]} ({_num(score)}; not checked: {t.reason})"
+    holm = (f", Holm-adjusted over {t.family_size} arms {_p(t.p_adjusted)}"
+            if t.p_adjusted is not None and t.family_size > 1 else "")
+    return f"{_NAMES[arm]} ({_num(score)}; {t.test} {_p(t.p)}{holm})"
+
+
+def describe_not_learned(c: TaskComparison, alpha: float = 0.05) -> str:
+    """Why LoRA is not compared with full fine-tuning on this task: an arm is not shown to have learned."""
+    base = _baseline_text(c)
+    by = f" by more than {c.learn_margin:g} points" if c.learn_margin > 0 else ""
+    shown, not_shown = c.learned_arms, c.unlearned_arms
+    if len(not_shown) == 2:
+        head = (f"not learned: neither {_learned_evidence(c, 'lora')} nor {_learned_evidence(c, 'full')} is "
+                f"shown to beat {base}{by} at alpha = {alpha:g}")
+    elif shown:
+        (arm,), (other,) = shown, not_shown
+        head = (f"only {_NAMES[arm]} learned: {_learned_evidence(c, arm)} beats {base}{by} significantly at "
+                f"alpha = {alpha:g}; {_learned_evidence(c, other)} is not shown to")
     else:
-        (arm,) = arms
+        (arm,) = not_shown
         other = "full" if arm == "lora" else "lora"
-        who = (f"{_NAMES[arm]} ({_num(scores[arm])}; {_NAMES[other]} {_num(scores[other])}) does not "
-               f"beat")
+        head = (f"not learned: {_learned_evidence(c, arm)} is not shown to beat {base}{by} at alpha = {alpha:g}, "
+                f"and {_learned_evidence(c, other)} could not be checked")
+    levels = {c.learned[a].level for a in not_shown}
+    few = {c.learned[a].n for a in not_shown if c.learned[a].level == "seeds"}
+    seeds = f" with {_count(max(few), 'seed')}" if few else ""
+    absence = (f" (a test that does not reject{seeds} is absence of evidence that it learned, not evidence that it "
+               f"did not{'; on the test examples: test-set noise only' if 'examples' in levels else ''})")
     k = c.seeds
     diff = f"LoRA - full = {_pts(k.mean_diff)} points" if k is not None else ""
-    return (f"not learned: {who} the trivial baseline ({b.name}: {_num(b.value)} points of {c.primary_metric} on "
-            f"test) by more than {_margin(c.margin)}, so LoRA is not compared with full fine-tuning here ({diff})")
+    return f"{head}{absence}, so LoRA is not compared with full fine-tuning here ({diff})"
+
+
+def describe_unknown_learning(c: TaskComparison) -> str:
+    """"Learning could not be checked (...): the comparison assumes both arms learned." ("" when checked)."""
+    arms = c.unknown_learning
+    if not arms:
+        return ""
+    reasons = sorted({c.learned[a].reason for a in arms if a in c.learned and c.learned[a].reason})
+    who = "either arm" if len(arms) == 2 else _NAMES[arms[0]]
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    return (f"Whether {who} learned the task could not be checked{why}: the comparison assumes it did, and two "
+            f"arms that learned nothing would also 'match'.")
 
 
 def describe_seed_result(c: TaskComparison, alpha: float) -> str:
     k = c.seeds
     assert k is not None
     diff = f"{c.primary_metric}: LoRA - full = {_pts(k.mean_diff)} points"
-    if k.undefined:
+    if c.seed_level_reason is not None:
         return describe_fallback(c, alpha, diff)
-    if k.design == "none" or math.isnan(k.t_p):
+    if math.isnan(k.t_p):
         return f"with {_seed_phrase(c)} no significance can be claimed ({diff}{_single_values(c)})"
     ci = f"95% CI [{_num(k.ci_low)}, {_num(k.ci_high)}]"
-    tests = (f"paired t-test {_p(k.t_p)}{_holm(c)}, Wilcoxon {_p(k.rank_p)}, d_z = {_num(k.effect_size)}"
+    tests = (f"paired t-test {_p(k.t_p)}{_holm(c, c.p_adjusted)}, Wilcoxon {_p(k.rank_p)}, "
+             f"d_z = {_num(k.effect_size)}"
              if k.design == "paired" else
-             f"no common seeds: Welch t-test {_p(k.t_p)}{_holm(c)}, Mann-Whitney {_p(k.rank_p)}, "
+             f"no common seeds: Welch t-test {_p(k.t_p)}{_holm(c, c.p_adjusted)}, Mann-Whitney {_p(k.rank_p)}, "
              f"d = {_num(k.effect_size)}")
     e = c.equivalence
-    shown = e is not None and e.equivalent
-    significant = c.decision_p_adjusted < alpha
-    if not significant and shown:
-        return (f"LoRA matches full fine-tuning within {_margin(e.margin)} of {c.primary_metric} at alpha = "
-                f"{e.alpha:g} with {_seed_phrase(c)} ({_tost(e)}; {diff}, {ci}; {tests})")
-    if not significant:
-        text = f"no significant difference at alpha = {alpha:g} with {_seed_phrase(c)} ({diff}, {ci}; {tests})"
-        if e is not None and not math.isnan(e.p):
-            text += f"; equivalence within {_margin(e.margin)} is not shown ({_tost(e)})"
+    tost = f"{_tost(e)}{_holm(c, c.p_equivalence_adjusted)}" if e is not None else ""
+    if _equivalent(c, alpha):
+        text = (f"LoRA matches full fine-tuning within {_margin(c.margin)} of {c.primary_metric} at alpha = "
+                f"{alpha:g} with {_seed_phrase(c)} ({tost}; {diff}, {ci}; {tests})")
+        if _significant(c, alpha):
+            text += (f"; the difference itself, {_pts(k.mean_diff)} points, is significant but lies inside the "
+                     f"{_margin(c.margin)} margin")
         return text
-    better, worse = ("lora", "full") if k.mean_diff > 0 else ("full", "lora")
-    text = (f"{_NAMES[better]} is significantly better than {_NAMES[worse]} at alpha = {alpha:g} with "
-            f"{_seed_phrase(c)}, by {_num(abs(k.mean_diff))} points of {c.primary_metric} "
-            f"({diff}, {ci}; {tests})")
-    if shown:
-        text += f", a difference within the {_margin(e.margin)} equivalence margin ({_tost(e)})"
+    if _significant(c, alpha):
+        better, worse = ("lora", "full") if k.mean_diff > 0 else ("full", "lora")
+        return (f"{_NAMES[better]} is significantly better than {_NAMES[worse]} at alpha = {alpha:g} with "
+                f"{_seed_phrase(c)}, by {_num(abs(k.mean_diff))} points of {c.primary_metric} "
+                f"({diff}, {ci}; {tests})")
+    text = f"no significant difference at alpha = {alpha:g} with {_seed_phrase(c)} ({diff}, {ci}; {tests})"
+    if e is not None and not math.isnan(e.p):
+        text += f"; equivalence within {_margin(c.margin)} is not shown ({tost})"
     return text
 
 
 def describe_fallback(c: TaskComparison, alpha: float, diff: str) -> str:
-    """The seed-level test is undefined (no spread): say so, and decide on the example-level test."""
+    """No seed-level verdict (too few seeds, or no spread): say why, and decide on the example-level tests."""
     k = c.seeds
     assert k is not None
-    head = f"the seed-level test is undefined with {_seed_phrase(c)} ({k.undefined_reason})"
-    t = c.fallback_test if c.decided_on == "examples" else None
-    if t is None:
+    reason = c.seed_level_reason
+    if k.undefined:
+        head = f"the seed-level test is undefined with {_seed_phrase(c)} ({reason})"
+    else:
+        head = f"no seed-level verdict ({reason})"
+    if c.decided_on != "examples":
         return f"{head}, and there is no example-level test to fall back on: nothing is claimed ({diff})"
-    evidence = f"{t['test']} on {_on(t)}{_counts(t)}, {_p(t['p'])}{_holm(c)}"
-    if c.decision_p_adjusted < alpha:
+    t = c.fallback_test
+    evidence = (f"{t['test']} on {_on(t)}{_counts(t)}, {_p(t['p'])}{_holm(c, c.p_adjusted)}" if t is not None
+                else "")
+    instead = "on the example-level evidence instead (test-set noise only, not seed variance)"
+    e = c.example_equivalence
+    bound = (f"the arms' predictions differ on {e.discordant} of {e.n} test examples in any common seed, so "
+             f"|LoRA - full| <= {_num(e.bound)} points at {100 * (1 - e.alpha):g}% (exact binomial bound, "
+             f"{_p(e.p)}{_holm(c, c.p_equivalence_adjusted)})" if e is not None else "")
+    if _equivalent(c, alpha):
+        text = (f"{head}; {instead}, LoRA matches full fine-tuning within {_margin(c.margin)} of "
+                f"{c.primary_metric}: {bound}")
+        if _significant(c, alpha) and evidence:
+            text += f"; the difference itself is significant but inside the margin ({evidence})"
+        return text
+    if _significant(c, alpha):
         better, worse = ("lora", "full") if c.decision_diff > 0 else ("full", "lora")
-        return (f"{head}; on the example-level evidence instead (test-set noise only, not seed variance), "
-                f"{_NAMES[better]} is significantly better than {_NAMES[worse]} at alpha = {alpha:g} ({evidence})")
-    return (f"{head}; on the example-level evidence instead (test-set noise only, not seed variance) there is no "
-            f"significant difference at alpha = {alpha:g} ({evidence}), and without spread across seeds "
-            f"equivalence cannot be shown")
+        return (f"{head}; {instead}, {_NAMES[better]} is significantly better than {_NAMES[worse]} at alpha = "
+                f"{alpha:g} ({evidence})")
+    no_diff = f"there is no significant difference at alpha = {alpha:g} ({evidence})" if evidence else \
+        "there is no example-level test of the difference"
+    eq = (f"equivalence within {_margin(c.margin)} is not shown ({bound})" if e is not None else
+          "equivalence cannot be shown")
+    return f"{head}; {instead} {no_diff}, and {eq}"
 
 
 def _on(t: dict) -> str:
@@ -117,11 +174,11 @@ def _on(t: dict) -> str:
     return comparison if comparison.startswith("seed ") else f"the {comparison}"
 
 
-def _holm(c: TaskComparison) -> str:
-    """", Holm-adjusted over 4 tasks p = 0.048" (nothing for a family of one)."""
-    if c.p_adjusted is None or c.family_size < 2 or math.isnan(c.p_adjusted):
+def _holm(c: TaskComparison, adjusted: float | None) -> str:
+    """", Holm-adjusted over 8 hypotheses p = 0.048" (nothing for a family of one)."""
+    if adjusted is None or c.family_size < 2 or math.isnan(adjusted):
         return ""
-    return f", Holm-adjusted over {c.family_size} tasks {_p(c.p_adjusted)}"
+    return f", Holm-adjusted over {c.family_size} hypotheses {_p(adjusted)}"
 
 
 def _margin(m: float) -> str:
@@ -217,25 +274,35 @@ def _percent(fraction: float) -> str:
     return f"{pct:.2g}%"
 
 
+def _significant(c: TaskComparison, alpha: float) -> bool:
+    return c.decision_p_adjusted < alpha      # False for NaN: no test, nothing claimed
+
+
+def _equivalent(c: TaskComparison, alpha: float) -> bool:
+    return c.equivalence_p_adjusted < alpha
+
+
 # ---------------------------------------------------------------- the verdict table (one row per task)
 
-VERDICT_WORDS = ("matches", "better", "worse", "inconclusive", "not learned", "no comparison")
+VERDICT_WORDS = ("matches", "better", "worse", "inconclusive", "not learned", "only LoRA learned",
+                 "only full learned", "no comparison")
 
 
 def verdict_word(c: TaskComparison, alpha: float = 0.05) -> str:
-    """The verdict in a word, by the module's rules: no comparison (an arm has no completed run), not learned
-    (an arm does not beat the trivial baseline by more than the margin), better / worse (LoRA against full,
-    significant after the Holm adjustment; on the example-level test when the seed-level one is undefined),
-    matches (equivalence shown), inconclusive (none of these)."""
-    k, e = c.seeds, c.equivalence
-    if k is None:
+    """The verdict in a word, by the module's rules: no comparison (an arm has no completed run); not learned /
+    only LoRA learned / only full learned (an arm is not shown to beat the best constant predictor); matches
+    (equivalence within the margin shown, Holm-adjusted); better / worse (LoRA against full, significant after
+    the Holm adjustment; on the example-level tests when the seed level cannot decide); inconclusive."""
+    if c.seeds is None:
         return "no comparison"
     if c.unlearned_arms:
+        if c.learned_arms:
+            return f"only {_SHORT[c.learned_arms[0]]} learned"
         return "not learned"
-    if c.decision_p_adjusted < alpha:   # False for NaN: no test, nothing claimed
-        return "better" if c.decision_diff > 0 else "worse"
-    if c.decided_on == "seeds" and e is not None and e.equivalent:
+    if _equivalent(c, alpha):
         return "matches"
+    if _significant(c, alpha):
+        return "better" if c.decision_diff > 0 else "worse"
     return "inconclusive"
 
 
@@ -243,15 +310,18 @@ def verdict_row(c: TaskComparison, sentence: str, alpha: float = 0.05) -> dict:
     """One task's row of the verdict table (what verdicts.json holds per task and the report's first table
     shows): means in points, LoRA - full with its interval, the word, the seeds and each seed's difference.
 
-    `p` is the seed-level t-test's (NaN when undefined or not run); `p_decision` the raw p of the test the
-    decision rests on (`decided_on`: "seeds", "examples" -- the fallback when the seed-level test is
-    undefined -- or None) and `p_adjusted` its Holm adjustment across tasks, which the word uses.
-    `ci_low` / `ci_high` are NaN when the seed-level test is undefined (`seed_test_undefined_reason`).
-    `baseline`: {"name", "value" (points)} of the trivial predictor on test, None when no predictions."""
+    `p` is the seed-level t-test's (NaN when undefined or not run); `p_decision` the raw p of the difference
+    test the decision rests on (`decided_on`: "seeds", "examples" -- when the seed level cannot decide -- or
+    None) and `p_adjusted` its Holm adjustment; `p_equivalence` / `p_equivalence_adjusted` the same for the
+    equivalence test (TOST over seeds, or the example-level discordance test); `family_size`: the hypotheses in
+    that Holm family. `ci_low` / `ci_high` are NaN when the seed-level test is undefined. `baseline`: {"name",
+    "value" (points)} of the best constant predictor on test, None when no predictions. `learned`: per arm
+    {"state": shown | not shown | unknown, "p", "p_adjusted", "test", "estimate", "n", "level", "reason"}."""
     k = c.seeds
     nan = math.nan
     lora_by_seed = dict(zip(c.lora_seeds, c.lora_values, strict=True)) if c.lora_values else {}
     full_by_seed = dict(zip(c.full_seeds, c.full_values, strict=True)) if c.full_values else {}
+    e = c.example_equivalence
     return {
         "task": c.task, "metric": c.primary_metric, "word": verdict_word(c, alpha), "sentence": sentence,
         "lora": c.lora.mean if c.lora.n else nan, "full": c.full.mean if c.full.n else nan,
@@ -259,45 +329,63 @@ def verdict_row(c: TaskComparison, sentence: str, alpha: float = 0.05) -> dict:
         "ci_low": k.ci_low if k is not None else nan, "ci_high": k.ci_high if k is not None else nan,
         "design": k.design if k is not None else "none",
         "p": k.t_p if k is not None else nan,
-        "margin": c.equivalence.margin if c.equivalence is not None else nan,
+        "margin": c.margin if k is not None else nan,
         "n_seeds": len(c.common_seeds) if k is not None and k.design == "paired" else min(c.lora.n, c.full.n),
         "seed_differences": {s: lora_by_seed[s] - full_by_seed[s] for s in c.common_seeds
                              if s in lora_by_seed and s in full_by_seed},
         "p_adjusted": c.decision_p_adjusted, "p_decision": c.decision_p, "decided_on": c.decided_on,
+        "p_equivalence": c.equivalence_p, "p_equivalence_adjusted": c.equivalence_p_adjusted,
+        "family_size": c.family_size, "compared": c.compared,
+        "example_equivalence": e.as_dict() if e is not None and c.decided_on == "examples" else None,
         "baseline": c.baseline.as_dict() if c.baseline is not None else None,
+        "learned": {arm: t.as_dict() for arm, t in c.learned.items()}, "learn_margin": c.learn_margin,
         "unlearned_arms": c.unlearned_arms,
-        "seed_test_undefined_reason": c.seed_test_undefined_reason,
+        "seed_test_undefined_reason": c.seed_level_reason,
     }
 
 
 def verdict_methods_text() -> list[str]:
-    """Paragraphs for the report's methods section on the verdict's corner cases: the Holm adjustment and
-    why equivalence needs none, undefined seed-level tests, the example-level test per metric, and the
-    trivial baselines behind "not learned"."""
+    """Paragraphs for the report's methods section on how the numbers become a word: the learned gate, the
+    one Holm family of both kinds of claim, the seed-level minimum and the example-level fallback, and the
+    example-level test per metric."""
     return [
-        "Several tasks, one family: each task's better / worse decision uses its p-value Holm-adjusted (Holm "
-        "1979) over the tasks that have one; both the raw and the adjusted p are shown. Unadjusted, four "
-        "tests at alpha = 0.05 would allow up to a 1 - 0.95^4 = 18.5% chance of at least one false 'better' "
-        "or 'worse'; adjusted, that chance is at most alpha. The equivalence claims ('matches') are not "
-        "adjusted, and need not be: each is an intersection-union test (Berger 1982; Berger and Hsu 1996, "
-        "Stat. Sci. 11:283-319). Its null, 'the difference is at or beyond -M or at or beyond +M', is a "
-        "union, rejected only when every one-sided test rejects, each at alpha, so the claim errs with "
-        "probability at most alpha with no correction; a conclusion that LoRA matches full fine-tuning on "
-        "every task at once is the same kind of test over the tasks and is likewise at level alpha.",
-        "No spread across seeds: when LoRA - full is the same on every seed (a metric moving in steps of one "
-        "test example can do that, e.g. 0.36 points on RTE), the seed-level t-test, its interval and the "
-        "TOST are undefined (zero standard deviation: t would be infinite and the interval of zero width); "
-        "the report says so and shows no interval, the better / worse decision falls back to the "
-        "example-level test on the combined predictions (test-set noise only, in the Holm family like any "
-        "other), and 'matches' is not claimed.",
+        "Learned first. Before LoRA is compared with full fine-tuning, each arm is tested on its own against the "
+        "best constant predictor on test: always the test split's majority class (accuracy), always the positive "
+        "class (MRPC F1), always no answer (SQuAD v2 F1 = the share of unanswerable questions, 50.07 on the "
+        "official dev set). The test is one-sided (H0: the arm's score is at most the baseline plus the learning "
+        "margin, `--learn-margin`, default 0): a t-test over the arm's seed scores with 3 seeds or more, else a "
+        "paired bootstrap over the test examples of the arm's score minus the constant predictor's (test-set "
+        "noise only). These tests are one Holm family over every arm of every task, decided before and "
+        "independently of the LoRA - full comparison. An arm not shown to learn stops the comparison ('not "
+        "learned', or 'only LoRA / full learned'): with a few seeds that is absence of evidence, not evidence "
+        "that it did not learn. Without predictions on disk the baseline cannot be scored and the report says "
+        "learning could not be checked.",
+        "One family, both kinds of claim. Each compared task has two hypotheses: the difference (two-sided "
+        "t-test; 'better' / 'worse') and equivalence within the margin M (TOST; 'matches'); at most one of "
+        "'the difference is 0' and 'the difference is at or beyond M' is true. All of them, over all tasks, are "
+        "one Holm family (Holm 1979), so the chance of any false claim of either kind is at most alpha "
+        "(unadjusted, four equivalence claims at 0.05 each would err with probability up to about 0.19). The "
+        "study's question is equivalence: when equivalence is shown the word is 'matches', also when a small "
+        "difference inside the margin is itself significant (the sentence states it). Under each inconclusive "
+        "verdict the report says how many seeds the equivalence test would need: the exact power of the paired "
+        "TOST (both one-sided tests share the sample sd: Owen's Q, computed by integrating over the sd's "
+        "distribution) at a true difference of 0, at alpha divided by the family's hypotheses (Holm rejects "
+        "whatever that Bonferroni level rejects, so this is the least power the report's test will have), "
+        "planning with the 80% one-sided upper confidence bound of the observed sd of LoRA - full (Browne 1995: "
+        "a 3-seed sd is itself very uncertain); `tunebench plan seeds` plans with other settings.",
+        "Three seeds, and spread. A seed-level verdict needs at least 3 seeds per method (a t-test on 2 has one "
+        "degree of freedom) and spread across them: when LoRA - full is the same on every seed (a metric moving "
+        "in steps of one test example can do that, e.g. 0.36 points on RTE), the t-test, its interval and the "
+        "TOST are undefined. Then the decision rests on the example level, said so in the sentence (test-set "
+        "noise only): the difference on the combined predictions (in the Holm family like any other), and "
+        "equivalence on an exact bound: when the arms' predictions differ on D of n test examples (in any "
+        "common seed), |LoRA - full| is at most D / n (accuracy, per-question F1) or 2D / P (F1 with P positive "
+        "examples), and the one-sided exact binomial (Clopper-Pearson) bound on the share of such examples "
+        "shows equivalence when it lies inside the margin. Identical predictions on every example are strong "
+        "evidence at the example level, but only when the test set is large enough: at a 1-point margin, "
+        "zero disagreements on RTE's 277 examples do not suffice (bound 1.08 points), on SST-2's 872 they do.",
         "Example-level tests are on each task's verdict metric: McNemar only where it is accuracy (SST-2, "
         "RTE); MRPC's F1 (positive class) is not a mean over examples, so it gets a paired bootstrap over "
         "examples that recomputes each arm's F1 on every resample (the seed-averaged F1 for the combined "
         "version); SQuAD v2, a paired bootstrap of per-question F1.",
-        "'Not learned': a task where either arm's mean test score does not beat a trivial predictor's score "
-        "on test by more than the equivalence margin M gets no better / worse / matches verdict. Trivial "
-        "predictors: the majority class (accuracy; the test split's own majority when the train split's "
-        "label distribution is not recorded in the run folders, as today -- on test that is the best "
-        "constant prediction, so the check is if anything strict), always the positive class (MRPC F1), "
-        "always no answer (SQuAD v2 F1 = the share of unanswerable questions, 50.07 on the official dev set).",
     ]
