@@ -28,11 +28,15 @@ def row(r, task):
     return r.comparison.set_index("task").loc[task]
 
 
-def write_seed_pairs(root, task, lora, full, validation=0.9):
-    """LoRA and full runs of one task with seeds 0, 1, ... and these test scores."""
+def write_seed_pairs(root, task, lora, full, validation=0.9, n=2000):
+    """LoRA and full runs of one task with seeds 0, 1, ... and these test scores, with test predictions that score
+    them (n examples, half of each class: the runs learned the task, so the verdict is about the comparison)."""
+    labels = np.array([0, 1] * (n // 2))
     for seed, (a, b) in enumerate(zip(lora, full, strict=True)):
-        write_fake_run(root, task, "lora", seed, test=a, validation=validation)
-        write_fake_run(root, task, "full", seed, test=b, validation=validation)
+        for method, score in (("lora", a), ("full", b)):
+            correct = np.arange(n) < round(score * n)
+            write_fake_run(root, task, method, seed, test=score, validation=validation,
+                           predictions=classification_predictions(labels, correct))
 
 
 # ---------------------------------------------------------------- headline selection
@@ -111,9 +115,8 @@ def test_single_seed_says_no_significance_can_be_claimed(tmp_path):
     write_fake_run(tmp_path, "mrpc", "lora", 42, test=0.84, validation=0.8)
     write_fake_run(tmp_path, "mrpc", "full", 42, test=0.86, validation=0.8)
     v = report(tmp_path).verdicts["mrpc"]
-    assert v.startswith("mrpc: no seed-level verdict (1 seed per method: a seed-level verdict needs at least 3), "
-                        "and there is no example-level test to fall back on: nothing is claimed (f1: LoRA - full = "
-                        "-2.00 points)")
+    assert v.startswith("mrpc: no seed-level verdict (1 seed per method: a seed-level verdict needs at least 3): "
+                        "nothing is claimed (f1: LoRA - full = -2.00 points; LoRA 84.00, full 86.00)")
     assert "LoRA trains 0.9% of the parameters and peaks at 38% of full's memory" in v
 
 
@@ -192,7 +195,7 @@ def test_methods_with_different_seeds_are_compared_unpaired(tmp_path):
     welch = stats.ttest_ind([90, 91, 92], [88, 89, 88.5, 89], equal_var=False)
     assert c["t_p"] == pytest.approx(welch.pvalue)
     assert "with 3 LoRA seeds and 4 full seeds (0 shared)" in r.verdicts["sst2"]
-    assert "no common seeds: Welch t-test" in r.verdicts["sst2"]
+    assert "unpaired (too few common seeds): Welch t-test" in r.verdicts["sst2"]
     a, b = np.array([90.0, 91, 92]), np.array([88, 89, 88.5, 89])      # and the TOST is Welch's too
     tost = max(stats.ttest_ind(a + 1, b, equal_var=False, alternative="greater").pvalue,
                stats.ttest_ind(a - 1, b, equal_var=False, alternative="less").pvalue)
@@ -237,20 +240,26 @@ def test_mcnemar_on_a_seed_pair_matches_the_hand_count(tmp_path):
     assert expected in r.verdicts["rte"]
 
 
-def test_majority_vote_counts_ties_as_wrong_for_both(tmp_path):
-    labels = [0, 1, 0, 1]
-    lora = {1: [True, True, False, True], 2: [True, False, False, True]}   # majority: T, tie, F, T
-    full = {1: [False, True, True, False], 2: [False, True, True, True]}   # majority: F, T, T, tie
+def test_the_combined_accuracy_test_is_on_the_seed_mean_not_a_majority_vote(tmp_path):
+    """Two seeds, LoRA 2 points better on each (it gets one more of 50 examples right), but its right answers move
+    from seed to seed while full's stay put: a majority vote over seeds (both seeds right) would favour full;
+    the combined test is on each example's correctness averaged over seeds, whose mean is the +2."""
+    labels = [0, 1] * 25
+    lora = {1: [True] * 41 + [False] * 9, 2: [False] * 9 + [True] * 41}
+    full = {s: [True] * 40 + [False] * 10 for s in (1, 2)}
     for seed in (1, 2):
-        write_fake_run(tmp_path, "sst2", "lora", seed, test=0.7, validation=0.7,
-                       predictions=classification_predictions(labels, lora[seed]))
-        write_fake_run(tmp_path, "sst2", "full", seed, test=0.7, validation=0.7,
-                       predictions=classification_predictions(labels, full[seed]))
-    tests = report(tmp_path).example_tests.set_index("comparison")
-    vote = tests.loc["majority vote over seeds"]
-    # majority-correct: LoRA [T, F, F, T], full [F, T, T, F] -> b = 2 (ex. 0, 3), c = 2 (ex. 1, 2)
-    assert (vote["b"], vote["c"], vote["seeds"]) == (2, 2, "1,2")
-    assert (tests.loc["seed 1", "b"], tests.loc["seed 1", "c"]) == (2, 1)
+        for method, correct in (("lora", lora[seed]), ("full", full[seed])):
+            write_fake_run(tmp_path, "sst2", method, seed, test=sum(correct) / 50, validation=0.7,
+                           predictions=classification_predictions(labels, correct))
+    r = report(tmp_path)
+    tests = r.example_tests.set_index("comparison")
+    combined = tests.loc["mean accuracy over seeds"]
+    assert combined["test"] == "paired bootstrap" and combined["seeds"] == "1,2"
+    assert combined["mean_diff"] == pytest.approx(2.0)                 # = 82 - 80, the seed-mean difference
+    assert (tests.loc["seed 1", "b"], tests.loc["seed 1", "c"]) == (1, 0)
+    # both arms 80-82% on both seeds, each seed +2: a majority vote would have counted LoRA right on only 32
+    assert sum(a and b for a, b in zip(lora[1], lora[2], strict=True)) == 32
+    assert r.verdict_rows[0]["word"] == "inconclusive"          # 2 seeds: the example level decides nothing
 
 
 def test_example_tests_use_only_shared_examples(tmp_path):

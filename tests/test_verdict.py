@@ -140,11 +140,12 @@ def test_holm_family_holds_difference_and_equivalence_of_every_task():
 
 def test_equivalence_claims_are_adjusted_too():
     # four tasks whose TOST alone succeeds (p ~ 0.03 each): one family of 8 makes none of them a claim
-    lora, full = [80.2, 80.5, 79.8], [80.0, 80.0, 80.0]
-    c = comparison("sst2", lora, full)
+    lora, full = [80.2, 80.6, 79.7], [80.0, 80.1, 79.9]
+    c = comparison("sst2", lora, full, baseline=Baseline("always", 50.0, 872, 1))
     assert 0.01 < c.equivalence.p < 0.05 and verdict_word(adjust_across_tasks([c])[0]) == "inconclusive"
     assert verdict_word(c) == "matches"   # unadjusted it would read "matches"
-    four = adjust_across_tasks([comparison(t, lora, full) for t in ("sst2", "mrpc", "rte", "squad_v2")])
+    four = adjust_across_tasks([comparison(t, lora, full, baseline=Baseline("always", 50.0, 872, 1))
+                                for t in ("sst2", "mrpc", "rte", "squad_v2")])
     assert all(x.equivalence_p_adjusted > 0.05 for x in four) and {verdict_word(x) for x in four} == {"inconclusive"}
 
 
@@ -179,9 +180,12 @@ def test_two_seeds_give_no_seed_level_verdict():
     c = adjust_across_tasks([c])[0]
     assert c.seed_level_reason == ("2 seeds per method: a seed-level verdict needs at least 3 (a t-test on 2 seeds "
                                    "has 1 degree of freedom)")
-    assert c.decided_on == "examples" and verdict_word(c) == "better"
-    assert compose_verdict(c).startswith("sst2: no seed-level verdict (2 seeds per method: a seed-level verdict "
-                                         "needs at least 3")
+    # the example level compares two trained models, not two methods: evidence, never the verdict
+    assert c.decided_on is None and math.isnan(c.decision_p) and verdict_word(c) == "inconclusive"
+    assert compose_verdict(c).startswith(
+        "sst2: no seed-level verdict (2 seeds per method: a seed-level verdict needs at least 3 (a t-test on 2 seeds "
+        "has 1 degree of freedom)): nothing is claimed; the example-level evidence below covers test-set noise only "
+        "and decides nothing (accuracy: LoRA - full = +2.75 points)")
 
 
 def test_zero_discordant_examples_show_equivalence_at_the_example_level_when_the_test_set_is_large_enough():
@@ -207,7 +211,8 @@ def test_zero_discordant_examples_show_equivalence_at_the_example_level_when_the
     sentence = compose_verdict(sst2)
     assert ("on the example-level evidence instead (test-set noise only, not seed variance), LoRA matches full "
             "fine-tuning within ±1 point of accuracy: the arms' predictions differ on 0 of 872 test examples in any "
-            "common seed, so |LoRA - full| <= 0.34 points at 95% (exact binomial bound, p < 0.001") in sentence
+            "common seed, so |LoRA - full| <= 0.34 points at 95% (exact binomial bound, unadjusted, p < 0.001, "
+            "Holm-adjusted over 2 hypotheses p < 0.001)") in sentence
     row = verdict_row(sst2, sentence)
     assert row["example_equivalence"]["discordant"] == 0 and row["example_equivalence"]["equivalent"]
     rte = adjust_across_tasks([compare_task("rte", *frames(277, "rte"), n_resamples=200)])[0]
@@ -287,15 +292,22 @@ def test_the_learning_margin_is_its_own_setting():
     assert verdict_word(strict) == "not learned" and "by more than 5 points" in compose_verdict(strict)
 
 
-def test_learning_that_cannot_be_checked_is_said():
+def test_learning_that_cannot_be_checked_is_said_and_never_matches():
     lora, full = [80.1, 80.3, 80.2], [80.0, 80.25, 80.05]
     c = adjust_across_tasks([comparison("rte", lora, full)])[0]      # no predictions: no baseline
-    assert c.unknown_learning == ["lora", "full"] and verdict_word(c) == "matches"
+    assert c.equivalence_p_adjusted < 0.05                            # the TOST alone would say "matches"
+    assert c.unknown_learning == ["lora", "full"] and verdict_word(c) == "inconclusive"
     sentence = compose_verdict(c)
-    assert ("Whether either arm learned the task could not be checked (no test predictions on disk to score the "
-            "best constant predictor): the comparison assumes it did") in sentence
+    assert ("; the equivalence test puts LoRA - full within ±1 point (TOST p < 0.001, 90% CI [0.02, 0.18] "
+            "(unadjusted), Holm-adjusted over 2 hypotheses p = 0.001), but 'matches' is not said while it is unknown "
+            "whether the arms learned the task") in sentence
+    assert sentence.endswith("Whether either arm learned the task could not be checked (no test predictions on disk "
+                             "to score the best constant predictor): two arms that learned nothing would match each "
+                             "other, so 'matches' is not said.")
     row = verdict_row(c, sentence)
     assert row["learned"]["lora"]["state"] == "unknown" and row["compared"] is True
+    checked = adjust_across_tasks([comparison("rte", lora, full, baseline=Baseline("m", 50.0, 200, 0))])[0]
+    assert verdict_word(checked) == "matches"
     assert verdict_word(adjust_across_tasks([comparison("rte", lora, full, baseline=Baseline("m", 80.1, 200, 0))
                                              ])[0]) == "not learned"
 
@@ -355,12 +367,18 @@ def test_mrpc_example_level_test_is_an_f1_bootstrap_not_mcnemar():
     assert c.unlearned_arms == ["lora", "full"] and verdict_word(c) == "not learned"
 
 
-def test_accuracy_tasks_keep_mcnemar():
+def test_accuracy_tasks_keep_mcnemar_per_seed_and_the_seed_mean_combined():
     headline, predictions = mrpc_frames()
     rte = headline.assign(task="rte")
     c = compare_task("rte", rte.assign(test_primary=[61.0, 40.0, 62.0, 40.0, 63.0, 40.0]), predictions)
-    assert all(t["test"].startswith("McNemar") and t["metric"] == "accuracy" for t in c.example_tests)
-    assert c.example_tests[-1]["comparison"] == "majority vote over seeds"
+    per_seed, combined = c.example_tests[:-1], c.example_tests[-1]
+    assert all(t["test"].startswith("McNemar") and t["metric"] == "accuracy" for t in per_seed)
+    assert (combined["comparison"], combined["test"]) == ("mean accuracy over seeds", "paired bootstrap")
+    # the combined difference is the difference of the seed-mean accuracies on these 100 examples (points)
+    labels = predictions["lora-42"]["label"].to_numpy()
+    acc = {m: np.mean([100 * (predictions[f"{m}-{s}"]["prediction"].to_numpy() == labels).mean() for s in SEEDS])
+           for m in ("lora", "full")}
+    assert combined["mean_diff"] == pytest.approx(acc["lora"] - acc["full"])
 
 
 # ---------------------------------------------------------------- the word and the sentence agree

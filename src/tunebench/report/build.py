@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,12 +162,13 @@ def select_headline(runs: pd.DataFrame, selections: dict[str, dict[str, dict]], 
 
 def add_seeds_needed(rows: list[dict], headline: pd.DataFrame, margin: float, alpha: float) -> None:
     """Under each inconclusive verdict, how many seeds the equivalence test would need (report.power: exact power
-    of the paired TOST at alpha / k, k = the hypotheses of the Holm family -- two per compared task -- so the
+    of the paired TOST at alpha / k, k = the hypotheses of the Holm family -- two per task with both arms -- so the
     power is the least Holm gives; at a true difference of 0, planning with the 80% upper bound of the observed
     sd) and what they cost at the runs' measured time: row["seeds_needed"]."""
     from tunebench.report.power import describe, measured_hours_per_seed, plan_seeds
 
-    k = max(1, 2 * sum(bool(r.get("compared")) for r in rows))
+    both_arms = [r for r in rows if not (math.isnan(r["lora"]) or math.isnan(r["full"]))]
+    k = max(1, 2 * len(both_arms))   # the comparison family: two hypotheses per task with both arms
     hours, unit = measured_hours_per_seed(headline)
     for row in rows:
         if row.get("word") != "inconclusive":

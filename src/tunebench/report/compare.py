@@ -6,11 +6,13 @@ Order of decisions, each made before and independently of the next:
    predictor on test, its own Holm family over every arm of every task. A task where an arm is not shown to
    have learned gets no LoRA-against-full verdict ("not learned", or "only LoRA / full learned"); where
    learning cannot be checked (no predictions on disk) the comparison is made and says so.
-2. LoRA against full, two hypotheses per task in one Holm family over the tasks that pass step 1: the
-   difference (two-sided: better / worse) and equivalence within the margin (TOST: matches). At most one of
-   "the difference is 0" and "the difference is at or beyond the margin" is true, and Holm controls the chance of
-   any false claim, either kind, at alpha. Equivalence shown wins: the study's question is equivalence, so a
-   significant difference inside the margin reads "matches" with the small difference stated.
+2. LoRA against full, two hypotheses per task in one Holm family over every task with both arms (fixed before
+   any test; a task that step 1 stops keeps its place but makes no claim): the difference (two-sided: better /
+   worse) and equivalence within the margin (TOST: matches). At most one of "the difference is 0" and "the
+   difference is at or beyond the margin" is true, and Holm controls the chance of any false comparison claim,
+   either kind, at alpha. Equivalence shown wins: the study's question is equivalence, so a significant
+   difference inside the margin reads "matches" with the small difference stated. "matches" also needs both
+   arms' learning checked: two arms that learned nothing match each other.
 
 Seed level (the verdict): values are each run's test primary metric in points. Runs are paired by seed
 and only seeds present in both arms enter the paired tests (a seed fixes data order, head init and
@@ -22,22 +24,23 @@ Example level (supporting evidence, and the decision where the seed level cannot
 * one test per seed pair (LoRA seed s vs full seed s on the test examples both scored), each reported
   with its own p-value: these are not pooled, because pooling discordant counts (or questions) over
   seeds would count the same test example several times as if independent and overstate significance;
-* plus one combined version: classification compares the per-example *majority vote over seeds* of each
-  method (an example counts as correct for a method when more than half of its seeds got it right; a
-  tie -- possible with an even seed count -- counts as wrong for both methods alike); SQuAD compares the
-  per-question F1 *averaged over seeds* of each method. The combined version uses the common seeds, or
+* plus one combined version on the seed average, whose mean difference is exactly LoRA - full of the mean
+  over seeds: accuracy compares each example's correctness *averaged over seeds* (paired bootstrap; a majority
+  vote would not be the seed mean: with two seeds it favours the steadier arm), MRPC each arm's F1 averaged over
+  its seeds, SQuAD the per-question F1 *averaged over seeds*. The combined version uses the common seeds, or
   every seed of each arm when the arms share none.
-The example-level test is on the verdict's metric: McNemar (exact binomial when b + c < 25) only where
-the primary metric is accuracy (SST-2, RTE); for MRPC, whose verdict is on F1 of the positive class, a
+The example-level test is on the verdict's metric: per seed pair, McNemar (exact binomial when b + c < 25)
+where the primary metric is accuracy (SST-2, RTE); for MRPC, whose verdict is on F1 of the positive class, a
 paired bootstrap over examples that recomputes each arm's F1 on every resample (F1 is not a mean over
 examples: `stats.paired_bootstrap_f1`); for SQuAD v2 a paired bootstrap of per-question F1 (its F1 is the
 mean of per-question F1s, so resampling per-question differences is the same thing).
 
-When there is no seed-level verdict (fewer than 3 seeds, or no spread: `TaskComparison.seed_level_reason`), the
-decision rests on the example-level evidence instead, labelled as test-set noise only: the difference on
-`TaskComparison.fallback_test` (the combined test, or the one per-seed test with a single seed pair), and
-equivalence on the exact discordance bound (`stats.discordance_equivalence`: from the test examples on which
-the arms' predictions differ in any common seed; zero such examples is strong evidence at the example level).
+Fewer than 3 seeds give no verdict: the example-level tests compare two trained models, not two methods, and are
+shown as evidence only. With 3+ seeds but no spread (`TaskComparison.seed_level_reason`: the t-test is
+undefined), seed variance is gone and the decision rests on the example-level evidence instead, labelled as
+test-set noise only: the difference on `TaskComparison.fallback_test` (the combined test), and equivalence on
+the exact discordance bound (`stats.discordance_equivalence`: from the test examples on which the arms'
+predictions differ in any common seed; zero such examples is strong evidence at the example level).
 """
 
 from __future__ import annotations
@@ -121,12 +124,19 @@ class TaskComparison:
         k = self.seeds
         if k is None:
             return None
-        if k.undefined_reason is not None:
-            return k.undefined_reason
+        return self.too_few_seeds or k.undefined_reason
+
+    @property
+    def too_few_seeds(self) -> str | None:
+        """Why the seeds are too few for any verdict (fewer than 3 per method in the test's design), else None."""
+        k = self.seeds
+        if k is None:
+            return None
         if k.design == "paired":
             n = k.n_pairs
             if n < MIN_SEEDS_FOR_SEED_TEST:
-                return (f"{_seeds_text(n)} per method: a seed-level verdict needs at least "
+                per = "per method" if k.n_pairs == len(self.lora_seeds) == len(self.full_seeds) else "in common"
+                return (f"{_seeds_text(n)} {per}: a seed-level verdict needs at least "
                         f"{MIN_SEEDS_FOR_SEED_TEST} (a t-test on {n} seeds has {max(n - 1, 0)} degree"
                         f"{'' if n == 2 else 's'} of freedom)")
             return None
@@ -146,9 +156,10 @@ class TaskComparison:
 
     @property
     def fallback_test(self) -> dict | None:
-        """The example-level test the difference decision falls back to when there is no seed-level verdict: the
-        combined test, else the only per-seed test. None when the seed level decides or no such test exists."""
-        if self.seed_level_reason is None or not self.example_tests:
+        """The example-level test the difference decision falls back to when the seed-level test is undefined for
+        want of spread (3+ seeds): the combined test, else the only per-seed test. None otherwise (with fewer than
+        3 seeds the example-level tests decide nothing: they compare two trained models, not two methods)."""
+        if self.seeds is None or not self.seeds.undefined or self.too_few_seeds or not self.example_tests:
             return None
         combined = [t for t in self.example_tests if not str(t["comparison"]).startswith("seed ")]
         if combined:
@@ -161,7 +172,9 @@ class TaskComparison:
         k = self.seeds
         if k is None:
             return None
-        if self.seed_level_reason is not None:
+        if self.too_few_seeds:   # example-level tests compare two models, not two methods: evidence, not a verdict
+            return None
+        if k.undefined:   # 3+ seeds without spread: test-set noise is the only noise left to test against
             examples = self.fallback_test is not None and not math.isnan(self.fallback_test["p"])
             return "examples" if examples or self.example_equivalence is not None else None
         return "seeds" if not math.isnan(k.t_p) else None
@@ -231,19 +244,19 @@ class TaskComparison:
 
 
 def adjust_across_tasks(comparisons: list[TaskComparison]) -> list[TaskComparison]:
-    """The two Holm families, in order (module docstring): first the learned tests of every arm of every task;
-    then, over the tasks still compared, each task's difference p and equivalence p together. Copies; pure.
-    Tests that do not exist (NaN) are not part of a family and stay NaN."""
-    flat = [(i, arm) for i, c in enumerate(comparisons) for arm in ARMS if arm in c.learned]
+    """The two Holm families (module docstring): the learned tests of every arm of every task with both arms; and
+    each such task's difference p and equivalence p together, a family fixed before any test (a task gated out
+    by its learned test keeps its place in it but makes no claim). Copies; pure. Tests that do not exist (NaN)
+    are not part of a family and stay NaN."""
+    flat = [(i, arm) for i, c in enumerate(comparisons) if c.seeds is not None for arm in ARMS if arm in c.learned]
     adjusted_learned = adjust_learned([comparisons[i].learned[arm] for i, arm in flat])
     learned: list[dict[str, LearnedTest]] = [dict(c.learned) for c in comparisons]
     for (i, arm), t in zip(flat, adjusted_learned, strict=True):
         learned[i][arm] = t
     staged = [replace(c, learned=lt) for c, lt in zip(comparisons, learned, strict=True)]
-    nan = math.nan
-    ps = []
-    for c in staged:
-        ps += [c.decision_p, c.equivalence_p] if c.compared else [nan, nan]
+    # The comparison family is fixed before any test: every task with both arms, whatever its gate says (a family
+    # chosen by the gate's outcome would be data-dependent); a gated task's tests count but make no claim.
+    ps = [p for c in staged for p in (c.decision_p, c.equivalence_p)]
     adjusted = holm(ps)
     size = sum(not math.isnan(p) for p in ps)
     return [replace(c, p_adjusted=adjusted[2 * i], p_equivalence_adjusted=adjusted[2 * i + 1], family_size=size)
@@ -361,7 +374,7 @@ def _combined_test(
     task: str, lora: pd.DataFrame, full: pd.DataFrame, common: list[int], predictions: Predictions,
     n_resamples: int, bootstrap_seed: int,
 ) -> list[dict]:
-    """Majority vote (classification) / seed-mean F1 (SQuAD) of the common seeds, else of all seeds."""
+    """Seed-mean correctness (accuracy) / F1 (MRPC, SQuAD) of the common seeds, else of all seeds."""
     if common:
         runs_a, runs_b = [_run_dir(lora, s) for s in common], [_run_dir(full, s) for s in common]
         seeds = ",".join(str(s) for s in common)
@@ -374,7 +387,7 @@ def _combined_test(
     row = _example_test(task, la, fa, n_resamples, bootstrap_seed)
     single = len(la) == 1 and len(fa) == 1
     label = ("unpaired seeds" if single else
-             "majority vote over seeds" if row and row["test"].startswith("McNemar") else "mean F1 over seeds")
+             "mean accuracy over seeds" if row and row["metric"] == "accuracy" else "mean F1 over seeds")
     return [{"task": task, "comparison": label, "seeds": seeds} | row] if row else []
 
 
@@ -387,8 +400,34 @@ def _example_test(task: str, lora_frames: list[pd.DataFrame], full_frames: list[
     if spec.primary_metric == "f1":
         return _bootstrap_class_f1(lora_frames, full_frames, n_resamples, seed)
     if spec.primary_metric == "accuracy":
-        return _mcnemar_correct(lora_frames, full_frames)
+        if len(lora_frames) == 1 and len(full_frames) == 1:
+            return _mcnemar_correct(lora_frames, full_frames)
+        return _bootstrap_accuracy(lora_frames, full_frames, n_resamples, seed)
     return None
+
+
+def _bootstrap_accuracy(lora_frames: list[pd.DataFrame], full_frames: list[pd.DataFrame], n_resamples: int,
+                        seed: int) -> dict | None:
+    """Several runs per arm: a paired bootstrap over examples of each example's correctness averaged over the arm's
+    runs, LoRA minus full. Its mean is exactly the difference of the seed-mean accuracies (a majority vote over
+    seeds is not: it favours the steadier arm with two seeds and the less steady one with three)."""
+    frames = lora_frames + full_frames
+    shared = _common_examples(frames, {"idx", "label", "prediction"}, "idx")
+    if not shared:
+        return None
+    diffs = 100.0 * (_mean_correct(lora_frames, shared) - _mean_correct(full_frames, shared))
+    r = paired_bootstrap(diffs, n_resamples=n_resamples, seed=seed)
+    return {"test": "paired bootstrap", "metric": "accuracy", "n_examples": r.n, "b": None, "c": None,
+            "odds_ratio": math.nan, "mean_diff": r.mean_diff, "ci_low": r.ci_low, "ci_high": r.ci_high,
+            "statistic": math.nan, "p": r.p, "effect_size": r.effect_size}
+
+
+def _mean_correct(frames: list[pd.DataFrame], shared: list) -> np.ndarray:
+    cols = []
+    for f in frames:
+        g = f.drop_duplicates("idx").set_index("idx").loc[shared]
+        cols.append((g["prediction"].to_numpy() == g["label"].to_numpy()).astype(float))
+    return np.mean(cols, axis=0)
 
 
 def _bootstrap_class_f1(lora_frames: list[pd.DataFrame], full_frames: list[pd.DataFrame], n_resamples: int,
@@ -414,20 +453,12 @@ def _mcnemar_correct(lora_frames: list[pd.DataFrame], full_frames: list[pd.DataF
     shared = _common_examples(frames, {"idx", "label", "prediction"}, "idx")
     if not shared:
         return None
-    a, f = _majority_correct(lora_frames, shared), _majority_correct(full_frames, shared)
+    a, f = _mean_correct(lora_frames, shared) > 0.5, _mean_correct(full_frames, shared) > 0.5   # one run each
     r = mcnemar_from_correct(a, f)
     diff = 100.0 * (r.b - r.c) / r.n  # accuracy difference on these examples, points
     return {"test": "McNemar exact" if r.exact else "McNemar chi2 (cc)", "metric": "accuracy", "n_examples": r.n,
             "b": r.b, "c": r.c, "odds_ratio": r.odds_ratio, "mean_diff": diff, "ci_low": math.nan, "ci_high": math.nan,
             "statistic": r.statistic, "p": r.p, "effect_size": r.odds_ratio}
-
-
-def _majority_correct(frames: list[pd.DataFrame], shared: list) -> np.ndarray:
-    votes = np.zeros(len(shared))
-    for f in frames:
-        g = f.drop_duplicates("idx").set_index("idx").loc[shared]
-        votes += (g["prediction"].to_numpy() == g["label"].to_numpy())
-    return votes > len(frames) / 2  # strict majority; ties count as wrong for both methods
 
 
 def _bootstrap_f1(lora_frames: list[pd.DataFrame], full_frames: list[pd.DataFrame], n_resamples: int,

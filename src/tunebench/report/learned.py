@@ -11,7 +11,9 @@ tested on its own against the best constant predictor on the test split (`trivia
   scores F1 1 on an unanswerable question and 0 on an answerable one).
 
 The test (`learned_test`), one-sided, H0: the arm's true score <= baseline + learn margin:
-* seeds >= 3 with spread: a one-sided one-sample t-test of the arm's seed scores (seed variance included);
+* seeds >= 3 with spread: a one-sided one-sample t-test of the arm's seed scores (training noise) and, where the
+  predictions are on disk, also the example-level test below (test-set noise, which the seed scores share with
+  the baseline scored on the same test set): both must reject (an intersection-union test, valid at alpha);
 * fewer seeds, or the same score on every seed: a one-sided paired bootstrap over the test examples of the
   arm's score (averaged over its seeds) minus the constant predictor's, recomputed per resample (test-set
   noise only, said so);
@@ -137,23 +139,28 @@ def learned_test(
         return LearnedTest(arm, nan, "", nan, 0, None, "no completed run", alpha=alpha)
     threshold = baseline.value + learn_margin
     estimate = float(x.mean() - baseline.value)
+    usable = [f for f in (frames or []) if f is not None]
+    complete = bool(usable) and len(usable) == len(frames or [])
+    example = (example_differences(task, usable, baseline, n_resamples, bootstrap_seed) if complete else None)
+    p_examples = one_sided_bootstrap_p(example[0], example[1], learn_margin) if example is not None else nan
+    what = "seeds" if len(x) > 1 else "seed"
+    on_examples = (f"one-sided paired bootstrap over {example[2]} test examples ({len(x)} {what})"
+                   if example is not None else "")
     if len(x) >= MIN_SEEDS_FOR_SEED_TEST and float(np.ptp(x)) > 1e-9 * max(1.0, float(np.abs(x).max())):
         p = float(stats.ttest_1samp(x, threshold, alternative="greater").pvalue)
-        return LearnedTest(arm, p, f"one-sided t-test over {len(x)} seeds", estimate, len(x), "seeds", alpha=alpha)
-    usable = [f for f in (frames or []) if f is not None]
-    if not usable or len(usable) != len(frames or []):
+        seeds = f"one-sided t-test over {len(x)} seeds"
+        if example is None:
+            return LearnedTest(arm, p, seeds, estimate, len(x), "seeds", alpha=alpha)
+        # both must reject (intersection-union: valid at alpha): the seeds carry training noise, the test examples
+        # test-set noise, which the seed scores share with the baseline scored on the same test set
+        return LearnedTest(arm, max(p, p_examples), f"{seeds} and {on_examples}, both must reject", estimate,
+                           len(x), "seeds", alpha=alpha)
+    if example is None:
         why = ("fewer than 3 seeds" if len(x) < MIN_SEEDS_FOR_SEED_TEST else "no spread across seeds")
-        return LearnedTest(arm, nan, "", estimate, len(x), None, alpha=alpha,
-                           reason=f"{why} and no test predictions for the example-level test")
-    diffs = example_differences(task, usable, baseline, n_resamples, bootstrap_seed)
-    if diffs is None:
-        return LearnedTest(arm, nan, "", estimate, len(x), None, alpha=alpha,
-                           reason="the test predictions lack the fields the example-level test needs")
-    observed, resampled, n = diffs
-    p = one_sided_bootstrap_p(observed, resampled, learn_margin)
-    what = "seeds" if len(x) > 1 else "seed"
-    return LearnedTest(arm, p, f"one-sided paired bootstrap over {n} test examples ({len(x)} {what})",
-                       estimate, n, "examples", alpha=alpha)
+        missing = ("the test predictions lack the fields the example-level test needs" if complete else
+                   "no test predictions for the example-level test")
+        return LearnedTest(arm, nan, "", estimate, len(x), None, alpha=alpha, reason=f"{why} and {missing}")
+    return LearnedTest(arm, p_examples, on_examples, estimate, example[2], "examples", alpha=alpha)
 
 
 def one_sided_bootstrap_p(observed: float, resampled: np.ndarray, margin: float = 0.0) -> float:

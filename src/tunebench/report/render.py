@@ -75,12 +75,14 @@ METHODS_TEXT = [
     "Seed level (the verdict): runs paired by seed, only seeds present in both methods; paired t-test "
     "(decision at alpha) with a 95% t-interval of the mean difference, Wilcoxon signed-rank as a "
     "distribution-free check (with 5 seeds its exact p cannot go below 0.0625), Cohen's d_z. Arms without "
-    "2 shared seeds: Welch's t-test and Mann-Whitney U. One seed per arm: no test, no significance claimed.",
+    "3 shared seeds: Welch's t-test and Mann-Whitney U. Fewer than 3 seeds per arm: no seed-level verdict, and "
+    "the example-level tests are shown as evidence but decide nothing.",
     "Example level (test-set noise only), on the verdict's metric: for accuracy, McNemar per seed pair (exact "
     "binomial when b + c < 25, else chi-square with continuity correction; b = only LoRA right, c = only full "
-    "right, odds ratio b / c) and on the majority vote over seeds; for MRPC's F1 and SQuAD's F1, a paired "
-    "bootstrap (fixed seed) over examples, per seed pair and on the seed average. Per-seed tests are reported "
-    "separately, never pooled.",
+    "right, odds ratio b / c), and on the seed average a paired bootstrap of each example's correctness "
+    "averaged over seeds (its mean is exactly the difference of the seed-mean accuracies; a majority vote is "
+    "not); for MRPC's F1 and SQuAD's F1, a paired bootstrap (fixed seed) over examples, per seed pair and on the "
+    "seed average. Per-seed tests are reported separately, never pooled.",
     "Equivalence: two one-sided tests (TOST) on the same seeds and design, against a margin of +-M points "
     "declared before looking (`tunebench report --margin`, default 1): 'LoRA matches full fine-tuning' only "
     "when both one-sided tests reject at alpha (equivalently, the 1 - 2 alpha interval, 90% at alpha = 0.05, "

@@ -88,15 +88,15 @@ def describe_not_learned(c: TaskComparison, alpha: float = 0.05) -> str:
 
 
 def describe_unknown_learning(c: TaskComparison) -> str:
-    """"Learning could not be checked (...): the comparison assumes both arms learned." ("" when checked)."""
+    """"Whether either arm learned the task could not be checked (...)..." ("" when it was checked)."""
     arms = c.unknown_learning
     if not arms:
         return ""
     reasons = sorted({c.learned[a].reason for a in arms if a in c.learned and c.learned[a].reason})
     who = "either arm" if len(arms) == 2 else _NAMES[arms[0]]
     why = f" ({'; '.join(reasons)})" if reasons else ""
-    return (f"Whether {who} learned the task could not be checked{why}: the comparison assumes it did, and two "
-            f"arms that learned nothing would also 'match'.")
+    return (f"Whether {who} learned the task could not be checked{why}: two arms that learned nothing would match "
+            f"each other, so 'matches' is not said.")
 
 
 def describe_seed_result(c: TaskComparison, alpha: float) -> str:
@@ -111,10 +111,11 @@ def describe_seed_result(c: TaskComparison, alpha: float) -> str:
     tests = (f"paired t-test {_p(k.t_p)}{_holm(c, c.p_adjusted)}, Wilcoxon {_p(k.rank_p)}, "
              f"d_z = {_num(k.effect_size)}"
              if k.design == "paired" else
-             f"no common seeds: Welch t-test {_p(k.t_p)}{_holm(c, c.p_adjusted)}, Mann-Whitney {_p(k.rank_p)}, "
+             f"unpaired (too few common seeds): Welch t-test {_p(k.t_p)}{_holm(c, c.p_adjusted)}, Mann-Whitney "
+             f"{_p(k.rank_p)}, "
              f"d = {_num(k.effect_size)}")
     e = c.equivalence
-    tost = f"{_tost(e)}{_holm(c, c.p_equivalence_adjusted)}" if e is not None else ""
+    tost = f"{_tost(e, c)}{_holm(c, c.p_equivalence_adjusted)}" if e is not None else ""
     if _equivalent(c, alpha):
         text = (f"LoRA matches full fine-tuning within {_margin(c.margin)} of {c.primary_metric} at alpha = "
                 f"{alpha:g} with {_seed_phrase(c)} ({tost}; {diff}, {ci}; {tests})")
@@ -129,8 +130,16 @@ def describe_seed_result(c: TaskComparison, alpha: float) -> str:
                 f"({diff}, {ci}; {tests})")
     text = f"no significant difference at alpha = {alpha:g} with {_seed_phrase(c)} ({diff}, {ci}; {tests})"
     if e is not None and not math.isnan(e.p):
-        text += f"; equivalence within {_margin(c.margin)} is not shown ({tost})"
+        text += f"; {_equivalence_not_claimed(c, alpha, tost)}"
     return text
+
+
+def _equivalence_not_claimed(c: TaskComparison, alpha: float, evidence: str) -> str:
+    """Why "matches" is not said: not shown, or shown while the arms' learning could not be checked."""
+    if c.equivalence_p_adjusted < alpha:
+        return (f"the equivalence test puts LoRA - full within {_margin(c.margin)} ({evidence}), but 'matches' is "
+                f"not said while it is unknown whether the arms learned the task")
+    return f"equivalence within {_margin(c.margin)} is not shown ({evidence})"
 
 
 def describe_fallback(c: TaskComparison, alpha: float, diff: str) -> str:
@@ -138,6 +147,10 @@ def describe_fallback(c: TaskComparison, alpha: float, diff: str) -> str:
     k = c.seeds
     assert k is not None
     reason = c.seed_level_reason
+    if c.too_few_seeds:
+        below = ("; the example-level evidence below covers test-set noise only and decides nothing"
+                 if c.example_tests else "")
+        return f"no seed-level verdict ({reason}): nothing is claimed{below} ({diff}{_single_values(c)})"
     if k.undefined:
         head = f"the seed-level test is undefined with {_seed_phrase(c)} ({reason})"
     else:
@@ -150,8 +163,9 @@ def describe_fallback(c: TaskComparison, alpha: float, diff: str) -> str:
     instead = "on the example-level evidence instead (test-set noise only, not seed variance)"
     e = c.example_equivalence
     bound = (f"the arms' predictions differ on {e.discordant} of {e.n} test examples in any common seed, so "
-             f"|LoRA - full| <= {_num(e.bound)} points at {100 * (1 - e.alpha):g}% (exact binomial bound, "
-             f"{_p(e.p)}{_holm(c, c.p_equivalence_adjusted)})" if e is not None else "")
+             f"|LoRA - full| <= {_num(e.bound)} points at {100 * (1 - e.alpha):g}% (exact binomial bound"
+             f"{', unadjusted' if c.family_size > 1 else ''}, {_p(e.p)}"
+             f"{_holm(c, c.p_equivalence_adjusted)})" if e is not None else "")
     if _equivalent(c, alpha):
         text = (f"{head}; {instead}, LoRA matches full fine-tuning within {_margin(c.margin)} of "
                 f"{c.primary_metric}: {bound}")
@@ -164,8 +178,7 @@ def describe_fallback(c: TaskComparison, alpha: float, diff: str) -> str:
                 f"{alpha:g} ({evidence})")
     no_diff = f"there is no significant difference at alpha = {alpha:g} ({evidence})" if evidence else \
         "there is no example-level test of the difference"
-    eq = (f"equivalence within {_margin(c.margin)} is not shown ({bound})" if e is not None else
-          "equivalence cannot be shown")
+    eq = (_equivalence_not_claimed(c, alpha, bound) if e is not None else "equivalence cannot be shown")
     return f"{head}; {instead} {no_diff}, and {eq}"
 
 
@@ -185,9 +198,14 @@ def _margin(m: float) -> str:
     return f"±{m:g} point" + ("" if m == 1 else "s")
 
 
-def _tost(e) -> str:
+def _unadjusted(c: TaskComparison) -> str:
+    return " (unadjusted)" if c.family_size > 1 else ""
+
+
+def _tost(e, c: TaskComparison | None = None) -> str:
     level = f"{100 * (1 - 2 * e.alpha):g}%"
-    return f"TOST {_p(e.p)}, {level} CI [{_num(e.ci_low)}, {_num(e.ci_high)}]"
+    unadjusted = _unadjusted(c) if c is not None else ""
+    return f"TOST {_p(e.p)}, {level} CI [{_num(e.ci_low)}, {_num(e.ci_high)}]{unadjusted}"
 
 
 def _seed_phrase(c: TaskComparison) -> str:
@@ -279,7 +297,8 @@ def _significant(c: TaskComparison, alpha: float) -> bool:
 
 
 def _equivalent(c: TaskComparison, alpha: float) -> bool:
-    return c.equivalence_p_adjusted < alpha
+    """Equivalence shown (Holm-adjusted) and both arms' learning checked: two arms that learned nothing match."""
+    return c.equivalence_p_adjusted < alpha and not c.unknown_learning
 
 
 # ---------------------------------------------------------------- the verdict table (one row per task)
@@ -353,18 +372,23 @@ def verdict_methods_text() -> list[str]:
         "best constant predictor on test: always the test split's majority class (accuracy), always the positive "
         "class (MRPC F1), always no answer (SQuAD v2 F1 = the share of unanswerable questions, 50.07 on the "
         "official dev set). The test is one-sided (H0: the arm's score is at most the baseline plus the learning "
-        "margin, `--learn-margin`, default 0): a t-test over the arm's seed scores with 3 seeds or more, else a "
-        "paired bootstrap over the test examples of the arm's score minus the constant predictor's (test-set "
-        "noise only). These tests are one Holm family over every arm of every task, decided before and "
-        "independently of the LoRA - full comparison. An arm not shown to learn stops the comparison ('not "
-        "learned', or 'only LoRA / full learned'): with a few seeds that is absence of evidence, not evidence "
-        "that it did not learn. Without predictions on disk the baseline cannot be scored and the report says "
-        "learning could not be checked.",
-        "One family, both kinds of claim. Each compared task has two hypotheses: the difference (two-sided "
+        "margin, `--learn-margin`, default 0): with 3 seeds or more that differ, a t-test over the arm's seed "
+        "scores (training noise) and, with predictions on disk, a paired bootstrap over the test examples of the "
+        "arm's seed-averaged score minus the constant predictor's (test-set noise, which the seed scores share "
+        "with a baseline scored on the same test set): both must reject; otherwise the bootstrap alone (test-set "
+        "noise only). These tests are one Holm family over every arm of every task with both arms, decided "
+        "before and independently of the LoRA - full comparison. An arm not shown to learn stops the comparison "
+        "('not learned', or 'only LoRA / full learned'): with a few seeds that is absence of evidence, not "
+        "evidence that it did not learn. Without predictions on disk the baseline cannot be scored: the report "
+        "says learning could not be checked and does not say 'matches' (two arms that learned nothing match).",
+        "One family, both kinds of claim. Each task with both arms has two hypotheses: the difference (two-sided "
         "t-test; 'better' / 'worse') and equivalence within the margin M (TOST; 'matches'); at most one of "
-        "'the difference is 0' and 'the difference is at or beyond M' is true. All of them, over all tasks, are "
-        "one Holm family (Holm 1979), so the chance of any false claim of either kind is at most alpha "
-        "(unadjusted, four equivalence claims at 0.05 each would err with probability up to about 0.19). The "
+        "'the difference is 0' and 'the difference is at or beyond M' is true. All of them, over all such tasks, "
+        "are one Holm family (Holm 1979), fixed before any test (a task the learned test stops keeps its place "
+        "and makes no claim), so the chance of any false comparison claim of either kind is at most alpha "
+        "(unadjusted, four equivalence claims at 0.05 each would err with probability up to about 0.19); the "
+        "learned family has its own alpha. Intervals and bounds in the sentences are at the unadjusted level "
+        "and marked so; the words use the adjusted p-values. The "
         "study's question is equivalence: when equivalence is shown the word is 'matches', also when a small "
         "difference inside the margin is itself significant (the sentence states it). Under each inconclusive "
         "verdict the report says how many seeds the equivalence test would need: the exact power of the paired "
@@ -373,19 +397,24 @@ def verdict_methods_text() -> list[str]:
         "whatever that Bonferroni level rejects, so this is the least power the report's test will have), "
         "planning with the 80% one-sided upper confidence bound of the observed sd of LoRA - full (Browne 1995: "
         "a 3-seed sd is itself very uncertain); `tunebench plan seeds` plans with other settings.",
-        "Three seeds, and spread. A seed-level verdict needs at least 3 seeds per method (a t-test on 2 has one "
-        "degree of freedom) and spread across them: when LoRA - full is the same on every seed (a metric moving "
-        "in steps of one test example can do that, e.g. 0.36 points on RTE), the t-test, its interval and the "
-        "TOST are undefined. Then the decision rests on the example level, said so in the sentence (test-set "
-        "noise only): the difference on the combined predictions (in the Holm family like any other), and "
+        "Three seeds, and spread. A verdict needs at least 3 seeds per method (a t-test on 2 has one degree of "
+        "freedom); with fewer, nothing is claimed and the example-level tests are shown as evidence only (they "
+        "compare two trained models, not two methods). With 3 or more but no spread -- LoRA - full the same on "
+        "every seed (a metric moving in steps of one test example can do that, e.g. 0.36 points on RTE) -- the "
+        "t-test, its interval and the TOST are undefined, seed variance is gone, and the decision rests on the "
+        "example level, said so in the sentence (test-set noise only): the difference on the seed-averaged "
+        "predictions (in the Holm family like any other), and "
         "equivalence on an exact bound: when the arms' predictions differ on D of n test examples (in any "
         "common seed), |LoRA - full| is at most D / n (accuracy, per-question F1) or 2D / P (F1 with P positive "
         "examples), and the one-sided exact binomial (Clopper-Pearson) bound on the share of such examples "
         "shows equivalence when it lies inside the margin. Identical predictions on every example are strong "
         "evidence at the example level, but only when the test set is large enough: at a 1-point margin, "
-        "zero disagreements on RTE's 277 examples do not suffice (bound 1.08 points), on SST-2's 872 they do.",
-        "Example-level tests are on each task's verdict metric: McNemar only where it is accuracy (SST-2, "
-        "RTE); MRPC's F1 (positive class) is not a mean over examples, so it gets a paired bootstrap over "
-        "examples that recomputes each arm's F1 on every resample (the seed-averaged F1 for the combined "
-        "version); SQuAD v2, a paired bootstrap of per-question F1.",
+        "zero disagreements on RTE's 277 examples do not suffice (bound 1.08 points), on SST-2's 872 they do; "
+        "on MRPC's F1 (408 examples, 279 positive) even zero gives a bound of 2.14 points.",
+        "Example-level tests are on each task's verdict metric: per seed pair, McNemar where it is accuracy "
+        "(SST-2, RTE), and on the seed average a paired bootstrap of each example's correctness averaged over "
+        "seeds, whose mean is exactly the seed-mean accuracy difference (a majority vote over seeds is not: with "
+        "two seeds it favours the steadier arm); MRPC's F1 (positive class) is not a mean over examples, so it "
+        "gets a paired bootstrap over examples that recomputes each arm's F1 on every resample (the "
+        "seed-averaged F1 for the combined version); SQuAD v2, a paired bootstrap of per-question F1.",
     ]
