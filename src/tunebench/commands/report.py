@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "to count as having learned the task; LoRA is compared with full fine-tuning only where both "
                    "did (default 0: beat it significantly)")
     p.add_argument("--bootstrap-resamples", type=int, default=10_000, metavar="N",
-                   help="paired-bootstrap resamples for SQuAD (default 10000; seed fixed)")
+                   help="paired-bootstrap resamples of the example-level and learned tests (default 10000; seed "
+                   "fixed)")
     p.add_argument("--bootstrap-seed", type=int, default=0, metavar="SEED", help="bootstrap seed (default 0)")
     p.set_defaults(func=_report)
 

@@ -289,7 +289,8 @@ def verdict_table_html(report: Report) -> str:
             cells.append(f'<td class="b">{esc(value)}<br><span class="small">{esc(name)}</span></td>')
         word = d["word"]
         cls = "w-" + word.replace(" ", "-") if word else "w-none"
-        cells += [f"<td>{esc(d['difference'])}</td>", f"<td>{esc(d['p'])}</td>",
+        p_cell = "<br>".join(esc(part) for part in str(d["p"]).split(" · "))   # diff / equiv on their own lines
+        cells += [f"<td>{esc(d['difference'])}</td>", f"<td>{p_cell}</td>",
                   f'<td class="c"><span class="word {esc(cls)}" title="{esc(WORD_MEANING.get(word, ""))}">'
                   f"{esc(word or '?')}</span></td>", f"<td>{esc(d['seeds'])}</td>"]
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -721,7 +722,7 @@ table.tbl { border-collapse: collapse; font-size: 0.85em; margin: 0.4em 0 0.8em;
 table.tbl th, table.tbl td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; vertical-align: top; }
 table.tbl th { background: #f4f4f4; }
 table.verdict { font-size: 1em; } table.verdict td { padding: 5px 10px; }
-table.verdict td { white-space: nowrap; } table.verdict td.b { white-space: normal; max-width: 14em; }
+table.verdict td { white-space: nowrap; } table.verdict td.b { white-space: normal; min-width: 12em; max-width: 16em; }
 table.tbl td:nth-child(-n+2), table.tbl th:nth-child(-n+2) { text-align: left; }
 table.tbl td.c { text-align: center; }
 .word { display: inline-block; min-width: 6.5em; font-weight: 600; padding: 1px 8px; border-radius: 10px;
