@@ -9,9 +9,14 @@ context token has seen it; long contexts go into overlapping windows (doc_stride
 [eos] has seen the whole window and carries the "no answer" score (position 0 sees nothing under causal
 attention, so a null score there would be a constant). Unanswerable windows point both labels at it.
 
+A tokenizer without a bos token (Qwen2's) encodes question [eos] context-window [eos] (qa_special_tokens): its
+models were trained without one, so nothing leads, and the boundary between question and context is the eos
+token, the separator such models see between documents (as pair_separator uses it for classification). A
+tokenizer without an eos token is refused in one line naming it: each window's last token is the null token.
+
 doc_stride is the overlap between consecutive windows, as in Hugging Face's run_qa.py (`stride`): a window of
-`budget` context tokens (max_length less the question and the three special tokens) starts budget - doc_stride
-tokens after the previous one. A doc_stride at least the budget would leave no step at all, so a context that
+`budget` context tokens (max_length less the question and the special tokens) starts budget - doc_stride tokens
+after the previous one. A doc_stride at least the budget would leave no step at all, so a context that
 needs windows and an example whose budget is not above doc_stride is refused (TunebenchError, one line); the
 config already refuses qa.doc_stride >= model.max_length for QA (tunebench.config).
 """
@@ -53,12 +58,12 @@ def pair_separator(tokenizer) -> str | None:
 def encode_qa(records: list[dict], tokenizer, max_length: int, doc_stride: int) -> list[dict]:
     """One or more windows per question; each keeps `example_id`, `offset_mapping` (None off-context) and
     `null_index`, which post-processing needs."""
-    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    lead, sep, eos = qa_special_tokens(tokenizer)
     features = []
     for r in records:
         q_ids = tokenizer(r["question"], add_special_tokens=False)["input_ids"][:MAX_QUESTION_TOKENS]
         ctx = tokenizer(r["context"], add_special_tokens=False, return_offsets_mapping=True)
-        prefix = [bos, *q_ids, bos]
+        prefix = [*lead, *q_ids, sep]
         budget = max_length - len(prefix) - 1
         if budget < 8:
             raise TunebenchError(f"model.max_length = {max_length} leaves no room for the context of question "
@@ -81,6 +86,17 @@ def encode_qa(records: list[dict], tokenizer, max_length: int, doc_stride: int) 
                 "example_id": r["id"], "offset_mapping": offsets, "null_index": null_index,
             })
     return features
+
+
+def qa_special_tokens(tokenizer) -> tuple[list[int], int, int]:
+    """(ids before the question, the question/context separator, the window's last token) of the QA encoding:
+    ([bos], bos, eos), or ([], eos, eos) for a tokenizer without a bos token. No eos token: TunebenchError."""
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    if eos is None:
+        name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+        raise TunebenchError(f"tokenizer {name}: no eos token, which the SQuAD encoding ends each window with "
+                             f"(the no-answer position)")
+    return ([bos], bos, eos) if bos is not None else ([], eos, eos)
 
 
 def _window_starts(n_tokens: int, budget: int, doc_stride: int) -> list[int]:

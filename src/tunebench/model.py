@@ -1,28 +1,56 @@
 """Model and tokenizer loading: a hub id or local HF folder, a GGUF file, or a tiny random LLaMA.
 
+Architectures: tunebench fine-tunes text-only causal decoders (Llama, Mistral, Qwen2, Gemma, ...). The
+checkpoint's own config picks the backbone, `AutoModel` for its model type, so every architecture keeps what is
+its own (Qwen2's q/k/v biases, Gemma's embedding scaling and (1 + weight) norms, Mistral's sliding window):
+- classification: `AutoModelForSequenceClassification`, the architecture's own class (backbone + `score`);
+- SQuAD v2: `Causal<Arch>ForQuestionAnswering` (qa_model_class), transformers' generic extractive-QA head
+  (`qa_outputs`, start and end logits per token) on that backbone, stored under the causal LM's own prefix
+  (`model` for Llama and its kin), so a causal-LM checkpoint's `model.*` weights land in it.
+An architecture that cannot be built exactly so is refused in one line naming it (check_architecture):
+multimodal or encoder-decoder configs, model types without an AutoModel backbone (or, for classification,
+without a sequence-classification class), and backbones whose attention is not causal (the features put the
+question before the context and read the answer's "no answer" score at the last token: both need causal
+attention).
+
 Traps handled here (each verified on transformers 5.x):
 - Llama checkpoints have no pad token: we set one (eos) on the tokenizer and the model config.
 - `LlamaForQuestionAnswering` keeps `base_model_prefix = "transformer"` for backward compatibility, so loading
-  it from a causal-LM checkpoint (keys `model.*`) silently re-initializes the whole backbone. We use a
-  subclass whose backbone lives under `model`, and verify that every base weight came from the checkpoint.
+  it from a causal-LM checkpoint (keys `model.*`) silently re-initializes the whole backbone. Our QA classes
+  keep the backbone under the causal LM's prefix.
+- transformers only logs the keys it could not place: a checkpoint weight the model has no place for (a bias
+  the architecture was built without) is dropped with a log line. check_loading_info treats both directions
+  as errors: every model weight but the new head must come from the checkpoint, and every checkpoint weight
+  must land in the model, except the benign ones listed in BENIGN_CHECKPOINT_KEYS. (What transformers reports
+  is after the model class's own `_keys_to_ignore_on_load_unexpected`; Llama, Mistral, Qwen2 and Gemma
+  have none.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
+    AutoModel,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     LlamaConfig,
     LlamaForSequenceClassification,
+    PreTrainedModel,
     PreTrainedTokenizerFast,
 )
 from transformers.modeling_layers import GenericForQuestionAnswering
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_CAUSAL_LM_MAPPING,
+    MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+    MODEL_MAPPING,
+)
 from transformers.models.llama.modeling_llama import LlamaPreTrainedModel
 
 from tunebench.config import Config
@@ -31,25 +59,51 @@ from tunebench.errors import TunebenchError
 
 TINY = "tiny"
 HEAD_PREFIXES = ("score.", "qa_outputs.")  # the only weights allowed to be new
-IGNORED_CHECKPOINT_KEYS = ("lm_head.",)     # the causal-LM head is not part of a task model
+# Checkpoint weights a task model may leave unused, each for a stated reason; any other unused weight is an error.
+BENIGN_CHECKPOINT_KEYS = (
+    re.compile(r"^lm_head\."),                   # a causal LM's output head: no part of a task model's backbone
+    re.compile(r"(^|\.)rotary_emb\.inv_freq$"),  # rotary frequencies that older checkpoints stored: a buffer
+)                                                # computed from the config (rope_parameters), not a weight
 
 
-class CausalLlamaForQuestionAnswering(GenericForQuestionAnswering, LlamaPreTrainedModel):
-    """Extractive QA head on a LLaMA backbone stored under `model` (as in causal-LM checkpoints)."""
+class CausalForQuestionAnswering(GenericForQuestionAnswering):
+    """Extractive QA head (`qa_outputs`: a start and an end logit per token) on the architecture's own backbone,
+    `AutoModel.from_config(config)`, stored under `base_model_prefix` (set per architecture by qa_model_class).
+    Mixed with the architecture's PreTrainedModel, whose weight init and attention support it keeps."""
 
-    base_model_prefix = "model"
-    # The class name must end in ForQuestionAnswering: transformers derives the loss and the Trainer's label
-    # names (start_positions, end_positions) from it.
+    def get_input_embeddings(self):
+        return getattr(self, self.base_model_prefix).get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        getattr(self, self.base_model_prefix).set_input_embeddings(value)
+
+
+@functools.cache
+def qa_model_class(pretrained: type[PreTrainedModel]) -> type:
+    """`Causal<Arch>ForQuestionAnswering` for an architecture's PreTrainedModel (e.g. Qwen2PreTrainedModel):
+    its backbone under the prefix its causal LM stores it under (`model` for Llama, Mistral, Qwen2, Gemma).
+    The class name must end in ForQuestionAnswering: transformers derives the loss and the Trainer's label
+    names (start_positions, end_positions) from it."""
+    arch = pretrained.__name__.removesuffix("PreTrainedModel")
+    return type(f"Causal{arch}ForQuestionAnswering", (CausalForQuestionAnswering, pretrained), {
+        "__module__": __name__, "__doc__": f"Extractive QA head on a {arch} backbone (CausalForQuestionAnswering).",
+        "base_model_prefix": pretrained.base_model_prefix,
+    })
+
+
+CausalLlamaForQuestionAnswering = qa_model_class(LlamaPreTrainedModel)
 
 
 @dataclass
 class LoadReport:
-    """What a checkpoint's loading info says (check_loading_info). Internal to load_model, which acts on
-    `missing_base_keys` only (it raises on any) and returns the model alone, not this report."""
+    """What a checkpoint's loading info says (check_loading_info). Internal to load_model, which raises on any
+    `missing_base_keys` or `unexpected_keys` and returns the model alone, not this report."""
 
     source: str                               # "checkpoint" | "gguf"
     new_keys: list[str] = field(default_factory=list)   # head weights initialized fresh
     missing_base_keys: list[str] = field(default_factory=list)
+    unexpected_keys: list[str] = field(default_factory=list)   # checkpoint weights the model would drop
+    benign_keys: list[str] = field(default_factory=list)       # unused on purpose (BENIGN_CHECKPOINT_KEYS)
 
 
 @contextlib.contextmanager
@@ -129,28 +183,86 @@ def load_model(cfg: Config, task: TaskSpec, tokenizer, device: str | None = None
     """The task model (classification or span-QA head) on `device`, every weight in `dtype` (default: the
     precision policy's frozen-weight dtype for that device, resolve_dtype).
 
-    Raises TunebenchError when any base weight is missing from the checkpoint.
+    Raises TunebenchError for an architecture that cannot be built exactly (check_architecture), a base weight
+    missing from the checkpoint, or a checkpoint weight the model would not use (check_loading_info).
     """
     device = device or resolve_device()
     dtype = dtype or resolve_dtype(cfg, device)
-    head_kwargs = _head_kwargs(task)
-    cls = CausalLlamaForQuestionAnswering if task.is_qa else AutoModelForSequenceClassification
     if cfg.model.name == TINY:
         model = _build_tiny(cfg, task, tokenizer)           # random init: nothing loaded, nothing to check
     else:
-        kwargs = dict(head_kwargs, dtype=dtype, attn_implementation=cfg.model.attn_implementation,
-                      output_loading_info=True)
-        model, info = from_pretrained_checked(cls, cfg, kwargs)
-        report = check_loading_info(info, source="gguf" if cfg.model.gguf_file else "checkpoint")
-        if report.missing_base_keys:
-            shown = ", ".join(report.missing_base_keys[:8])
-            more = len(report.missing_base_keys) - 8
-            raise TunebenchError(
-                f"model {cfg.model.name}: {len(report.missing_base_keys)} base weights missing from the checkpoint "
-                f"(would be randomly initialized): {shown}{f' and {more} more' if more > 0 else ''}"
-            )
+        model = _load_checked(cfg, task, dtype)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device=device, dtype=dtype)
+
+
+def _load_checked(cfg: Config, task: TaskSpec, dtype: torch.dtype):
+    """The task model from the checkpoint, its architecture and its loading checked (one TunebenchError line)."""
+    name = cfg.model.name
+    cls = check_architecture(from_pretrained_checked(AutoConfig, cfg, {}), name, task)
+    kwargs = dict(_head_kwargs(task), dtype=dtype, attn_implementation=cfg.model.attn_implementation,
+                  output_loading_info=True)
+    model, info = from_pretrained_checked(cls, cfg, kwargs)
+    report = check_loading_info(info, source="gguf" if cfg.model.gguf_file else "checkpoint")
+    if report.missing_base_keys:
+        raise TunebenchError(f"model {name}: {len(report.missing_base_keys)} base weights missing from the "
+                             f"checkpoint (would be randomly initialized): {_some(report.missing_base_keys)}")
+    if report.unexpected_keys:
+        raise TunebenchError(f"model {name}: {len(report.unexpected_keys)} checkpoint weights that the "
+                             f"{type(model).__name__} model has no place for (would be dropped): "
+                             f"{_some(report.unexpected_keys)}")
+    return model
+
+
+def _some(keys: list[str], n: int = 8) -> str:
+    more = len(keys) - n
+    return ", ".join(keys[:n]) + (f" and {more} more" if more > 0 else "")
+
+
+def check_architecture(config, name: str, task: TaskSpec) -> type:
+    """The class to load `config`'s checkpoint into for `task`, or one TunebenchError line naming the model type
+    when tunebench cannot build it exactly: a text-only causal decoder with an AutoModel backbone whose
+    attention modules are all causal (built on the meta device: no memory, no weights read)."""
+    where = f"model {name}: architecture {config.model_type!r}"
+    if getattr(config, "is_encoder_decoder", False) or config.get_text_config() is not config:
+        kind = "an encoder-decoder" if getattr(config, "is_encoder_decoder", False) else "multimodal"
+        raise TunebenchError(f"{where} is {kind}: tunebench fine-tunes text-only causal decoders")
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise TunebenchError(f"{where} is not a causal language model in transformers: tunebench fine-tunes "
+                             f"causal decoders")
+    backbone = _meta_backbone(config, where)
+    if not _attention_is_causal(backbone):
+        raise TunebenchError(f"{where} has non-causal attention ({type(backbone).__name__}): the task features "
+                             f"are laid out for a causal decoder (tunebench.features)")
+    if not task.is_qa:
+        if type(config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+            raise TunebenchError(f"{where} has no sequence-classification class in transformers")
+        return AutoModelForSequenceClassification
+    pretrained = next((c for c in type(backbone).__mro__[1:]
+                       if c.__name__.endswith("PreTrainedModel") and c is not PreTrainedModel), None)
+    if pretrained is None:
+        raise TunebenchError(f"{where}: {type(backbone).__name__} has no PreTrainedModel base to build the "
+                             f"question-answering model on")
+    return qa_model_class(pretrained)
+
+
+def _meta_backbone(config, where: str):
+    """AutoModel's backbone for `config`, built on the meta device (structure only)."""
+    if type(config) not in MODEL_MAPPING:      # asked first: AutoModel's own error lists every model type (seconds)
+        raise TunebenchError(f"{where} has no AutoModel backbone in transformers")
+    try:
+        with quiet_transformers(), torch.device("meta"):
+            return AutoModel.from_config(config)
+    except Exception as e:  # noqa: BLE001 -- an unmapped config raises ValueError, a broken one anything
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TunebenchError(f"{where}: its AutoModel backbone cannot be built ({first})") from None
+
+
+def _attention_is_causal(backbone) -> bool:
+    """Whether every attention module of the backbone declares causal attention (transformers' `is_causal`:
+    False in encoders, and in decoders configured bidirectional, e.g. use_bidirectional_attention)."""
+    flags = [m.is_causal for m in backbone.modules() if isinstance(getattr(m, "is_causal", None), bool)]
+    return bool(flags) and all(flags)
 
 
 def _head_kwargs(task: TaskSpec) -> dict:
@@ -179,11 +291,14 @@ def _build_tiny(cfg: Config, task: TaskSpec, tokenizer):
 
 
 def check_loading_info(info: dict, source: str) -> LoadReport:
-    """Split missing keys into the new head (expected) and base weights (an error)."""
+    """Missing keys split into the new head (expected) and base weights (an error); unexpected keys (checkpoint
+    weights the model has no place for) split into the benign (BENIGN_CHECKPOINT_KEYS) and the rest (an error)."""
     missing = sorted(info.get("missing_keys", []))
-    new = [k for k in missing if k.startswith(HEAD_PREFIXES)]
-    base = [k for k in missing if not k.startswith(HEAD_PREFIXES)]
-    return LoadReport(source=source, new_keys=new, missing_base_keys=base)
+    unexpected = sorted(info.get("unexpected_keys", []))
+    benign = [k for k in unexpected if any(p.search(k) for p in BENIGN_CHECKPOINT_KEYS)]
+    return LoadReport(source=source, new_keys=[k for k in missing if k.startswith(HEAD_PREFIXES)],
+                      missing_base_keys=[k for k in missing if not k.startswith(HEAD_PREFIXES)],
+                      unexpected_keys=[k for k in unexpected if k not in benign], benign_keys=benign)
 
 
 @functools.cache
