@@ -179,6 +179,46 @@ def test_killed_run_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path, mon
     assert losses == ref
 
 
+def test_a_resumed_run_records_the_train_loss_of_the_whole_run(tmp_path, monkeypatch):
+    """train_loss is the mean over every step of the run, resumed or not (the Trainer's own covers only the
+    steps of its train() call), also when records are logged off the checkpoints' steps: every 3 steps,
+    checkpoints every 4 (a record is logged at each checkpoint too)."""
+    import tunebench.train as train
+
+    common = ["training.max_steps=8", "training.eval_steps=4", "training.logging_steps=3",
+              "training.save_total_limit=3"]
+    full = run_one(tiny_cfg(tmp_path / "a", *common), preflight=False)
+    cfg = tiny_cfg(tmp_path / "b", *common)
+    original = train.JsonlLogCallback.on_log
+    monkeypatch.setattr(train.JsonlLogCallback, "on_log", KillAt(6)(original))
+    with pytest.raises(KeyboardInterrupt):
+        run_one(cfg, preflight=False)
+    assert (run_dir(cfg) / "checkpoints" / "checkpoint-4").is_dir()
+    monkeypatch.setattr(train.JsonlLogCallback, "on_log", original)
+    resumed = run_one(cfg, resume=True, preflight=False)
+    assert resumed["status"] == "ok" and resumed["steps"] == full["steps"] == 8
+    losses = {r["step"]: r["loss"] for r in read_jsonl(run_dir(tiny_cfg(tmp_path / "a", *common)) / "log.jsonl")
+              if "loss" in r}
+    assert sorted(losses) == [3, 4, 6, 8]                      # every 3 steps, and at each checkpoint
+    assert [r["loss"] for r in read_jsonl(run_dir(cfg) / "log.jsonl") if "loss" in r] == list(losses.values())
+    mean = (3 * losses[3] + 1 * losses[4] + 2 * losses[6] + 2 * losses[8]) / 8
+    assert full["train_loss"] == pytest.approx(mean, rel=1e-6)
+    assert resumed["train_loss"] == pytest.approx(full["train_loss"], rel=1e-9)
+
+
+def test_whole_run_train_loss_weighs_the_logged_losses_by_their_steps():
+    from tunebench.train import whole_run_train_loss
+
+    history = [{"step": 3, "loss": 0.9}, {"step": 4, "loss": 0.5}, {"step": 4, "eval_loss": 7.0},
+               {"step": 6, "loss": 0.45}, {"step": 8, "loss": 0.35}]
+    assert whole_run_train_loss(history, 8, 0, 0.61) == 0.61                 # not resumed: the Trainer's own
+    assert whole_run_train_loss(history, 8, 4, 0.4) == pytest.approx((2.7 + 0.5 + 4 * 0.4) / 8)
+    # resumed from the last checkpoint: the Trainer trained no step (its loss is 0); the log has every step
+    assert whole_run_train_loss(history, 8, 8, 0.0) == pytest.approx((2.7 + 0.5 + 0.9 + 0.7) / 8)
+    # a checkpoint written without a record at its step: its last step at the mean of the logged ones
+    assert whole_run_train_loss(history[:1], 8, 4, 0.4) == pytest.approx((2.7 + 0.9 + 4 * 0.4) / 8)
+
+
 def test_nan_loss_marks_the_run_failed_with_its_reason(tmp_path, monkeypatch):
     from transformers import Trainer
 

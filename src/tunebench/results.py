@@ -6,8 +6,8 @@ settings (`setting_id`) are all derived from.
 
 Layout: <output_dir>/<experiment>/<run_id>/
   config.yaml            resolved config
-  metrics.json           status (ok | failed | running), reason, final test metrics, best validation, timings,
-                         memory, parameter counts, tokens, environment (schema: docs/results.md)
+  metrics.json           status (ok | failed | running | interrupted), reason, final test metrics, best
+                         validation, timings, memory, parameter counts, tokens, environment (docs/results.md)
   log.jsonl              per-step train/eval records
   predictions/{validation,test}.jsonl   per-example predictions
   adapter/               PEFT adapter with the task head (LoRA); model/ for full fine-tuning when asked
@@ -30,6 +30,7 @@ from tunebench.errors import TunebenchError
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_RUNNING = "running"
+STATUS_INTERRUPTED = "interrupted"    # stopped by SIGINT or SIGTERM; resumed like a stale running
 METRICS_FILE = "metrics.json"
 ANALYSIS_FILE = "analysis.json"   # written by `tunebench analyze`
 SELECTION_FILE = "selection.json"  # written by the plan engine beside a plan's final runs

@@ -15,6 +15,12 @@ metrics.json's `batch` says what was requested and what was used. Each attempt i
 first has the run id, retry k the id `<run_id>-retry<k>` (a W&B run cannot log its steps again from 1), and an
 attempt that ran out of memory is finished as failed. When the batch to halve is already 1 the run fails with
 "out of memory: ..." as before.
+
+Interruption. SIGINT (Ctrl-C) or SIGTERM (what schedulers send before they kill) during training stops it at the
+end of the optimizer step, after a checkpoint of that step when one can be written within a few seconds
+(tunebench.train.StopOnSignal); the run is recorded `interrupted` with the signal and the step, and run_one
+raises RunInterrupted: the command stops (a plan too) with one line and exit code 128 + the signal's number
+(130, 143). The next run_one resumes it from its newest complete checkpoint, as it does a run killed outright.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -35,11 +42,13 @@ from typing import IO
 
 from tunebench.config import Config, dump_yaml, with_overrides
 from tunebench.data.tasks import get_task
-from tunebench.errors import TunebenchError
+from tunebench.errors import TunebenchError, is_user_os_error, os_error_line
+from tunebench.findings import read_log, run_findings
 from tunebench.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from tunebench.results import (
     METRICS_FILE,
     STATUS_FAILED,
+    STATUS_INTERRUPTED,
     STATUS_OK,
     STATUS_RUNNING,
     read_metrics,
@@ -57,25 +66,54 @@ def run_one(cfg: Config, *, resume: bool = True, preflight: bool = True) -> dict
     rdir = run_dir(cfg)
     try:
         rdir.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError, PermissionError) as e:
+    except OSError as e:              # a file in the way, no permission, a read-only or full disk
+        if not is_user_os_error(e):
+            raise
         blocker = next((p for p in (rdir, *rdir.parents) if p.exists() and not p.is_dir()), None)
         problem = f"{blocker} is a file, not a folder" if blocker else f"{e.strerror or type(e).__name__}"
         raise TunebenchError(f"output_dir {cfg.output_dir!r}: cannot create the run folder {rdir}: {problem}") \
             from None
-    with run_lock(rdir) as holder:
-        if holder is not None:
-            return {"run_id": run_id(cfg), "status": STATUS_RUNNING,
-                    "reason": f"being run by another process ({holder}); left alone"}
-        return _run_locked(cfg, rdir, resume, preflight)
+    try:
+        with run_lock(rdir) as holder:
+            if holder is not None:
+                return busy_record(cfg, holder)
+            return _run_locked(cfg, rdir, resume, preflight)
+    except OSError as e:      # the lock or the run's own files (training's errors are recorded): stops a plan too
+        if not is_user_os_error(e):
+            raise
+        raise TunebenchError(f"cannot write the run folder: {os_error_line(e)}") from e
+
+
+class RunInterrupted(TunebenchError):
+    """A run stopped by SIGINT or SIGTERM and recorded `interrupted` (`record`, as written): the CLI prints it as
+    one line and exits 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM); a plan stops with it."""
+
+    def __init__(self, record: dict, signum: int):
+        super().__init__(f"run {record['run_id']} {record['reason']}")
+        self.record, self.signum = record, signum
+        self.exit_code = 128 + signum
+
+
+def busy_record(cfg: Config, holder: str) -> dict:
+    """What asking for a run that another process holds gives back: status running; nothing is written."""
+    return {"run_id": run_id(cfg), "status": STATUS_RUNNING,
+            "reason": f"being run by another process ({holder}); left alone"}
+
+
+_claimed = threading.local()     # .folders: the run folders that claim_run holds on this thread
 
 
 @contextlib.contextmanager
 def run_lock(rdir: Path) -> Iterator[str | None]:
     """Hold the run folder's lock: yields None when taken, or who holds it ("pid N on HOST") when another
-    process does. Without fcntl (Windows) nothing is locked."""
+    process does. Inside claim_run on the same folder and thread, the claim's lock is this one: None, and
+    nothing more is taken. Without fcntl (Windows) nothing is locked."""
     try:
         import fcntl
     except ImportError:
+        yield None
+        return
+    if os.path.realpath(rdir) in getattr(_claimed, "folders", ()):
         yield None
         return
     with open(rdir / ".lock", "a+") as f:
@@ -90,6 +128,28 @@ def run_lock(rdir: Path) -> Iterator[str | None]:
             yield None
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def claim_run(rdir: Path) -> Iterator[str | None]:
+    """run_lock, lent to what runs inside it on this thread: run_one (or any run_lock) on the same folder
+    there runs under this lock instead of finding the run held. A plan claims a run this way to read its
+    state again under the lock before it calls the run function (tunebench.plan.run_fn). A plain run_lock is
+    not lent: a second run_lock on its folder, even on its own thread, finds the run held."""
+    folders = _claimed.__dict__.setdefault("folders", set())
+    key = os.path.realpath(rdir)
+    if key in folders:                   # claimed already, further out on this thread
+        yield None
+        return
+    with run_lock(rdir) as holder:
+        if holder is not None:
+            yield holder
+            return
+        folders.add(key)
+        try:
+            yield None
+        finally:
+            folders.discard(key)
 
 
 PROC_LOCKS = Path("/proc/locks")     # Linux: every lock held on this machine
@@ -141,7 +201,7 @@ def _write_holder(f: IO[str]) -> None:
 
 def _run_locked(cfg: Config, rdir: Path, resume: bool, preflight: bool) -> dict:
     from tunebench.tracking import flatten, start_tracker
-    from tunebench.train import train_and_evaluate
+    from tunebench.train import TrainingInterrupted, train_and_evaluate
 
     has_checkpoints = (rdir / "checkpoints").is_dir()
     batch = starting_batch(cfg, read_metrics(rdir) if resume and has_checkpoints else None)
@@ -150,6 +210,7 @@ def _run_locked(cfg: Config, rdir: Path, resume: bool, preflight: bool) -> dict:
     started = {"pid": os.getpid(), "started_at": time.time()}
     atomic_write_json(rdir / METRICS_FILE, {**record, "status": STATUS_RUNNING, **started, "batch": batch.record()})
     tracker = None
+    stopped = None
     try:
         if preflight:
             from tunebench.sanity import preflight as run_preflight
@@ -177,9 +238,16 @@ def _run_locked(cfg: Config, rdir: Path, resume: bool, preflight: bool) -> dict:
             atomic_write_jsonl(rdir / "predictions" / f"{split}.jsonl", rows)
         record.update(result.fields, status=STATUS_OK)
         record["batch"] = batch.record()
+        record["findings"] = run_findings(get_task(cfg.task).is_qa, result.predictions.get("test", []),
+                                          read_log(rdir / "log.jsonl"))     # ok, and yet collapsed
         tracker.summary(flatten({k: record[k] for k in ("test", "validation", "best_validation", "params",
                                                          "timing", "memory", "tokens", "batch")}))
         _remove_checkpoints(rdir)
+    except TrainingInterrupted as e:  # SIGINT or SIGTERM: resumable, and the command stops (RunInterrupted)
+        stopped = e.signum
+        interrupted = interruption(e, rdir / "checkpoints")
+        record.update(status=STATUS_INTERRUPTED, reason=interrupted_reason(e, interrupted["checkpoint_step"]),
+                      batch=batch.record(), interrupted=interrupted)
     except Exception as e:  # noqa: BLE001 -- every failure becomes a recorded verdict
         record.update(status=STATUS_FAILED, reason=failure_reason(e), batch=batch.record())
         atomic_write_text(rdir / "error.log", traceback.format_exc())
@@ -187,7 +255,36 @@ def _run_locked(cfg: Config, rdir: Path, resume: bool, preflight: bool) -> dict:
         if tracker is not None:
             tracker.finish(ok=record["status"] == STATUS_OK)
     atomic_write_json(rdir / METRICS_FILE, record)
+    if stopped is not None:
+        raise RunInterrupted(record, stopped)
     return record
+
+
+# ---------------------------------------------------------------- interruption
+
+
+def interruption(e, ckpt_dir: Path) -> dict:
+    """metrics.json's `interrupted` for a tunebench.train.TrainingInterrupted: the signal, the step training
+    stopped at, and the step of the newest complete checkpoint, the one a resume starts from (null: none)."""
+    from tunebench.checkpoints import CHECKPOINT_NAME, checkpoint_folders, checkpoint_problem
+    from tunebench.train import signal_name
+
+    steps = sorted((int(CHECKPOINT_NAME.match(p.name)[1]) for p in checkpoint_folders(ckpt_dir)), reverse=True)
+    resume_step = next((s for s in steps if checkpoint_problem(ckpt_dir / f"checkpoint-{s}") is None), None)
+    return {"signal": signal_name(e.signum), "step": e.step, "checkpoint_step": resume_step}
+
+
+def interrupted_reason(e, checkpoint_step: int | None) -> str:
+    """One line: `interrupted by SIGTERM at step 37; resume with the same command`, and where a resume starts
+    when that is not the step training stopped at."""
+    from tunebench.train import signal_name
+
+    line = f"interrupted by {signal_name(e.signum)} at step {e.step}"
+    if checkpoint_step != e.step:
+        why = (f"a checkpoint takes {e.save_s:.0f} s to write" if e.save_s is not None
+               else "stopped at once by a second signal" if e.forced else "no checkpoint of that step")
+        line += f" ({why}; a resume starts from {f'step {checkpoint_step}' if checkpoint_step else 'scratch'})"
+    return f"{line}; resume with the same command"
 
 
 # ---------------------------------------------------------------- out-of-memory retry

@@ -8,8 +8,11 @@ Trainer is built in one place, `build_trainer`, which the benchmark and the GPU 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
+import sys
 import threading
 import time
 import types
@@ -32,8 +35,8 @@ from transformers import (
     set_seed,
 )
 from transformers.trainer_callback import PrinterCallback
-from transformers.trainer_utils import get_last_checkpoint
 
+from tunebench.checkpoints import CompleteCheckpointCallback, resume_checkpoint
 from tunebench.config import Config
 from tunebench.data.tasks import TaskSpec, get_task
 from tunebench.errors import TunebenchError
@@ -294,10 +297,16 @@ def build_model(cfg: Config, task: TaskSpec, tokenizer, device: str | None = Non
 
 
 class JsonlLogCallback(TrainerCallback):
-    """Per-step train/eval records with wall time since the start; forwards them to the tracker."""
+    """Per-step train/eval records with wall time since the start; forwards them to the tracker. A training
+    record is logged at every checkpoint too (and at the last step, which is one), so that the logged losses
+    of a run resumed from a checkpoint cover its steps before it exactly (whole_run_train_loss)."""
 
     def __init__(self, path: Path, tracker, t0: float):
         self.path, self.tracker, self.t0 = path, tracker, t0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save:             # set by the Trainer's DefaultFlowCallback, which runs first
+            control.should_log = True
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
@@ -346,6 +355,104 @@ class PeakMemory:
     @property
     def kind(self) -> str:
         return "cuda_max_allocated" if self.device == "cuda" else "cpu_peak_rss"
+
+
+# ---------------------------------------------------------------- stopping on SIGINT / SIGTERM
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)   # Ctrl-C; what schedulers (Slurm, Kubernetes) send before a kill
+STOP_SAVE_BUDGET_S = 10.0    # the longest a checkpoint written on the way out may take (as the last one took)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by SIGINT or SIGTERM (StopOnSignal) at `step`; `save_s` says how long a checkpoint took
+    when the one of this step was not written for taking longer than STOP_SAVE_BUDGET_S."""
+
+    def __init__(self, signum: int, step: int, save_s: float | None = None, forced: bool = False):
+        super().__init__(f"{signal_name(signum)} at step {step}")
+        self.signum, self.step, self.save_s, self.forced = signum, step, save_s, forced
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def can_handle_signals() -> bool:
+    """Handlers can be set in the main thread only; a Ray worker's signals are Ray's, left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    ray = sys.modules.get("ray")
+    try:
+        return not (ray is not None and ray.is_initialized()
+                    and ray.get_runtime_context().worker.mode == ray.WORKER_MODE)
+    except Exception:  # noqa: BLE001 -- a Ray without that API: taken for no worker
+        return True
+
+
+class StopOnSignal(TrainerCallback):
+    """SIGINT or SIGTERM during training (`catching`): training stops at the end of the current optimizer step,
+    after a checkpoint of that step written by the Trainer's own save (as a regular one: CompleteCheckpointCallback,
+    listed before this callback, marks it complete), then TrainingInterrupted is raised from on_save. The
+    checkpoint is written when it can be within STOP_SAVE_BUDGET_S, as long as the last one of this process took
+    (with the validation pass before it at an evaluation step; or when none was timed yet); otherwise the
+    exception comes at once and the run resumes from its last checkpoint. The first signal puts the previous
+    handlers back, so a second one does what it did before (Ctrl-C: KeyboardInterrupt at once; SIGTERM by
+    default: the process ends)."""
+
+    def __init__(self, budget_s: float = STOP_SAVE_BUDGET_S):
+        self.budget_s = budget_s
+        self.signum: int | None = None
+        self.save_s: float | None = None          # the last checkpoint: its save
+        self.checkpoint_s: float | None = None    # the last checkpoint: from its step's end (validation included)
+        self._step_end = self._eval_end = 0.0
+        self._previous: dict[int, Any] = {}
+
+    @contextlib.contextmanager
+    def catching(self):
+        """The handlers, installed for the block's time (in the main thread only, and not in a Ray worker)."""
+        if not can_handle_signals():
+            yield self
+            return
+        self._previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+        for s in STOP_SIGNALS:
+            signal.signal(s, self._handle)
+        try:
+            yield self
+        finally:
+            self._restore()
+
+    def _handle(self, signum: int, frame) -> None:
+        self.signum = signum
+        self._restore()
+        with contextlib.suppress(OSError, RuntimeError, ValueError):     # a closed or busy stderr
+            print(f"tunebench: {signal_name(signum)}: stopping at the end of this training step (Ctrl-C again: at "
+                  "once)", file=sys.stderr, flush=True)
+
+    def _restore(self) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._step_end = time.monotonic()
+        if self.signum is None:
+            return
+        cost = self.checkpoint_s if control.should_evaluate else self.save_s
+        if cost is not None and cost > self.budget_s:
+            raise TrainingInterrupted(self.signum, state.global_step, save_s=cost)
+        control.should_save = control.should_log = control.should_training_stop = True
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._eval_end = time.monotonic()
+
+    def on_save(self, args, state, control, **kwargs):
+        now = time.monotonic()
+        self.checkpoint_s = now - self._step_end
+        self.save_s = now - max(self._step_end, self._eval_end)
+        if self.signum is not None:
+            raise TrainingInterrupted(self.signum, state.global_step)
 
 
 # ---------------------------------------------------------------- training arguments
@@ -501,9 +608,11 @@ def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True)
     ckpt_dir = run_dir / "checkpoints"
     args = build_training_args(cfg, task, ckpt_dir, device)
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=cfg.training.pad_to_multiple_of)
+    stop = StopOnSignal()        # after CompleteCheckpointCallback: its on_save marks the checkpoint first
     trainer = build_trainer(cfg, task, model, args, collator, splits["train"].dataset(), splits["validation"],
-                            [JsonlLogCallback(run_dir / "log.jsonl", tracker, t_wall)], policy)
-    last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
+                            [JsonlLogCallback(run_dir / "log.jsonl", tracker, t_wall), CompleteCheckpointCallback(),
+                             stop], policy)
+    last = resume_checkpoint(ckpt_dir) if resume else None     # the newest complete one (tunebench.checkpoints)
     _trim_log(run_dir / "log.jsonl", int(Path(last).name.split("-")[-1]) if last else 0)
 
     from transformers.utils import logging as hf_logging
@@ -513,9 +622,16 @@ def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True)
     with PeakMemory(device) as mem:
         t_train = time.perf_counter()
         try:
-            out = trainer.train(resume_from_checkpoint=last)
+            with stop.catching():
+                out = trainer.train(resume_from_checkpoint=last)
+        except KeyboardInterrupt as e:    # a second Ctrl-C stopped it at once (a save cut short is moved aside)
+            if stop.signum is None or isinstance(e, TrainingInterrupted):
+                raise
+            raise TrainingInterrupted(stop.signum, trainer.state.global_step, forced=True) from e
         finally:
             probe.remove()
+        if stop.signum is not None:       # after the last step (the best checkpoint was being restored)
+            raise TrainingInterrupted(stop.signum, trainer.state.global_step)
         train_s = time.perf_counter() - t_train
         t_eval = time.perf_counter()
         restored = trainer.restored_validation()     # the in-loop pass of these weights: not predicted twice
@@ -539,7 +655,8 @@ def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True)
         "validation": val_metrics,
         "best_validation": {"step": best_step, "value": best_value, "time_s": best_time},
         "train_eval": train_eval,
-        "train_loss": float(out.training_loss),
+        "train_loss": whole_run_train_loss(state.log_history, state.global_step, _checkpoint_step(last) or 0,
+                                           float(out.training_loss)),
         "steps": state.global_step,
         "epochs": float(state.epoch or 0.0),
         "params": params,
@@ -560,6 +677,25 @@ def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True)
         fields["qa"] = {"null_threshold": threshold}
     _save_model(trainer, cfg, run_dir, tokenizer)
     return EngineResult(fields, {"validation": val_rows, "test": test_rows})
+
+
+def whole_run_train_loss(log_history: list[dict], steps: int, resumed_from: int, trainer_loss: float) -> float:
+    """metrics.json's train_loss: the mean training loss over every step of the run, resumed or not.
+
+    The Trainer's training_loss covers the steps of its own train() call only: after a resume, those after the
+    checkpoint. The steps up to the checkpoint are in the log history the Trainer restored from it: each logged
+    `loss` is the mean over the steps since the previous record, and one is logged at every checkpoint
+    (JsonlLogCallback), so weighted by those steps they add up to the checkpoint exactly. (A checkpoint written
+    without that record: the steps after its last record count at the mean of the logged ones.)"""
+    if resumed_from <= 0 or steps <= 0:
+        return trainer_loss
+    total, logged = 0.0, 0
+    for step, loss in sorted((h["step"], h["loss"]) for h in log_history if "loss" in h and h["step"] <= resumed_from):
+        total += loss * (step - logged)
+        logged = step
+    if logged < resumed_from:
+        total += (total / logged if logged else trainer_loss) * (resumed_from - logged)
+    return (total + trainer_loss * (steps - resumed_from)) / steps
 
 
 def _trim_log(path: Path, keep_until_step: int) -> None:

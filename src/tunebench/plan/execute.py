@@ -6,7 +6,13 @@ Resume rule, from each run's metrics.json alone (so it holds across machines and
   running          -> interrupted: run again with resume=True from its last checkpoint; if another process
                       is in fact still running it (its run folder's lock is held), the runner leaves it alone
                       and reports it running
+  interrupted      -> (stopped by SIGINT or SIGTERM) run again with resume=True from its last checkpoint
   no metrics.json  -> pending
+The list of runs to do is read at the start; each run's state is read again once its lock is taken, right
+before the run function is called (tunebench.plan.run_fn.call_run_fn), so that two launches over one results
+folder (a plan restarted while an earlier launch still runs, one launch per GPU, overlapping shards) train
+each run once: a run another launch finished meanwhile is not run again, and one it holds is `busy` -- left
+to it, and neither failed nor run here (StageResult.busy).
 Reuse: in a two-stage plan's final stage, a run left to do whose id is that of an ok sweep run (a final seed
 that is also a sweep seed, at the selected setting: the same computation) is not trained again: the sweep
 run's folder is copied into place (tunebench.plan.reuse; metrics.json says `reused_from`), on this machine
@@ -14,8 +20,9 @@ before anything is dispatched (with --shard, by the shard that owns the final ru
 A reused run is not logged to the tracker (W&B) again.
 `plan status` and `plan run --dry-run` show a run that says running as `running` when a process on this machine
 holds its lock now (tunebench.runner.live_holder: read, not taken), and the final runs to be copied as `copy`.
-Nothing here writes into a run folder except the run function and that copy; selection.json is written
-atomically.
+A run stopped by SIGINT or SIGTERM stops the plan (tunebench.runner.RunInterrupted goes up to the CLI: one
+line, exit code 130 or 143). Nothing here writes into a run folder except the run function and that copy;
+selection.json is written atomically.
 """
 
 from __future__ import annotations
@@ -34,14 +41,26 @@ from tunebench.plan.cost import RunCost, estimate_run_cost, lookup_model_size, t
 from tunebench.plan.expand import STAGE_FINAL, STAGE_SWEEP, PlannedRun, expand_final, expand_sweep, shard_runs
 from tunebench.plan.progress import Board, Progress, RunRow, make_progress
 from tunebench.plan.reuse import reuse_run, reuse_sources, source_label
-from tunebench.plan.run_fn import RunFn, call_run_fn, resolve_run_fn
+from tunebench.plan.run_fn import (
+    DONE,
+    FAILED,
+    INTERRUPTED,
+    LEFT_ALONE,
+    PENDING,
+    RunFn,
+    call_run_fn,
+    left_alone,
+    resolve_run_fn,
+    run_state,
+    should_run,
+    show_result,
+)
 from tunebench.plan.select import select_sweep, unresolved
 from tunebench.plan.spec import Plan
-from tunebench.results import SELECTION_FILE, STATUS_FAILED, STATUS_OK, STATUS_RUNNING, read_metrics
+from tunebench.results import SELECTION_FILE, STATUS_OK, STATUS_RUNNING, read_metrics
 from tunebench.runner import live_holder
 
-# A run's state as the executor sees it (from metrics.json).
-DONE, FAILED, INTERRUPTED, PENDING = "done", "failed", "interrupted", "pending"
+# A run's state as the executor sees it (from metrics.json): DONE, FAILED, INTERRUPTED, PENDING (run_fn.run_state)
 RUNNING = "running"     # shown only: says running and a process on this machine holds its lock now (live_run)
 
 
@@ -65,28 +84,16 @@ class StageResult:
     note: str = ""
     trained: list[str] = field(default_factory=list)  # of `ran`: the run function was called
     reused: list[str] = field(default_factory=list)   # of `ran`: copied from an ok sweep run (the copy ok)
+    busy: list[str] = field(default_factory=list)     # left to another process that held them (not in `ran`)
 
     @property
     def failed(self) -> list[str]:
-        return [r.run_id for r in self.runs if run_state(self.results.get(r.run_id)) != DONE]
+        """Runs not ok after the stage, but for those another process is still running (busy)."""
+        return [r.run_id for r in self.runs if run_state(self.results.get(r.run_id)) != DONE
+                and (self.results.get(r.run_id) or {}).get("status") != STATUS_RUNNING]
 
 
 # ---------------------------------------------------------------- states
-
-
-def run_state(metrics: dict | None) -> str:
-    if metrics is None:
-        return PENDING
-    status = metrics.get("status")
-    if status == STATUS_OK:
-        return DONE
-    if status == STATUS_FAILED:
-        return FAILED
-    return INTERRUPTED  # "running" from a process that is gone, or an unknown status
-
-
-def should_run(state: str, retry_failed: bool) -> bool:
-    return state in (PENDING, INTERRUPTED) or (state == FAILED and retry_failed)
 
 
 def read_results(runs: list[PlannedRun]) -> dict[str, dict | None]:
@@ -187,7 +194,7 @@ def run_stage(plan: Plan, stage: str, opts: Options) -> StageResult:
     sweep = expand_sweep(plan) if stage == STAGE_FINAL and plan.two_stage else []
     result = execute_runs(runs, opts, stage, title, sweep)
     if stage == STAGE_SWEEP:
-        result.note = _after_sweep(plan)
+        result.note = "; ".join(n for n in (result.note, _after_sweep(plan)) if n)
     return result
 
 
@@ -220,16 +227,28 @@ def execute_runs(runs: list[PlannedRun], opts: Options, stage: str = "final", ti
         if opts.backend == "ray":
             from tunebench.plan.ray_backend import run_on_ray
 
-            got |= run_on_ray(train, run_fn, progress, address=opts.address, notes=notes)
+            got |= run_on_ray(train, run_fn, progress, address=opts.address, notes=notes,
+                              retry_failed=opts.retry_failed)
         else:
-            got |= run_local(train, run_fn, progress, notes)
+            got |= run_local(train, run_fn, progress, notes, opts.retry_failed)
     after = {**before, **read_results(todo)}
     for rid, metrics in got.items():  # a run whose folder holds nothing newer: keep what the runner returned
         if after.get(rid) is None or after[rid].get("status") == STATUS_RUNNING:
-            after[rid] = metrics
+            after[rid] = {k: v for k, v in metrics.items() if k != LEFT_ALONE}
     reused = [rid for rid in sources if got[rid].get("status") == STATUS_OK]
-    return StageResult(stage, runs, after, ran=[r.run_id for r in todo], trained=[r.run_id for r in train],
-                       reused=reused)
+    busy = [r.run_id for r in todo if got[r.run_id].get("status") == STATUS_RUNNING]
+    return StageResult(stage, runs, after, ran=[r.run_id for r in todo if not left_alone(got[r.run_id])],
+                       trained=[r.run_id for r in train if not left_alone(got[r.run_id])], reused=reused,
+                       busy=busy, note=busy_note([rid for rid in busy if after[rid].get("status") == STATUS_RUNNING]))
+
+
+def busy_note(running: list[str]) -> str:
+    """The stage's note on the busy runs another process is still running at its end."""
+    if not running:
+        return ""
+    n = len(running)
+    return (f"{n} run{'s' if n > 1 else ''} busy: left to another process that runs {'them' if n > 1 else 'it'} "
+            "(`tunebench plan status` shows when done)")
 
 
 def build_board(title: str, runs: list[PlannedRun], states: dict[str, str], todo: set[str],
@@ -252,19 +271,20 @@ def reuse_local(todo: list[PlannedRun], sources: dict[str, PlannedRun], progress
         metrics = reuse_run(run, src)
         out[run.run_id] = metrics
         ok = metrics.get("status") == STATUS_OK
-        note = f"reused sweep run {source_label(src)}" if ok else metrics.get("reason") or ""
-        progress.finished(run.run_id, ok, note)
+        show_result(progress, run.run_id, metrics, f"reused sweep run {source_label(src)}" if ok else None)
     return out
 
 
-def run_local(todo: list[PlannedRun], run_fn: RunFn, progress: Progress, notes: dict[str, str]) -> dict[str, dict]:
-    """One run after another on this machine (the runner uses whatever accelerator it finds)."""
+def run_local(todo: list[PlannedRun], run_fn: RunFn, progress: Progress, notes: dict[str, str],
+              retry_failed: bool = True) -> dict[str, dict]:
+    """One run after another on this machine (the runner uses whatever accelerator it finds); each shown
+    started once its lock is taken and its state read again (run_fn.call_run_fn)."""
     out: dict[str, dict] = {}
     for run in todo:
-        progress.started(run.run_id, notes.get(run.run_id, ""))
-        metrics = call_run_fn(run_fn, run.cfg)
+        started = functools.partial(progress.started, run.run_id, notes.get(run.run_id, ""))
+        metrics = call_run_fn(run_fn, run.cfg, retry_failed, on_start=started)
         out[run.run_id] = metrics
-        progress.finished(run.run_id, metrics.get("status") == STATUS_OK, metrics.get("reason") or "")
+        show_result(progress, run.run_id, metrics)
     return out
 
 

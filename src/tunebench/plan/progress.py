@@ -2,7 +2,8 @@
 
 `Board` is the state (pure: it takes a clock); `LineProgress` and `LiveProgress` render it. The time left is
 the throughput so far (estimated cost of the runs finished in this session / elapsed) applied to the
-estimated cost of the runs left, so a SQuAD run counts for more than an RTE run.
+estimated cost of the runs left, so a SQuAD run counts for more than an RTE run. A run that another process
+holds is `busy`: left to it, neither done nor failed here (and shown only when there is one).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Protocol
 
-PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
-STATES = (PENDING, RUNNING, DONE, FAILED)
+PENDING, RUNNING, DONE, FAILED, BUSY = "pending", "running", "done", "failed", "busy"
+STATES = (PENDING, RUNNING, DONE, FAILED, BUSY)
 
 
 @dataclass
@@ -25,7 +26,7 @@ class RunRow:
     state: str = PENDING
     started: float | None = None
     ended: float | None = None
-    earlier: bool = False       # finished before this session (skipped)
+    earlier: bool = False       # finished before this session (skipped), or by another process in it
     note: str = ""
 
 
@@ -41,9 +42,18 @@ class Board:
         if row.state != RUNNING:
             row.state, row.started, row.note = RUNNING, self.clock(), note
 
-    def finish(self, run_id: str, ok: bool, note: str = "") -> RunRow:
+    def finish(self, run_id: str, ok: bool, note: str = "", elsewhere: bool = False) -> RunRow:
+        """`elsewhere`: another process finished it (no work of this session: it weighs nothing in the ETA)."""
         row = self.rows[run_id]
         row.state, row.ended, row.note = (DONE if ok else FAILED), self.clock(), note
+        row.started = row.started if row.started is not None else row.ended
+        row.earlier = row.earlier or elsewhere
+        return row
+
+    def leave(self, run_id: str, note: str = "") -> RunRow:
+        """Another process holds the run: busy, left to it."""
+        row = self.rows[run_id]
+        row.state, row.ended, row.note = BUSY, self.clock(), note
         row.started = row.started if row.started is not None else row.ended
         return row
 
@@ -91,7 +101,8 @@ def format_duration(seconds: float | None) -> str:
 
 def summary_line(board: Board) -> str:
     c = board.counts()
-    return (f"done {c[DONE]}, failed {c[FAILED]}, running {c[RUNNING]}, pending {c[PENDING]} | "
+    busy = f"busy {c[BUSY]}, " if c[BUSY] else ""
+    return (f"done {c[DONE]}, failed {c[FAILED]}, {busy}running {c[RUNNING]}, pending {c[PENDING]} | "
             f"{format_duration(board.elapsed_s())} elapsed, ~{format_duration(board.eta_s())} left")
 
 
@@ -101,7 +112,8 @@ class Progress(Protocol):
     def __enter__(self) -> Progress: ...
     def __exit__(self, *exc: object) -> None: ...
     def started(self, run_id: str, note: str = "") -> None: ...
-    def finished(self, run_id: str, ok: bool, note: str = "") -> None: ...
+    def finished(self, run_id: str, ok: bool, note: str = "", elsewhere: bool = False) -> None: ...
+    def busy(self, run_id: str, note: str = "") -> None: ...
 
 
 class LineProgress:
@@ -125,11 +137,16 @@ class LineProgress:
         self.board.start(run_id, note)
         self._print(f"[{self.board.title}] start  {run_id}" + (f" ({note})" if note else ""))
 
-    def finished(self, run_id: str, ok: bool, note: str = "") -> None:
-        row = self.board.finish(run_id, ok, note)
+    def finished(self, run_id: str, ok: bool, note: str = "", elsewhere: bool = False) -> None:
+        row = self.board.finish(run_id, ok, note, elsewhere)
+        self._line("ok    " if ok else "FAILED", row)
+
+    def busy(self, run_id: str, note: str = "") -> None:
+        self._line("busy  ", self.board.leave(run_id, note))
+
+    def _line(self, verdict: str, row: RunRow) -> None:
         took = format_duration((row.ended or 0) - (row.started or 0))
-        verdict = "ok    " if ok else "FAILED"
-        self._print(f"[{self.board.title}] {verdict} {run_id} {took}" + (f" ({note})" if note else "")
+        self._print(f"[{self.board.title}] {verdict} {row.run_id} {took}" + (f" ({row.note})" if row.note else "")
                     + f" | {summary_line(self.board)}")
 
     def _print(self, line: str) -> None:
@@ -158,15 +175,22 @@ class LiveProgress:
         self.board.start(run_id, note)
         self.live.refresh()
 
-    def finished(self, run_id: str, ok: bool, note: str = "") -> None:
-        self.board.finish(run_id, ok, note)
+    def finished(self, run_id: str, ok: bool, note: str = "", elsewhere: bool = False) -> None:
+        self.board.finish(run_id, ok, note, elsewhere)
         if not ok:
-            self.console.print(f"[red]failed[/red] {run_id}: {note}")
+            from rich.markup import escape
+
+            self.console.print(f"[red]failed[/red] {run_id}: {escape(note)}")   # a reason may hold [brackets]
+        self.live.refresh()
+
+    def busy(self, run_id: str, note: str = "") -> None:
+        self.board.leave(run_id, note)
         self.live.refresh()
 
     def render(self):
         from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=f"{self.board.title}: {summary_line(self.board)}", title_justify="left")
         for col in ("task/method", *STATES):
@@ -174,8 +198,8 @@ class LiveProgress:
         for group, counts in self.board.by_group().items():
             table.add_row(group, *(str(counts[s]) for s in STATES))
         now = self.board.clock()
-        lines = [f"  running {r.run_id}  {format_duration(now - (r.started or now))}"
-                 + (f"  ({r.note})" if r.note else "") for r in self.board.running()]
+        lines = [Text(f"  running {r.run_id}  {format_duration(now - (r.started or now))}"
+                      + (f"  ({r.note})" if r.note else "")) for r in self.board.running()]   # plain: no markup
         return Group(table, *lines)
 
 

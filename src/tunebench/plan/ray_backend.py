@@ -3,7 +3,8 @@
 Workers call the same run function as the local backend and write into the same results layout; the
 folder must be shared (NFS or similar) and mounted at the same path on every node, so output_dir is made
 absolute on the driver. Each task returns its metrics dict to the driver too. A task whose worker dies is
-retried by Ray (max_retries); the run resumes from its checkpoint like any interrupted run.
+retried by Ray (max_retries); the run resumes from its checkpoint like any interrupted run. A worker reads
+the run's state again under its lock (run_fn.call_run_fn): a run another launch finished or holds is not run.
 Ray is optional: imported only here, on use.
 """
 
@@ -18,8 +19,8 @@ from tunebench.config import validate_config, with_overrides
 from tunebench.errors import TunebenchError
 from tunebench.plan.expand import PlannedRun
 from tunebench.plan.progress import Progress
-from tunebench.plan.run_fn import call_run_fn, resolve_run_fn
-from tunebench.results import METRICS_FILE, STATUS_FAILED, STATUS_OK
+from tunebench.plan.run_fn import call_run_fn, left_alone, resolve_run_fn, show_result
+from tunebench.results import METRICS_FILE, STATUS_FAILED
 
 MAX_RETRIES = 3  # worker or node deaths, not failed runs (those come back as status "failed")
 
@@ -38,7 +39,7 @@ def task_resources(cluster: dict[str, float]) -> dict[str, float]:
 
 
 def run_on_ray(todo: list[PlannedRun], run_fn: Any, progress: Progress, address: str | None = None,
-               notes: dict[str, str] | None = None, poll_s: float = 2.0) -> dict[str, dict]:
+               notes: dict[str, str] | None = None, poll_s: float = 2.0, retry_failed: bool = True) -> dict[str, dict]:
     """Submit every run, then collect them as they finish; returns run_id -> metrics."""
     if not todo:
         return {}
@@ -49,19 +50,19 @@ def run_on_ray(todo: list[PlannedRun], run_fn: Any, progress: Progress, address:
     elif started_here:  # a local cluster just for this plan: no dashboard
         ray.init(include_dashboard=False)
     try:
-        return _collect(ray, _submit(ray, todo, run_fn), progress, notes or {}, poll_s)
+        return _collect(ray, _submit(ray, todo, run_fn, retry_failed), progress, notes or {}, poll_s)
     finally:
         if started_here:
             ray.shutdown()
 
 
-def _submit(ray: Any, todo: list[PlannedRun], run_fn: Any) -> dict[Any, tuple[PlannedRun, float]]:
+def _submit(ray: Any, todo: list[PlannedRun], run_fn: Any, retry_failed: bool) -> dict[Any, tuple[PlannedRun, float]]:
     resources = task_resources(ray.cluster_resources())
     remote = ray.remote(max_retries=MAX_RETRIES, **resources)(ray_task)
     out = {}
     for run in todo:
         cfg = with_overrides(run.cfg, {"output_dir": str(Path(run.cfg.output_dir).resolve())})
-        out[remote.remote(cfg.model_dump(), run_fn)] = (run, time.time())
+        out[remote.remote(cfg.model_dump(), run_fn, retry_failed)] = (run, time.time())
     return out
 
 
@@ -74,8 +75,9 @@ def _collect(ray: Any, pending: dict[Any, tuple[PlannedRun, float]], progress: P
             run, _submitted = pending.pop(ref)
             metrics = _result(ray, ref, run)
             out[run.run_id] = metrics
-            progress.started(run.run_id, notes.get(run.run_id, ""))  # no-op when already shown running
-            progress.finished(run.run_id, metrics.get("status") == STATUS_OK, metrics.get("reason") or "")
+            if not left_alone(metrics):
+                progress.started(run.run_id, notes.get(run.run_id, ""))  # no-op when already shown running
+            show_result(progress, run.run_id, metrics)
         for run, submitted in pending.values():
             if _started_since(run, submitted):
                 progress.started(run.run_id, notes.get(run.run_id, ""))
@@ -100,6 +102,6 @@ def _started_since(run: PlannedRun, submitted: float) -> bool:
         return False
 
 
-def ray_task(cfg_tree: dict, run_fn: Any) -> dict:
+def ray_task(cfg_tree: dict, run_fn: Any, retry_failed: bool = True) -> dict:
     """Runs on a worker: rebuild the config, resolve the run function there, run with resume=True."""
-    return call_run_fn(resolve_run_fn(run_fn), validate_config(cfg_tree))
+    return call_run_fn(resolve_run_fn(run_fn), validate_config(cfg_tree), retry_failed)

@@ -15,10 +15,12 @@ import pandas as pd
 
 from tunebench.config import METHODS
 from tunebench.data.tasks import TASKS
+from tunebench.findings import findings_text
 from tunebench.results import (
     METRICS_FILE,
     SELECTION_FILE,
     STATUS_FAILED,
+    STATUS_INTERRUPTED,
     STATUS_OK,
     STATUS_RUNNING,
     digest,
@@ -28,7 +30,7 @@ from tunebench.results import (
 )
 
 STATUS_UNREADABLE = "unreadable"
-KNOWN_STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_RUNNING)
+KNOWN_STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_RUNNING, STATUS_INTERRUPTED)
 LOG_FILE = "log.jsonl"
 TEST_PREDICTIONS = Path("predictions") / "test.jsonl"
 # A folder with one of these but no metrics.json is a run that died before writing its result.
@@ -136,6 +138,7 @@ def flatten_metrics(m: dict[str, Any]) -> dict[str, Any]:
     row.update(_efficiency_fields(m))
     label = (m.get("data") or {}).get("train_majority_label")
     row["train_majority_label"] = int(label) if _is_number(label) else None
+    row["findings"] = findings_text(m.get("findings"))     # an ok run that collapsed (tunebench.findings)
     qa = m.get("qa")
     threshold = qa.get("null_threshold") if isinstance(qa, dict) else None
     row["qa_null_threshold"] = float(threshold) if _is_number(threshold) else None  # SQuAD v2, chosen on validation
