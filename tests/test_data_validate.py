@@ -178,3 +178,14 @@ def test_task_lists_accept_commas_and_give_back_overrides():
     assert parse_tasks(["sst2,rte", "mrpc", "data.dir=x", "rte"]) == (["sst2", "rte", "mrpc"], ["data.dir=x"])
     with pytest.raises(TunebenchError, match="unknown task 'qnli'"):
         parse_tasks(["qnli"])
+
+
+def test_the_table_shows_the_datas_own_brackets(capsys):
+    """The console renders markup: text from the data (`[neutral]`) would be read as a style tag and vanish."""
+    from tunebench.commands.data import _print_findings
+    from tunebench.data.validate import Finding
+
+    _print_findings([Finding("rte", "train", "labels", "error", "label [neutral] is not a label")], "[caption]",
+                    verbose=True)
+    out = capsys.readouterr().out
+    assert "[neutral]" in out and "[caption]" in out

@@ -1,5 +1,5 @@
 """Installing beside a GPU machine's own torch: ranges in pyproject.toml, exact pins only in constraints.txt,
-and wandb an optional extra that tracking.backend=none never needs."""
+and wandb, the default tracker, a dependency that tracking.backend=none still never imports."""
 
 from __future__ import annotations
 
@@ -38,10 +38,15 @@ def constraints() -> dict[str, Version]:
 # ---------------------------------------------------------------- pyproject ranges, constraints pins
 
 
-def test_dependencies_are_ranges_and_wandb_is_an_extra():
+def test_dependencies_are_ranges_and_the_default_tracker_is_one():
+    """The bare install runs the default configuration: tracking.backend=wandb needs wandb, so it is a
+    dependency (the wandb extra stays, so that `pip install 'tunebench[wandb]'` still works)."""
+    from tunebench.config import Config
+
     pinned = [str(r) for r in DEPENDENCIES if any(s.operator in ("==", "===") for s in r.specifier)]
     assert not pinned, f"exact pins belong in constraints.txt: {pinned}"
-    assert "wandb" not in {canonicalize_name(r.name) for r in DEPENDENCIES}
+    assert Config().tracking.backend == "wandb"
+    assert "wandb" in {canonicalize_name(r.name) for r in DEPENDENCIES}
     assert [canonicalize_name(r.name) for r in EXTRAS["wandb"]] == ["wandb"]
     assert "torch-optimi" in {canonicalize_name(r.name) for r in EXTRAS["bf16"]}
 

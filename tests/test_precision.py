@@ -3,8 +3,11 @@ LoRA's adapters and head follow the same policy, and runs record what they actua
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import json
+import sys
+import types
 
 import pytest
 import torch
@@ -175,9 +178,29 @@ def test_runs_record_the_same_precision_for_both_arms(tmp_path, precision, cpu_w
     assert records["lora"]["frozen_dtype"] == "float32" and records["full"]["frozen_dtype"] is None
 
 
-@pytest.mark.skipif(importlib.util.find_spec("optimi") is None, reason="torch-optimi not installed")
+@pytest.fixture
+def bf16_true_optimizer(monkeypatch):
+    """bf16-true's optimizer: torch-optimi's AdamW with Kahan summation where it is installed; elsewhere torch's
+    AdamW stands in for it (bf16 moments, no compensation). The tests that use it check the dtypes a run trains
+    and restores checkpoints in, which SequentialEvalTrainer's overrides of the Trainer's private
+    _load_from_checkpoint and _load_best_model decide, not the optimizer's numerics; so they run on every
+    install and catch a transformers release that renames those methods."""
+    if importlib.util.find_spec("optimi") is not None:
+        return "optimi"
+
+    class StandIn(torch.optim.AdamW):
+        def __init__(self, params, kahan_sum: bool = False, **kwargs):
+            super().__init__(params, **kwargs)
+
+    module = types.ModuleType("optimi")
+    module.__spec__ = importlib.machinery.ModuleSpec("optimi", None)   # found by compensating_optimizer
+    module.AdamW = StandIn
+    monkeypatch.setitem(sys.modules, "optimi", module)
+    return "torch AdamW standing in"
+
+
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_bf16_true_run_trains_bf16_with_kahan_summation(tmp_path, method, cpu_with_bf16):
+def test_bf16_true_run_trains_bf16_with_kahan_summation(tmp_path, method, cpu_with_bf16, bf16_true_optimizer):
     """Both arms stay bf16 to the end: the best checkpoint restored after training (PEFT's load_adapter upcasts
     adapters to fp32 unless the policy is re-applied) included."""
     cfg = load_config([], [*TINY, f"output_dir={tmp_path}", f"method={method}", "training.max_steps=4",
@@ -189,8 +212,7 @@ def test_bf16_true_run_trains_bf16_with_kahan_summation(tmp_path, method, cpu_wi
                                 "frozen_dtype": None if method == "full" else "bfloat16"}
 
 
-@pytest.mark.skipif(importlib.util.find_spec("optimi") is None, reason="torch-optimi not installed")
-def test_resumed_lora_run_keeps_the_policy(tmp_path, cpu_with_bf16):
+def test_resumed_lora_run_keeps_the_policy(tmp_path, cpu_with_bf16, bf16_true_optimizer):
     """A LoRA run resumed from its checkpoint trains on in the policy's dtypes (parameters, optimizer state and
     the adapters' compute), not in the fp32 PEFT restores adapters in."""
     from tunebench.tracking import NullTracker
@@ -208,6 +230,31 @@ def test_resumed_lora_run_keeps_the_policy(tmp_path, cpu_with_bf16):
     assert resumed.fields["precision"] == {"name": "bf16-true", "trainable_dtype": "bfloat16",
                                            "optimizer_state_dtype": "bfloat16", "compute_dtype": "bfloat16",
                                            "frozen_dtype": "bfloat16"}
+
+
+def test_the_policy_is_reapplied_after_each_checkpoint_load_under_the_default_policy(tmp_path, monkeypatch):
+    """SequentialEvalTrainer re-applies the policy after the Trainer loads a checkpoint (resume) and after it
+    restores the best one (the end of training) by overriding the private _load_from_checkpoint and
+    _load_best_model; a transformers release that renames either leaves its override uncalled. Checked under
+    the default policy, with no optional package."""
+    from tunebench.tracking import NullTracker
+    from tunebench.train import SequentialEvalTrainer, train_and_evaluate
+
+    calls = []
+    real = SequentialEvalTrainer._reapply_policy
+
+    def spy(self):
+        calls.append(sys._getframe(1).f_code.co_name)     # the override that re-applies it
+        real(self)
+
+    monkeypatch.setattr(SequentialEvalTrainer, "_reapply_policy", spy)
+    common = [*TINY, f"output_dir={tmp_path}", "method=lora", "training.eval_steps=2", "training.save_total_limit=5"]
+    rdir = tmp_path / "run"
+    first = train_and_evaluate(load_config([], [*common, "training.max_steps=2"]), rdir, NullTracker(), resume=False)
+    assert calls == ["_load_best_model"] and first.fields["precision"]["name"] == "32-true"
+    calls.clear()
+    resumed = train_and_evaluate(load_config([], [*common, "training.max_steps=4"]), rdir, NullTracker(), resume=True)
+    assert calls == ["_load_from_checkpoint", "_load_best_model"] and resumed.fields["steps"] == 4
 
 
 @pytest.mark.skipif(importlib.util.find_spec("optimi") is None, reason="torch-optimi not installed")

@@ -503,3 +503,17 @@ def test_the_span_heads_bias_may_have_an_exactly_zero_gradient(cfg):
     model.qa_outputs.weight.register_hook(lambda g: torch.zeros_like(g))
     r = inspect_gradient_flow(model, batch, "full", "qa_outputs")
     assert not r.passed and "qa_outputs.weight" in r.detail
+
+
+def test_the_table_shows_the_fix_hint_with_its_brackets(cfg, monkeypatch, capsys):
+    """The console renders markup: `[wandb]` in a hint would be read as a style tag and vanish."""
+    import importlib.util
+
+    from tunebench.commands.sanity import print_table
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    r = check_wandb_logging(with_overrides(cfg, {"tracking.backend": "wandb"}))
+    print_table([r], 1.0)
+    out = capsys.readouterr().out
+    assert "pip install 'tunebench[wandb]'" in " ".join(out.split()), out

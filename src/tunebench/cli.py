@@ -1,7 +1,9 @@
 """`tunebench` console script: verbs that mirror the workflow.
 
 config -> data -> model -> run (train + evaluate) -> sanity -> plan -> report -> bench -> demo -> analyze.
-Bad input prints one line and exits 2; nothing else prints a traceback unless TUNEBENCH_DEBUG=1.
+Bad input prints one line and exits 2, and so does a file-system error the user can fix (a path that is
+missing, unreadable or unwritable, a file where a folder should be, a full or read-only disk: the path and the
+problem); nothing else prints a traceback unless TUNEBENCH_DEBUG=1.
 Options, positionals and key=value overrides mix in any order within a verb (`plan run PLAN --dry-run k=v`).
 """
 
@@ -15,7 +17,7 @@ import sys
 
 from tunebench import __version__
 from tunebench.commands._common import normalize_list_options
-from tunebench.errors import TunebenchError
+from tunebench.errors import TunebenchError, is_user_os_error, os_error_line
 
 # Each module in tunebench.commands exposes `register(subparsers)`; order here is the order in --help.
 COMMANDS = ("config", "data", "model", "run", "score", "sanity", "plan", "report", "bench", "analyze", "demo")
@@ -80,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"tunebench: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:                  # after BrokenPipeError (an OSError too)
+        if os.environ.get("TUNEBENCH_DEBUG") or not is_user_os_error(e):
+            raise                         # no path, no file-system errno: a bug, with its traceback
+        print(f"tunebench: error: {os_error_line(e)}", file=sys.stderr)
+        return TunebenchError.exit_code
     except KeyboardInterrupt:
         print("tunebench: interrupted", file=sys.stderr)
         return 130

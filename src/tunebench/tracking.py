@@ -4,8 +4,8 @@ written by the runner, whatever the tracker.
 Offline runs keep their files under `<run_dir>/wandb/` so `wandb sync <run_dir>/wandb/offline-run-*` uploads
 them later. Nothing here ever writes an API key: only the resolved config and metrics are logged.
 
-wandb is an optional extra (`pip install 'tunebench[wandb]'`): it is imported only when a W&B run starts or an
-offline run file is read back, so `tracking.backend=none` runs without it.
+wandb is a dependency (W&B is the default tracker); it is imported only when a W&B run starts or an offline run
+file is read back, so `tracking.backend=none` runs even where it is missing.
 """
 
 from __future__ import annotations

@@ -156,15 +156,16 @@ def _default_tasks(cfg: Config) -> list[str]:
 
 
 def _print_findings(findings: list[Finding], caption: str, verbose: bool) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="data validate", caption=caption)
+    table = Table(title="data validate", caption=escape(caption))
     for col in ("task", "split", "check" if verbose else "checks", "status", "detail"):
         table.add_column(col, overflow="fold")
     rows = [(f.task, f.split, f.check, f.level, f.message) for f in findings] if verbose \
         else group_findings(findings)
     for task, split, checks, level, detail in rows:
-        table.add_row(task, split, checks, f"[{STYLE[level]}]{level}[/]", detail)
+        table.add_row(task, split, checks, f"[{STYLE[level]}]{level}[/]", escape(detail))   # the data's own text
     table_console().print(table)
 
 
@@ -218,10 +219,11 @@ def _load_tokenizer(cfg: Config):
 
 
 def _print_summary(rows: list[dict], cfg: Config) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     with_lengths = any("tokens" in r for r in rows)
-    table = Table(title=f"data summary (source {cfg.data.source}, tokenizer {cfg.model.name})")
+    table = Table(title=f"data summary (source {cfg.data.source}, tokenizer {escape(cfg.model.name)})")
     columns = ["task", "split", "rows", "labels"]
     if with_lengths:
         columns += ["p50", "p90", "p99", "max", f"> {cfg.model.max_length}"]

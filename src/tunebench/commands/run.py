@@ -54,6 +54,8 @@ def _run(args: argparse.Namespace) -> int:
         reason = escape(rec.get("reason") or "")      # a reason may hold brackets (pip extras, shapes)
         status = {"ok": "[green]ok[/green]", "running": f"[yellow]busy[/yellow]: {reason}"}.get(
             rec["status"], f"[red]failed[/red]: {reason}")
+        for finding in rec.get("findings") or []:     # ok, and yet collapsed (tunebench.findings)
+            status += f"; [yellow]{escape(finding['kind'])}[/yellow]: {escape(finding['detail'])}"
         console.print(f"    {status}  {rec['run_id']}")
     print_results_table(records)
     return 0 if all(r["status"] == "ok" for r in records) else 1

@@ -50,6 +50,7 @@ def _sanity(args: argparse.Namespace) -> int:
 
 
 def print_table(results, elapsed: float) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"sanity checks ({elapsed:.0f} s)")
@@ -57,5 +58,5 @@ def print_table(results, elapsed: float) -> None:
         table.add_column(col, overflow="fold")
     for r in results:
         verdict = "[green]pass[/green]" if r.passed else "[yellow]skip[/yellow]" if r.skipped else "[red]FAIL[/red]"
-        table.add_row(r.check, r.method, verdict, r.figure, r.detail)
+        table.add_row(r.check, r.method, verdict, escape(r.figure), escape(r.detail))   # texts hold [extras]
     table_console().print(table)

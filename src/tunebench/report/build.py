@@ -122,6 +122,7 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
         qa=qa_breakdown(runs_from_headline(headline, inputs.predictions)),
     )
     report.context, report.notes = held.line, report.notes + held.notes
+    report.notes += tables.finding_notes(runs)      # ok runs that collapsed (metrics.json findings)
     add_seeds_needed(report.verdict_rows, headline, margin, alpha)
     if report.qa is not None:
         report.notes += [f"{QA_TASK}: {n}" for n in report.qa.notes]

@@ -77,6 +77,15 @@ def build_failed_table(runs: pd.DataFrame) -> pd.DataFrame:
     return bad
 
 
+def finding_notes(runs: pd.DataFrame) -> list[str]:
+    """One note per ok run with findings (metrics.json `findings`, e.g. a collapse to one class): it stays
+    averaged, and the reader is told."""
+    if "findings" not in runs:
+        return []
+    flagged = runs[(runs["status"] == STATUS_OK) & runs["findings"].notna()]
+    return [f"{r.run_dir}: {r.findings} (finished ok: averaged with the other runs)" for r in flagged.itertuples()]
+
+
 def build_metric_summary(headline: pd.DataFrame) -> pd.DataFrame:
     """Long table per task x method x metric (test_*, validation_*, train_eval_*, raw units): n, mean, sd
     and 95% t-interval over seeds."""
