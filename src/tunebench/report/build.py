@@ -172,6 +172,7 @@ def add_seeds_needed(rows: list[dict], headline: pd.DataFrame, margin: float, al
     k = max(1, 2 * len(both_arms))   # the comparison family: two hypotheses per task with both arms
     hours, unit = measured_hours_per_seed(headline)
     for row in rows:
+        row["seeds_needed"] = None        # the same fields on every row; a plan only under "inconclusive"
         if row.get("word") != "inconclusive":
             continue
         plan = plan_seeds(row["task"], list(row["seed_differences"].values()), margin, alpha, k)

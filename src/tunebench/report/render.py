@@ -316,7 +316,7 @@ def _verdict_footnotes_html(report: Report, rows: list[dict]) -> str:
                        for w in words)
     p_note = (" p: raw → Holm-adjusted. Where LoRA is compared: diff, the difference test (seed-level t-test, or "
               "the example-level test where marked); equiv, the equivalence test (TOST over seeds, or the "
-              "example-level bound); both in one Holm family over the compared tasks. Where it is not: each "
+              "example-level bound); both in one Holm family over the tasks with both arms. Where it is not: each "
               "arm's one-sided test against the best constant predictor (Holm over all arms). Decisions at "
               f"alpha = {report.alpha:g}." if _holm_shown(report)
               else f" p: seed-level t-test; decisions at alpha = {report.alpha:g}.")
