@@ -1,8 +1,11 @@
 """`tunebench bench --gpu-check OUT_DIR`: one prepared check of tunebench's GPU path, for a CUDA machine with no
 network, that ends within about 5 minutes on one H100/H200-class GPU (a lent machine's 15 minutes then hold a
 second try). It writes `gpu_check.json` and `gpu_check.log` into OUT_DIR (atomically, rewritten after every
-part, so a killed check still leaves what it measured) and its scratch (runs, report) into
-OUT_DIR/gpu_check_work.
+part, so a killed check still leaves what it measured) and, after the real runs, their report's `report.html`
+and `summary.md`: nothing else. Its scratch (Trainer folders, the real runs, their data) lives outside OUT_DIR
+from the start, in a temporary folder (`tunebench-gpu-check-<pid>-*` under TMPDIR) removed when the check ends,
+fails or is stopped by a signal; one left by a check killed with SIGKILL is removed by the next check. The
+torch.compile child ends with the check however it ends (tunebench.bench.child).
 
 Parts, in the order they run (so that what matters most is measured first):
 
@@ -14,11 +17,13 @@ Parts, in the order they run (so that what matters most is measured first):
   peak memory, MFU, the dtypes it trained with, and the SDPA ops and kernels of one profiled step.
 - `real_run`: a real checkpoint (`--gpu-check-model`) trained through `tunebench.runner.run_one` on RTE
   (`--gpu-check-glue`, else the builtin task), both methods, then `tunebench report` on those runs.
-- `batch_search`: per method, the largest power-of-two per-device batch that fits (8, 16, ... up to a cap;
-  the search stops at the first out-of-memory).
+- `batch_search`: per method, the largest power-of-two per-device batch that fits: it starts from and stops
+  at the largest one that `tunebench.plan.memory`'s estimate says fits the memory free on the device (up to a
+  cap), and halves after an out-of-memory error; the estimate's peak is recorded beside the measured one.
 - `variants`: per method at the study's batch, `training.deterministic` flipped and
   `training.gradient_checkpointing` on.
-- `torch_compile`: `training.torch_compile=true` in a child process, killed when its budget runs out.
+- `torch_compile`: `training.torch_compile=true` in a child process, killed when its budget runs out; LoRA
+  first (the cheaper compilation), then full fine-tuning while time is left.
 
 The model of parts 1-3 and 5-7 is the study's architecture (Sheared-LLaMA-1.3B's shapes, from
 `plan.cost.KNOWN_MODELS`) at random initialization, built by the engine's own path: `model.name=tiny` with
@@ -35,10 +40,19 @@ fine-tuning, 4N_frozen + 6N_trainable + 12LdT for LoRA, over the dense bf16 peak
 peak memory is CUDA `max_memory_allocated` above what was allocated before the model was built, up to the
 end of the timed window (model, gradients, optimizer state and activations).
 
-Time budget: a total (default 255 s for the GPU check) and a share per part; a part gets the smaller of its
-share and what is left of the total. Before each measurement its duration is estimated from what was already
-measured, and a measurement that would not fit is skipped and recorded as skipped (with the reason): the
-check always ends with a complete JSON. `--smoke` runs the same code on the CPU in seconds with a tiny shape.
+Time budget: a total (default 255 s for the GPU check) and a share per part, the shares adding up to the
+total (scaled down with it when `--gpu-check-budget` gives less); a part gets the smaller of its share and what
+is left of the total, and the last one (torch_compile) all that is left. Before each measurement its duration
+is estimated from what was already measured, and a measurement that would not fit is skipped and recorded as
+skipped (with the reason): the check always ends with a complete JSON. `--smoke` runs the same code on the CPU
+in seconds with a tiny shape.
+
+Determinism: `training.deterministic=true` (the study's default) switches on deterministic algorithms, which
+on CUDA need CUBLAS_WORKSPACE_CONFIG set before cuBLAS first runs (torch reads it once: transformers setting
+it when a Trainer starts is too late once anything ran a matmul). The check sets it to `:4096:8` first thing
+(benchmarks/gpu_check.sh exports it before Python starts) and records in `env.determinism` whether it was set
+before CUDA was initialised; the sanity checks run under deterministic algorithms too when the config asks
+for them, as the Trainer's runs do.
 
 Overfitting a random-init model on random tokens and random labels: 32 distinct random sequences give 32
 distinct final hidden states, so memorizing the labels is a question of moving the head (LoRA: the head and
@@ -56,9 +70,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import subprocess
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -71,6 +85,7 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, TrainerCallback
 
+from tunebench.bench import child
 from tunebench.bench.formulas import BatchStats, format_bytes, peak_flops, train_flops
 from tunebench.bench.measure import sync_device
 from tunebench.config import (
@@ -89,13 +104,15 @@ from tunebench.runner import exception_line, free_memory, is_out_of_memory
 
 JSON_FILE = "gpu_check.json"
 LOG_FILE = "gpu_check.log"
-WORK_DIR = "gpu_check_work"
-MARKER = ".gpu_check"                       # marks a work folder this check created (and may therefore clear)
+REPORT_FILES = ("report.html", "summary.md")   # copied from the real runs' report into OUT_DIR
+SCRATCH_PREFIX = "tunebench-gpu-check-"     # + the check's pid: its scratch folder under TMPDIR
+MARKER = ".gpu_check"                       # marks a scratch folder this check created (and may therefore clear)
+CUBLAS_WORKSPACE = ":4096:8"                # CUBLAS_WORKSPACE_CONFIG for deterministic cuBLAS
 SYNTHETIC_TASK = "rte"                      # the study's task with the longest examples; 2 labels
 STUDY_MODEL = ModelConfig().name            # princeton-nlp/Sheared-LLaMA-1.3B
 PARTS = ("sdpa", "sanity", "throughput", "task_lengths", "real_run", "batch_search", "variants", "torch_compile")
 
-# Issue 12's targets, evaluated on the measured figures (never asserted).
+# The study's throughput and memory targets, evaluated on the measured figures (never asserted).
 TARGETS = {
     "full_mfu": {"what": "full fine-tuning MFU at the study's batch", "op": ">=", "threshold": 0.45},
     "lora_tokens_per_s_over_full": {"what": "LoRA tokens/s / full fine-tuning tokens/s", "op": ">=", "threshold": 1.3},
@@ -134,10 +151,10 @@ class Mode:
     run_eval_steps: int
     run_overrides: dict[str, Any]               # more settings of the real run (smoke: small builtin splits)
     total_budget_s: float
-    part_budget_s: dict[str, float]
+    part_budget_s: dict[str, float]             # adding up to at most total_budget_s; the last part gets the rest
     min_start_s: dict[str, float]               # a part does not start with less than this left
     compile_in_child: bool                      # False (smoke): the child runs without torch.compile
-    compile_methods: tuple[str, ...]            # in this order, while the budget lasts
+    compile_methods: tuple[str, ...]            # in this order, while the budget lasts (the cheaper first)
     sdpa_iters: int
 
 
@@ -148,11 +165,11 @@ GPU = Mode(
     warmup_steps=5, timed_steps=20, search_warmup=2, search_timed=4, batch_cap=64,
     run_steps=200, run_eval_steps=50, run_overrides={},
     total_budget_s=255.0,
-    part_budget_s={"sdpa": 15, "sanity": 45, "throughput": 40, "task_lengths": 30, "real_run": 80,
-                   "batch_search": 50, "variants": 35, "torch_compile": 100},
+    part_budget_s={"sdpa": 10, "sanity": 35, "throughput": 30, "task_lengths": 25, "real_run": 60,
+                   "batch_search": 30, "variants": 25, "torch_compile": 40},
     min_start_s={"sdpa": 2, "sanity": 10, "throughput": 10, "task_lengths": 8, "real_run": 20, "batch_search": 10,
-                 "variants": 8, "torch_compile": 45},
-    compile_in_child=True, compile_methods=("full", "lora"), sdpa_iters=10,
+                 "variants": 8, "torch_compile": 30},
+    compile_in_child=True, compile_methods=("lora", "full"), sdpa_iters=10,
 )
 
 SMOKE = Mode(
@@ -165,9 +182,9 @@ SMOKE = Mode(
     run_steps=10, run_eval_steps=5,
     run_overrides={"model.max_length": 64, "data.builtin_train_size": 120, "data.builtin_test_size": 40,
                    "data.validation_size": 24, "training.eval_train_examples": 16},
-    total_budget_s=240.0,
+    total_budget_s=360.0,
     part_budget_s={"sdpa": 20, "sanity": 60, "throughput": 40, "task_lengths": 30, "real_run": 90,
-                   "batch_search": 30, "variants": 40, "torch_compile": 60},
+                   "batch_search": 20, "variants": 40, "torch_compile": 60},
     min_start_s={p: 1 for p in PARTS},
     compile_in_child=False, compile_methods=("lora",), sdpa_iters=2,
 )
@@ -189,8 +206,10 @@ class Budget:
     def remaining(self) -> float:
         return self.total_s - self.elapsed()
 
-    def part(self, share_s: float) -> PartBudget:
-        return PartBudget(self.clock, self.clock() + max(0.0, min(share_s, self.remaining())))
+    def part(self, share_s: float, rest: bool = False) -> PartBudget:
+        """A part's budget: its share, or all that is left of the total when `rest` (the last part)."""
+        left = self.remaining()
+        return PartBudget(self.clock, self.clock() + max(0.0, left if rest else min(share_s, left)))
 
 
 @dataclass
@@ -525,15 +544,53 @@ def estimate_s(ref: dict, batch: int, steps: int, factor: float = 1.0) -> float:
 # ---------------------------------------------------------------- the batch search
 
 
+def memory_batch_plan(cfg: Config, vocab: int, policy, usable_bytes: int, start: int, cap: int) -> dict:
+    """The largest power-of-two multiple of `start` (the study's batch, known to fit) up to `cap` whose peak,
+    as tunebench.plan.memory estimates it for this config, leaves RESERVE_BYTES of `usable_bytes` free: where
+    the batch search starts and stops. `limited_by` says whether the cap or the estimate set it."""
+    from tunebench.plan.cost import tiny_size
+    from tunebench.plan.memory import RESERVE_BYTES, estimate_memory
+
+    size = tiny_size(cfg.model, vocab)
+    t = cfg.training
+    peaks: dict[str, int] = {}
+    largest, limited_by, b = start, "cap", start
+    while b * 2 <= cap:
+        b *= 2
+        peak = estimate_memory(size, cfg.method, cfg.lora, cfg.task, policy, t.optim, b,
+                               cfg.model.max_length).peak(t.gradient_checkpointing)
+        peaks[str(b)] = peak
+        if peak + RESERVE_BYTES > usable_bytes:
+            limited_by = "memory estimate"
+            break
+        largest = b
+    return {"usable_bytes": int(usable_bytes), "reserve_bytes": RESERVE_BYTES, "estimated_peak_bytes": peaks,
+            "largest": largest, "limited_by": limited_by, "cap": cap}
+
+
+def usable_memory_bytes(device: str) -> int:
+    """What a measurement may use: the device's free memory plus what this process's allocator holds unused
+    (CUDA), or the available RAM (CPU)."""
+    if device == "cuda":
+        free, _total = torch.cuda.mem_get_info()
+        return int(free + torch.cuda.memory_reserved() - torch.cuda.memory_allocated())
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
 def search_batch(measure: Callable[[int], dict], start: int, cap: int, fits: Callable[[int], bool],
-                 device: str = "cpu") -> dict:
-    """Double the per-device batch from 2 x start until a measurement runs out of memory, the cap is passed or
-    the next size would not fit the time budget (`fits(batch)`); `start` is known to fit. Each attempt is a
-    fresh model and Trainer; memory is freed after an out-of-memory error before the next step."""
+                 device: str = "cpu", first: int | None = None, cap_reason: str = "cap") -> dict:
+    """The largest per-device batch that fits, measured: from `first` (default 2 x start) doubling up to `cap`
+    until a measurement runs out of memory or the next size would not fit the time budget (`fits(batch)`);
+    when the first size tried runs out of memory, halving down to 2 x start instead. `start` is known to fit;
+    `cap_reason` names what set the cap (`stopped_by` when the search reaches it). Each attempt is a fresh
+    model and Trainer; memory is freed after an out-of-memory error before the next step."""
     tried: list[dict] = []
-    largest, at_largest, stopped = start, None, "cap"
-    b = start * 2
-    while b <= cap:
+    largest, at_largest, stopped = start, None, cap_reason
+    b = first or start * 2
+    going_down = False
+    while start < b <= cap:
         if not fits(b):
             tried.append({"batch": b, "status": "skipped", "reason": "time budget"})
             stopped = "time budget"
@@ -547,59 +604,41 @@ def search_batch(measure: Callable[[int], dict], start: int, cap: int, fits: Cal
         if error is not None:
             tried.append({"batch": b, "status": "oom" if error[1] else "error", "reason": error[0]})
             stopped = "out of memory" if error[1] else "error"
+            if error[1] and not tried[:-1] and b // 2 > start:
+                going_down = True     # the first size tried is too large: the largest that fits is below it
+            if going_down and error[1] and b // 2 > start:
+                b //= 2
+                continue
             break
         tried.append({"status": "ok", **result})
         largest, at_largest = b, result
+        if going_down:
+            break
         b *= 2
-    return {"start": start, "cap": cap, "largest_fitting": largest, "stopped_by": stopped, "tried": tried,
-            "at_largest": at_largest}
+    return {"start": start, "cap": cap, "first": first or start * 2, "largest_fitting": largest,
+            "stopped_by": stopped, "tried": tried, "at_largest": at_largest}
 
 
 # ---------------------------------------------------------------- child process (torch.compile)
 
 
-def run_child(spec: dict, timeout_s: float, work: Path, name: str) -> dict:
-    """measure_training in a fresh Python process (`python -m tunebench.bench.gpu_check SPEC`), killed with its whole
-    process group (TorchInductor's compile workers too) when it outlasts `timeout_s`."""
-    work.mkdir(parents=True, exist_ok=True)
-    spec_path, result_path, log_path = (work / f"{name}.{x}" for x in ("spec.json", "result.json", "log"))
-    result_path.unlink(missing_ok=True)
-    atomic_write_json(spec_path, {**spec, "result": str(result_path)})
+def child_argv() -> list[str]:
+    """The compile child: asks to die with its parent before anything heavy is imported, then child_main."""
+    boot = ("import sys; from tunebench.bench.child import die_with_parent; die_with_parent(); "
+            "from tunebench.bench.gpu_check import child_main; sys.exit(child_main(sys.argv[1]))")
+    return [sys.executable, "-c", boot]
+
+
+def run_child(spec: dict, timeout_s: float, work: Path, name: str, argv: list[str] | None = None) -> dict:
+    """measure_training in a fresh Python process (child_argv; `argv` replaces it in tests), killed with its whole
+    process group (TorchInductor's compile workers too) when it outlasts `timeout_s`, and ended with the check
+    (tunebench.bench.child)."""
     import tunebench
 
     src = str(Path(tunebench.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
-    t0 = time.perf_counter()
-    with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tunebench.bench.gpu_check", str(spec_path)], stdout=log,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        try:
-            rc = proc.wait(timeout=max(1.0, timeout_s))
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            return {"status": "timed_out", "reason": f"killed after {timeout_s:.0f} s (its time budget)",
-                    "elapsed_s": time.perf_counter() - t0, "log_tail": _tail(log_path)}
-    elapsed = time.perf_counter() - t0
-    if result_path.is_file():
-        return {**json.loads(result_path.read_text(encoding="utf-8")), "elapsed_s": elapsed}
-    return {"status": "failed", "reason": f"child exited with {rc} and wrote no result", "elapsed_s": elapsed,
-            "log_tail": _tail(log_path)}
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError, AttributeError):
-        os.killpg(proc.pid, signal.SIGKILL)            # the child leads its own session: only its processes
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()
-    proc.wait()
-
-
-def _tail(path: Path, n: int = 15) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").splitlines()[-n:]
-    except OSError:
-        return []
+    return child.run_child(argv or child_argv(), spec, timeout_s, work, name, env)
 
 
 def child_main(spec_path: str) -> int:
@@ -634,11 +673,11 @@ class GpuCheck:
 
     def __init__(self, base_cfg: Config, out_dir: Path, mode: Mode, overrides: dict[str, Any],
                  model_dir: Path | None, glue_dir: Path | None, budget_s: float | None, device: str,
-                 echo: Callable[[str], None] | None = _stderr):
+                 echo: Callable[[str], None] | None = _stderr, *, work: Path, determinism: dict | None = None):
         self.mode, self.device, self.out = mode, device, out_dir
         self.base_cfg, self.overrides = base_cfg, overrides
         self.model_dir, self.glue_dir = model_dir, glue_dir
-        self.work = out_dir / WORK_DIR
+        self.work = work                          # the scratch folder (make_scratch), outside OUT_DIR
         self.task = get_task(SYNTHETIC_TASK)
         self.cfg = self._synthetic_config()
         self._run_config()                        # its overrides validated before anything is written
@@ -647,9 +686,11 @@ class GpuCheck:
         from tunebench.train import check_switches
 
         check_switches(self.cfg, device)          # a precision or switch this machine cannot run: one line, exit 2
-        prepare_work_dir(out_dir)
         self.log = CheckLog(out_dir / LOG_FILE, echo)
         self.budget = Budget(mode.total_budget_s if budget_s is None else budget_s)
+        # a smaller total (--gpu-check-budget) scales every share down with it; a larger one leaves them
+        self.share_scale = min(1.0, self.budget.total_s / mode.total_budget_s) if mode.total_budget_s else 1.0
+        self.determinism = determinism or {}
         self.tokenizer = load_tokenizer(self.cfg)
         self.policy = resolve_policy(self.cfg, device)
         self.methods = list(METHODS)
@@ -657,7 +698,8 @@ class GpuCheck:
         self.report: dict[str, Any] = {
             "schema": 1, "kind": "gpu_check", "mode": mode.name, "complete": False,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "budget_s": self.budget.total_s,
-            "env": self._env(), "model": self._model_record(), "parts": {},
+            "env": {**self._env(), "determinism": self.determinism, "scratch": str(work)},
+            "model": self._model_record(), "parts": {},
             "sdpa": {}, "sanity": {}, "throughput": {}, "task_lengths": {}, "real_run": {}, "batch_search": {},
             "variants": {},
             "summary": {}, "targets": {},
@@ -715,14 +757,20 @@ class GpuCheck:
                  "task_lengths": self._task_lengths, "real_run": self._real_run,
                  "batch_search": self._batch_search, "variants": self._variants,
                  "torch_compile": self._torch_compile}
-        for name in PARTS:
-            self._part(name, steps[name])
+        try:
+            for name in PARTS:
+                self._part(name, steps[name])
+        except BaseException as e:        # SystemExit from SIGTERM / SIGHUP, KeyboardInterrupt: what ran is kept
+            self.report["interrupted"] = f"{type(e).__name__}: {e}".rstrip(": ")
+            self.log(f"interrupted ({self.report['interrupted']}): gpu_check.json keeps the parts that ran")
+            self._save()
+            raise
         self._finish()
         return self.report
 
     def _part(self, name: str, fn: Callable[[PartBudget], bool]) -> None:
-        share = self.mode.part_budget_s[name]
-        budget = self.budget.part(share)
+        share = self.mode.part_budget_s[name] * self.share_scale
+        budget = self.budget.part(share, rest=name == PARTS[-1])
         record: dict[str, Any] = {"budget_s": round(budget.left(), 1)}
         if budget.left() < self.mode.min_start_s[name]:
             record.update(status="skipped", reason=f"time budget: {max(0.0, self.budget.remaining()):.1f} s of the "
@@ -802,42 +850,62 @@ class GpuCheck:
     # ------------------------------------------------ 2 sanity
 
     def _sanity(self, budget: PartBudget) -> bool:
-        from tunebench.methods import head_name
-        from tunebench.sanity import inspect_gradient_flow, nonzero_lora_b, run_optimizer
-
         m = self.mode
         vocab = max(self.cfg.model.tiny.vocab_size or 0, len(self.tokenizer))
         batch = synthetic_batch(m.sanity_examples, m.sanity_len, vocab, special_ids_floor(self.tokenizer),
                                 self.task.num_labels, self.cfg.training.seed)
+        det = self.cfg.training.deterministic
         passed = True
         for method in self.methods:
-            mcfg = self._method_cfg(method)
-            entry: dict[str, Any] = {"examples": m.sanity_examples, "seq_len": m.sanity_len}
-            self.report["sanity"][method] = entry
-            t0 = time.perf_counter()
-            model = build_on_device(mcfg, self.task, self.tokenizer, self.device, self.policy)
-            build_s = time.perf_counter() - t0
-            nonzero_lora_b(model)
-            t1 = time.perf_counter()
-            gf = inspect_gradient_flow(model, batch, method, head_name(self.task), self.policy,
-                                       run_optimizer(mcfg, self.task))
-            sync_device(self.device)
-            gf_s = time.perf_counter() - t1
-            fwd_bwd_s = _time_forward_backward(model, batch, self.policy, self.device)   # warm: the step estimate
-            del model
-            free_memory()
-            entry["gradient_flow"] = {**gf.as_dict(), "build_s": build_s, "s": gf_s, "fwd_bwd_s": fwd_bwd_s}
-            self.log(f"sanity {method}: gradient flow {'passed' if gf.passed else 'FAILED'}: {gf.figure} "
-                     f"{gf.detail}".rstrip())
-            entry["overfitting"] = self._overfit(mcfg, method, batch, budget, build_s, fwd_bwd_s)
-            if not gf.passed:
-                self.failed_notes.append(f"{method} gradient flow: {gf.figure}: {gf.detail}")
-            if entry["overfitting"]["passed"] is False:
-                self.failed_notes.append(f"{method} overfitting: loss target {m.loss_target} not reached: "
-                                         + "; ".join(f"lr {a['lr']:g}: loss {a['loss']:.3f} after {a['max_steps']} "
-                                                     "steps" for a in entry["overfitting"]["attempts"]))
-            passed &= gf.passed and entry["overfitting"]["passed"] is not False
+            try:
+                with deterministic_algorithms(det):          # as the Trainer's runs (full_determinism)
+                    passed &= self._sanity_method(method, batch, budget, det)
+            except RuntimeError as e:
+                if not det or "determinis" not in str(e).lower():
+                    raise
+                # Deterministic algorithms failed (an op without a deterministic kernel, or cuBLAS without
+                # CUBLAS_WORKSPACE_CONFIG): the finding, recorded; the checks then run without them.
+                why = exception_line(e)[:300]
+                free_memory()
+                self.log(f"sanity {method}: deterministic algorithms FAILED: {why}; checking without them")
+                self.failed_notes.append(f"sanity {method}: deterministic algorithms failed: {why}")
+                self._sanity_method(method, batch, budget, False)
+                self.report["sanity"][method]["deterministic_failed"] = why
+                passed = False
         return passed
+
+    def _sanity_method(self, method: str, batch: dict, budget: PartBudget, deterministic: bool) -> bool:
+        from tunebench.methods import head_name
+        from tunebench.sanity import inspect_gradient_flow, nonzero_lora_b, run_optimizer
+
+        m = self.mode
+        mcfg = self._method_cfg(method)
+        entry: dict[str, Any] = {"examples": m.sanity_examples, "seq_len": m.sanity_len,
+                                 "deterministic": deterministic}
+        self.report["sanity"][method] = entry
+        t0 = time.perf_counter()
+        model = build_on_device(mcfg, self.task, self.tokenizer, self.device, self.policy)
+        build_s = time.perf_counter() - t0
+        nonzero_lora_b(model)
+        t1 = time.perf_counter()
+        gf = inspect_gradient_flow(model, batch, method, head_name(self.task), self.policy,
+                                   run_optimizer(mcfg, self.task))
+        sync_device(self.device)
+        gf_s = time.perf_counter() - t1
+        fwd_bwd_s = _time_forward_backward(model, batch, self.policy, self.device)   # warm: the step estimate
+        del model
+        free_memory()
+        entry["gradient_flow"] = {**gf.as_dict(), "build_s": build_s, "s": gf_s, "fwd_bwd_s": fwd_bwd_s}
+        self.log(f"sanity {method}: gradient flow {'passed' if gf.passed else 'FAILED'}: {gf.figure} "
+                 f"{gf.detail}".rstrip())
+        entry["overfitting"] = self._overfit(mcfg, method, batch, budget, build_s, fwd_bwd_s)
+        if not gf.passed:
+            self.failed_notes.append(f"{method} gradient flow: {gf.figure}: {gf.detail}")
+        if entry["overfitting"]["passed"] is False:
+            self.failed_notes.append(f"{method} overfitting: loss target {m.loss_target} not reached: "
+                                     + "; ".join(f"lr {a['lr']:g}: loss {a['loss']:.3f} after {a['max_steps']} "
+                                                 "steps" for a in entry["overfitting"]["attempts"]))
+        return gf.passed and entry["overfitting"]["passed"] is not False
 
     def _overfit(self, mcfg: Config, method: str, batch: dict, budget: PartBudget, build_s: float,
                  fwd_bwd_s: float) -> dict:
@@ -953,7 +1021,7 @@ class GpuCheck:
         device = resolve_device()
         entry: dict[str, Any] = {"model": cfg.model.name, "task": cfg.task, "data_source": cfg.data.source,
                                  "glue_dir": cfg.data.glue_dir, "max_steps": cfg.training.max_steps,
-                                 "device": device, "runs": {}}
+                                 "deterministic": cfg.training.deterministic, "device": device, "runs": {}}
         self.report["real_run"] = entry
         policy = resolve_policy(cfg, device).as_dict()
         passed, last_s = True, 0.0
@@ -992,9 +1060,14 @@ class GpuCheck:
         out = results / "report"
         rep = build_report(results, out_dir=out)
         written = write_report(rep, out)
-        html, md = written.get("report.html"), written.get("summary.md")
-        r = {"dir": str(out), "html": str(html), "summary_md": str(md),
-             "written": bool(html and Path(html).is_file() and md and Path(md).is_file()),
+        copied = {}
+        for name in REPORT_FILES:          # into OUT_DIR: the scratch goes when the check ends
+            if written.get(name) and Path(written[name]).is_file():
+                shutil.copyfile(written[name], self.out / name)
+                copied[name] = self.out / name
+        html, md = copied.get("report.html"), copied.get("summary.md")
+        r = {"dir": str(self.out), "html": str(html), "summary_md": str(md),
+             "written": bool(html and html.is_file() and md and md.is_file()),
              "runs_read": len(rep.runs), "n_ok": rep.n_ok, "verdicts": list(rep.verdicts.values()),
              "notes": list(rep.notes), "s": time.perf_counter() - t0}
         self.log(f"report: {r['runs_read']} runs read, {r['n_ok']} ok; {html}")
@@ -1004,6 +1077,7 @@ class GpuCheck:
 
     def _batch_search(self, budget: PartBudget) -> bool:
         m, start = self.mode, self.cfg.training.per_device_train_batch_size
+        vocab = max(self.cfg.model.tiny.vocab_size or 0, len(self.tokenizer))
         for method in self.methods:
             ref = self.report["throughput"].get(method)
             if ref is None:
@@ -1011,6 +1085,8 @@ class GpuCheck:
                 continue
             steps = m.search_warmup + m.search_timed
             mcfg = self._method_cfg(method)
+            free_memory()
+            plan = memory_batch_plan(mcfg, vocab, self.policy, usable_memory_bytes(self.device), start, m.batch_cap)
 
             def fits(b: int, method: str = method, ref: dict = ref, steps: int = steps) -> bool:
                 return budget.fits(estimate_s(ref, b, steps), f"{method} at batch {b}")
@@ -1018,13 +1094,22 @@ class GpuCheck:
             def measure(b: int, mcfg: Config = mcfg) -> dict:
                 return self._measure(mcfg, batch=b, warmup=m.search_warmup, timed=m.search_timed)
 
-            res = search_batch(measure, start, m.batch_cap, fits, self.device)
-            self.report["batch_search"][method] = res
+            # from and up to what the estimate says fits: the time goes to measuring, not to out-of-memory errors
+            res = search_batch(measure, start, plan["largest"], fits, self.device, first=plan["largest"],
+                               cap_reason=plan["limited_by"])
+            res["memory_plan"] = plan
             best = res["at_largest"]
-            self.log(f"batch search {method}: largest fitting {res['largest_fitting']} (stopped by "
-                     f"{res['stopped_by']})" + (f": {best['tokens_per_s']:,.0f} tokens/s, peak "
-                                                f"{format_bytes(best['peak_memory_bytes'])}, MFU "
-                                                f"{_pct(best['mfu'])}" if best else ""))
+            if best is not None:
+                estimated = plan["estimated_peak_bytes"].get(str(best["batch"]))
+                res["estimated_over_measured_peak"] = (estimated / best["peak_memory_bytes"]
+                                                       if estimated and best["peak_memory_bytes"] else None)
+            self.report["batch_search"][method] = res
+            self.log(f"batch search {method}: the memory estimate says up to {plan['largest']} fits "
+                     f"({format_bytes(plan['usable_bytes'])} usable, limited by {plan['limited_by']}); largest "
+                     f"fitting {res['largest_fitting']} (stopped by {res['stopped_by']})"
+                     + (f": {best['tokens_per_s']:,.0f} tokens/s, peak {format_bytes(best['peak_memory_bytes'])} "
+                        f"(estimated {format_bytes(estimated) if estimated else 'n/a'}), MFU {_pct(best['mfu'])}"
+                        if best else ""))
         return True
 
     # ------------------------------------------------ 6 determinism and gradient checkpointing
@@ -1182,7 +1267,7 @@ def summarize_run(rec: dict, rdir: Path, policy: dict, elapsed_s: float) -> dict
 
 
 def evaluate_targets(summary: dict) -> dict:
-    """Issue 12's targets on the measured summary: value, threshold and met (None when a figure is missing)."""
+    """The targets on the measured summary: value, threshold and met (None when a figure is missing)."""
     full, lora = summary.get("full") or {}, summary.get("lora") or {}
 
     def ratio(a, b):
@@ -1199,19 +1284,64 @@ def evaluate_targets(summary: dict) -> dict:
     return out
 
 
-def prepare_work_dir(out_dir: Path) -> Path:
-    """OUT_DIR/gpu_check_work, emptied when an earlier check made it; refused when something else is there."""
-    import shutil
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
-    work = out_dir / WORK_DIR
-    if work.exists():
-        if not (work / MARKER).is_file():
-            raise TunebenchError(f"{work}: exists and was not made by the GPU check; remove it or choose another "
-                                 "OUT_DIR")
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    (work / MARKER).write_text("made by tunebench bench --gpu-check; emptied by the next check\n", encoding="utf-8")
+
+def make_scratch(root: Path | None = None) -> Path:
+    """The check's scratch folder, `tunebench-gpu-check-<pid>-*` under TMPDIR (or `root`), marked as the check's;
+    the ones of earlier checks whose process is gone (killed with SIGKILL) are removed first."""
+    base = Path(root or tempfile.gettempdir())
+    for old in base.glob(f"{SCRATCH_PREFIX}*"):
+        pid = old.name.removeprefix(SCRATCH_PREFIX).split("-")[0]
+        if pid.isdigit() and (old / MARKER).is_file() and not _pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=base))
+    (work / MARKER).write_text("made by tunebench bench --gpu-check; removed when it ends\n", encoding="utf-8")
     return work
+
+
+def remove_scratch(work: Path) -> None:
+    if (work / MARKER).is_file():
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def set_cublas_workspace() -> dict:
+    """CUBLAS_WORKSPACE_CONFIG for deterministic cuBLAS (`:4096:8` unless one of the two valid values is set),
+    and whether that happened before CUDA was initialised in this process (after, cuBLAS may already have
+    read it: deterministic runs may then fail, and the record says why)."""
+    before = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    initialized = torch.cuda.is_initialized()
+    if before not in (":4096:8", ":16:8"):
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
+    rec: dict[str, Any] = {"cublas_workspace_config": os.environ["CUBLAS_WORKSPACE_CONFIG"], "was": before,
+                           "set_before_cuda_init": before in (":4096:8", ":16:8") or not initialized}
+    if not rec["set_before_cuda_init"]:
+        rec["note"] = ("CUDA was initialised in this process before CUBLAS_WORKSPACE_CONFIG was set: runs with "
+                       "training.deterministic=true may fail; set it before starting (benchmarks/gpu_check.sh does)")
+    return rec
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(on: bool) -> Iterator[None]:
+    """torch's deterministic algorithms (and cuDNN's) on or off inside, as the Trainer's full_determinism sets
+    them; the previous settings restored after."""
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(on)
+    if on:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
 
 
 @contextlib.contextmanager
@@ -1228,6 +1358,7 @@ def run_gpu_check(out_dir: str | Path, base_cfg: Config, *, smoke: bool = False,
                   budget_s: float | None = None, echo: Callable[[str], None] | None = _stderr) -> dict:
     """The whole check (module docstring); returns the report also written to OUT_DIR/gpu_check.json.
     Without --smoke it needs a CUDA GPU (TunebenchError otherwise); --smoke runs on the CPU."""
+    determinism = set_cublas_workspace()           # first: before anything initialises CUDA
     if not smoke and not torch.cuda.is_available():
         raise TunebenchError("--gpu-check needs a CUDA GPU and none is visible here (--smoke runs the same check on "
                              "the CPU in seconds)")
@@ -1241,12 +1372,17 @@ def run_gpu_check(out_dir: str | Path, base_cfg: Config, *, smoke: bool = False,
         raise TunebenchError(f"--gpu-check-budget {budget_s}: must be at least 0 seconds")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with _quiet():
-        check = GpuCheck(base_cfg, out, SMOKE if smoke else GPU, dict(overrides or {}),
-                         Path(model_dir) if model_dir else None, Path(glue_dir) if glue_dir else None, budget_s,
-                         "cpu" if smoke else "cuda", echo)
-        return check.run()
+    work = make_scratch()
+    try:
+        with child.ending_children_on_signals(), _quiet():
+            check = GpuCheck(base_cfg, out, SMOKE if smoke else GPU, dict(overrides or {}),
+                             Path(model_dir) if model_dir else None, Path(glue_dir) if glue_dir else None,
+                             budget_s, "cpu" if smoke else "cuda", echo, work=work, determinism=determinism)
+            return check.run()
+    finally:
+        remove_scratch(work)
 
 
-if __name__ == "__main__":                     # the child process of run_child
+if __name__ == "__main__":                     # a child process of run_child, started by hand
+    child.die_with_parent()
     sys.exit(child_main(sys.argv[1]))
