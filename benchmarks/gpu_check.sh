@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one command to run on a lent GPU machine (CUDA, no network), from any folder:
+# The one command to run on a GPU machine (CUDA, no network), from any folder:
 #
 #   bash benchmarks/gpu_check.sh [key=value ...]
 #
@@ -9,10 +9,11 @@
 # tries every module the check imports (src/tunebench/bench/gpu_stack.py, which prints the versions it runs
 # with): one missing, from the wheels and from the machine alike, ends it there with one line naming it, exit 2.
 # Then `tunebench bench --gpu-check "$OUT"` (docs/bench.md, "GPU check": under 5 minutes on one H100/H200),
-# with the console tee'd into $OUT/console.log. OUT is the device tool's output folder, else
-# results/gpu_check. The check keeps its scratch (runs, checkpoints) outside $OUT, in a temporary folder it
-# removes, and copies the report's report.html and summary.md in: $OUT then holds 5 files (gpu_check.json,
-# gpu_check.log, console.log, report.html, summary.md), within the 8 the device tool returns.
+# with the console tee'd into $OUT/console.log. OUT is the folder whose files come back from the GPU machine
+# (the tool that copies the working tree there returns the files written under $OUT), else results/gpu_check.
+# The check keeps its scratch (runs, checkpoints) outside $OUT, in a temporary folder it removes, and copies the
+# report's report.html and summary.md in: $OUT then holds 5 files (gpu_check.json, gpu_check.log, console.log,
+# report.html, summary.md), within the 8 files that tool returns.
 # CUBLAS_WORKSPACE_CONFIG is exported before Python starts (deterministic cuBLAS: training.deterministic=true),
 # and the Hugging Face libraries are told they are offline.
 # Exit status: the check's (0: every part that ran passed; 1: a part failed; 2: it could not start).

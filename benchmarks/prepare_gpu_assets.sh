@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run HERE (the development machine, which reaches PyPI), once before lending a GPU machine: prepares what
+# Run on a machine that reaches PyPI, once before running the check on a GPU machine: prepares what
 # benchmarks/gpu_check.sh needs there, where nothing can be downloaded.
 #
 #   .gpu_assets/stories260K   the real checkpoint          (from $SHARED/models/stories260K)
@@ -7,7 +7,8 @@
 #   .whl/*.whl                the Python packages the GPU image lacks, or holds in another version than the
 #                             study pins, at the versions of constraints.txt (x86-64, CPython 3.12)
 #
-# Both folders are ignored by git: the device tool's `carry` must name them: [".whl", ".gpu_assets"].
+# Both folders are ignored by git: the tool that copies the working tree to the GPU machine must carry them
+# too (its `carry` list must name them: [".whl", ".gpu_assets"]).
 # Usage: bash benchmarks/prepare_gpu_assets.sh        (SHARED=DIR for another shared folder, PYTHON=python3 to
 #        download with, PY_VERSION=3.12 for the wheels of another Python: benchmarks/rehearse_gpu_check.sh)
 # It ends by checking that every requirement of the carried wheels (their METADATA's Requires-Dist) is carried
@@ -61,5 +62,5 @@ echo "wheels for the GPU machine (CPython $PY_VERSION):"
 ls -l ${wheels[*]} | awk '{printf "  %8.1f MiB  %s\n", $5 / 1048576, $NF}'
 # shellcheck disable=SC2086
 du -ch ${wheels[*]} | tail -1 | sed 's/^/  /'
-echo "carried in all (.whl and .gpu_assets; the device tool allows 64 MiB with the working tree):"
+echo "carried in all (.whl and .gpu_assets; the copy to the GPU machine allows 64 MiB with the working tree):"
 du -sch .whl .gpu_assets | sed 's/^/  /'

@@ -158,7 +158,7 @@ def test_no_pairs_give_empty_tables_and_no_figures():
 
 
 def test_error_bars_stay_inside_the_measures_range():
-    """issue 13: a mean +- sd bar never leaves the metric's range (accuracy 0.95 +- 0.1 stops at 1.0)."""
+    """A mean +- sd bar never leaves the metric's range (accuracy 0.95 +- 0.1 stops at 1.0)."""
     import numpy as np
 
     from tunebench.analysis.figures import clipped_error, value_bounds

@@ -1,4 +1,4 @@
-"""Both arms train under one precision policy (issue 12): the update full fine-tuning needs is not rounded away,
+"""Both arms train under one precision policy: the update full fine-tuning needs is not rounded away,
 LoRA's adapters and head follow the same policy, and runs record what they actually trained with."""
 
 from __future__ import annotations

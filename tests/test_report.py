@@ -224,7 +224,7 @@ def test_verdict_rows_hold_the_word_means_interval_and_each_seeds_difference():
     assert row["difference"] == pytest.approx(2 / 3) and row["lora"] == pytest.approx(81.0)
 
 
-# ---------------------------------------------------------------- issue 13: corner cases through build_report
+# ---------------------------------------------------------------- corner cases through build_report
 
 
 def write_constant_rte_study(root, n: int) -> None:
@@ -241,7 +241,7 @@ def write_constant_rte_study(root, n: int) -> None:
 
 @pytest.mark.parametrize("n", [200, 277])
 def test_one_example_better_on_every_seed_is_not_significantly_better(tmp_path, n):
-    # Before issue 13: "LoRA is significantly better ... 95% CI [0.50, 0.50], p < 0.001" (t = inf or 1.5e14).
+    # Formerly: "LoRA is significantly better ... 95% CI [0.50, 0.50], p < 0.001" (t = inf or 1.5e14).
     write_constant_rte_study(tmp_path, n)
     report = build_report(tmp_path, n_resamples=200, with_figures=False)
     (row,) = report.verdict_rows
@@ -306,7 +306,7 @@ def test_verdict_rows_keep_their_keys_and_add_the_new_ones(tmp_path):
 
 
 def test_every_run_predicting_the_majority_class_is_not_learned(tmp_path):
-    # issue 13's demo RTE: all six runs make the same 142/58 split of 200 test examples by predicting class 0
+    # The demo's RTE: all six runs make the same 142/58 split of 200 test examples by predicting class 0
     labels = np.array([0] * 142 + [1] * 58)
     for seed in SEEDS:
         for method in ("lora", "full"):

@@ -1,4 +1,4 @@
-"""The report page as a reader sees it (issue 13, part 2): the verdict figure and table first, intervals inside
+"""The report page as a reader sees it: the verdict figure and table first, intervals inside
 the metric's range, human units, long tables folded, methods last, verdicts.json rows; and, where Chromium is
 installed, the page rendered headless at 1400 px."""
 

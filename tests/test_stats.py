@@ -67,7 +67,7 @@ def test_wilcoxon_cannot_reject_with_five_seeds():
     assert r.t_p < 0.05
 
 
-# ---------------------------------------------------------------- no spread across seeds (issue 13)
+# ---------------------------------------------------------------- no spread across seeds
 
 # RTE-like accuracies in points as the report computes them (fraction correct x 100): LoRA gets one more
 # test example right than full on every seed.
@@ -80,7 +80,7 @@ RTE_LORA_277 = [100 * (k + 1) / 277 for k in (150, 155, 160)]
 @pytest.mark.parametrize(("lora", "full", "diff"), [(RTE_LORA_200, RTE_FULL_200, 0.5),
                                                      (RTE_LORA_277, RTE_FULL_277, 100 / 277)])
 def test_constant_differences_leave_the_paired_t_test_undefined(lora, full, diff):
-    # Before issue 13: t = inf (200) or 1.5e14 (277, float noise in the 14th digit), p ~ 0, CI [d, d].
+    # Formerly: t = inf (200) or 1.5e14 (277, float noise in the 14th digit), p ~ 0, CI [d, d].
     r = compare_paired_seeds(lora, full)
     assert r.design == "paired" and r.n_pairs == 3 and r.mean_diff == pytest.approx(diff)
     for x in (r.t_stat, r.t_p, r.ci_low, r.ci_high, r.effect_size):

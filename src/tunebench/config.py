@@ -124,7 +124,7 @@ class TrainingConfig(_Strict):
     cpu_threads: int | None = Field(None, ge=1)
     # The Trainer's per-step shortcuts (train.FastPathsMixin): the stock Trainer's numbers, less time per step.
     trainer_fast_paths: bool = True
-    # GPU path switches (issue 7); each is checked against what is installed and the device.
+    # GPU path switches (docs/bench.md, "GPU path"); each is checked against what is installed and the device.
     gradient_checkpointing: bool = False
     torch_compile: bool = False
     liger_kernels: bool = False

@@ -1,4 +1,4 @@
-"""Beyond accuracy: what each method forgets, and how their weight updates differ (issue 8).
+"""Beyond accuracy: what each method forgets, and how their weight updates differ.
 
 Modules (the pure ones take values and return values; only `run` reads and writes files):
   spectrum    energy rank (90%), effective rank (Roy-Vetterli), stable rank and intruder dimensions of a weight

@@ -55,7 +55,7 @@ BASELINE_HELP = {
     "tunebench": "tunebench's training path: build_training_args + build_trainer as train.py uses them",
 }
 
-# Throughput targets of issue 7 (tunebench / baseline, non-pad tokens per second), per task where they differ.
+# Throughput targets (tunebench / baseline, non-pad tokens per second), per task where they differ.
 TARGETS: dict[str, dict[str, float]] = {
     "sst2": {"original": 10.0, "trainer": 1.0, "raw": 0.9},
     "rte": {"original": 3.0, "trainer": 1.0, "raw": 0.9},
@@ -264,7 +264,7 @@ def paired_speedups(runs: dict[str, Sequence[RunTiming]], subject: str = "tunebe
 
 
 def check_targets(task: str, ratios: dict[str, float]) -> dict[str, dict[str, Any]]:
-    """Each available ratio against its issue-7 target: {baseline: {ratio, target, met}}."""
+    """Each available ratio against its throughput target: {baseline: {ratio, target, met}}."""
     targets = TARGETS.get(task, DEFAULT_TARGETS)
     return {name: {"ratio": ratios[name], "target": t, "met": ratios[name] >= t}
             for name, t in targets.items() if name in ratios}
@@ -297,7 +297,7 @@ def accuracy_verdict(scores: dict[str, list[float]], scale: float = 100.0, margi
     """Test scores of `original` and `tunebench`, one per seed in the same seed order (`scale` turns them into
     points: 100 for fractions, 1 for SQuAD's 0-100 F1): means and sample standard deviations in points, the
     difference of the means and per seed, and the paired equivalence test (TOST) of the difference against
-    +-margin_points (issue 7: equal test accuracy +-1 point). One seed: the test cannot be run."""
+    +-margin_points (the target: equal test accuracy +-1 point). One seed: the test cannot be run."""
     from tunebench.report.stats import equivalence_test
 
     pts = {k: [scale * v for v in vals] for k, vals in scores.items()}

@@ -1,5 +1,5 @@
 """`tunebench bench --gpu-check OUT_DIR`: one prepared check of tunebench's GPU path, for a CUDA machine with no
-network, that ends within about 5 minutes on one H100/H200-class GPU (a lent machine's 15 minutes then hold a
+network, that ends within about 5 minutes on one H100/H200-class GPU (15 minutes on the GPU then hold a
 second try). It writes `gpu_check.json` and `gpu_check.log` into OUT_DIR (atomically, rewritten after every
 part, so a killed check still leaves what it measured) and, after the real runs, their report's `report.html`
 and `summary.md`: nothing else. Its scratch (Trainer folders, the real runs, their data) lives outside OUT_DIR

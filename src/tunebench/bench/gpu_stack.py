@@ -1,6 +1,6 @@
 """What the GPU check needs of a Python stack, checked where a failure costs least. Standard library only (and
 `packaging` where it is installed): benchmarks/gpu_check.sh runs this file by its path before anything of tunebench
-is imported, and benchmarks/prepare_gpu_assets.sh runs it on the development machine.
+is imported, and benchmarks/prepare_gpu_assets.sh runs it where the wheels are downloaded.
 
     python3 src/tunebench/bench/gpu_stack.py imports
         The Python and package versions the check runs with (one line), then every module the check imports,

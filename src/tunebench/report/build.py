@@ -187,7 +187,7 @@ def add_seeds_needed(rows: list[dict], headline: pd.DataFrame, margin: float, al
 
 
 def add_analysis(report: Report, pairs: list[tuple[dict, dict]], with_figures: bool) -> None:
-    """Forgetting and weight-update spectra (issue 8) from the runs `tunebench analyze` has processed."""
+    """Forgetting and weight-update spectra from the runs `tunebench analyze` has processed."""
     from tunebench.analysis.tables import analysis_tables
 
     report.analysis = analysis_tables(pairs)
