@@ -22,8 +22,8 @@ STUDY_RUNS = ROOT / "docs" / "study-cpu" / "tables" / "runs.csv"
 
 # the default family: alpha / 8 (the 4 tasks runs.csv lists, 2 hypotheses each in the report's Holm family: the
 # difference and the equivalence test)
-SST2_LINE = ("  to show ±1 point on sst2 at the observed spread (sd 2.52, bound 5.33) and a true difference of 0: "
-             "409 seeds at 80% power (alpha 0.05/8), about 6.72 h measured on cpu (x86_64)")
+SST2_LINE = ("  to show ±1 point on sst2 at the observed spread (sd 2.58, bound 5.47) and a true difference of 0: "
+             "431 seeds at 80% power (alpha 0.05/8), about 13.3 h measured on AMD EPYC (AVX2)")
 FAMILY_OF_8 = ("(alpha 0.05/8 = 0.00625 per test: Bonferroni over the report's Holm family of 8 hypotheses, the least "
                "power it will have)")
 
@@ -46,9 +46,9 @@ def one_line_error(capsys, *argv: str) -> str:
 
 
 def test_committed_study_runs_csv(capsys):
-    """docs/study-cpu: SST-2's LoRA - full over seeds 42-44 is -0.46, -4.82, -0.46 (sd 2.516, 80% bound 5.326):
-    at alpha 0.05/8 (4 tasks listed, 2 hypotheses each: the default family) 409 seeds for 80% power, 490 for 90%,
-    at 59.1 s per seed pair (35.1 s LoRA + 24.0 s full) measured there."""
+    """docs/study-cpu: SST-2's LoRA - full over seeds 42-44 is -0.23, -4.82, -0.46 (sd 2.58, 80% bound 5.47):
+    at alpha 0.05/8 (4 tasks listed, 2 hypotheses each: the default family) 431 seeds for 80% power, 517 for 90%,
+    at 0.0308 h per seed pair (LoRA + full wall time) measured there."""
     code, out, _ = run_cli(capsys, "--runs", str(STUDY_RUNS))
     assert code == 0
     lines = out.splitlines()
@@ -56,40 +56,40 @@ def test_committed_study_runs_csv(capsys):
     assert f"within ±1 point at alpha 0.05 per one-sided test {FAMILY_OF_8}, at a true difference of 0," in lines[1]
     assert "does not adjust" not in out
     assert lines[3:7] == [
-        "  sst2          3     -1.91   2.52      5.33        409        490        0.0164 h  6.72 h",
-        "  mrpc          3     -0.43   0.36      0.77         12         14        0.0367 h  0.44 h",
-        "  rte           3     +1.44   2.01      4.26        262        314        0.0313 h  8.19 h",
-        "  squad_v2      3     +5.05   4.87     10.31      1,521      1,827        0.0852 h  130 h"]
+        "  sst2          3     -1.83   2.58      5.47        431        517        0.0308 h  13.3 h",
+        "  mrpc          3     -0.43   0.36      0.77         12         14        0.0688 h  0.825 h",
+        "  rte           3     +1.44   2.01      4.26        262        314        0.0481 h  12.6 h",
+        "  squad_v2      3     +5.05   4.87     10.31      1,521      1,827         0.133 h  202 h"]
     assert SST2_LINE in lines
     assert ("  to show ±1 point on squad_v2 at the observed spread (sd 4.87, bound 10.31) and a true difference of 0: "
-            "1,521 seeds at 80% power (alpha 0.05/8), about 130 h measured on cpu (x86_64)") in lines
+            "1,521 seeds at 80% power (alpha 0.05/8), about 202 h measured on AMD EPYC (AVX2)") in lines
     for task in ("mrpc", "rte"):
         assert any(line.startswith(f"  to show ±1 point on {task} ") and "at 80% power (alpha 0.05/8)" in line
                    for line in lines)
 
 
 def test_committed_study_runs_csv_as_a_family_of_one(capsys):
-    """--family-size 1: each task at the plain alpha 0.05, SST-2's 245 / 309 seeds (4.02 h at 80% power)."""
+    """--family-size 1: each task at the plain alpha 0.05, SST-2's 258 / 326 seeds (7.94 h at 80% power)."""
     code, out, _ = run_cli(capsys, "--runs", str(STUDY_RUNS), "--family-size", "1")
     assert code == 0
     lines = out.splitlines()
     assert "within ±1 point at alpha 0.05 per one-sided test (plain alpha), at a true difference" in lines[1]
-    assert "  sst2          3     -1.91   2.52      5.33        245        309        0.0164 h  4.02 h" in lines
-    assert ("  to show ±1 point on sst2 at the observed spread (sd 2.52, bound 5.33) and a true difference of 0: "
-            "245 seeds at 80% power, about 4.02 h measured on cpu (x86_64)") in lines
+    assert "  sst2          3     -1.83   2.58      5.47        258        326        0.0308 h  7.94 h" in lines
+    assert ("  to show ±1 point on sst2 at the observed spread (sd 2.58, bound 5.47) and a true difference of 0: "
+            "258 seeds at 80% power, about 7.94 h measured on AMD EPYC (AVX2)") in lines
     assert "alpha 0.05/" not in out
 
 
 def test_committed_study_runs_csv_with_the_sd_itself(capsys):
     code, out, _ = run_cli(capsys, "--runs", str(STUDY_RUNS), "--no-bound", "--power", "0.8")
     assert code == 0
-    assert ("  to show ±1 point on sst2 at the observed spread (sd 2.52) and a true difference of 0: 94 seeds at 80% "
-            "power (alpha 0.05/8), about 1.54 h measured on cpu (x86_64)") in out.splitlines()
+    assert ("  to show ±1 point on sst2 at the observed spread (sd 2.58) and a true difference of 0: 99 seeds at 80% "
+            "power (alpha 0.05/8), about 3.05 h measured on AMD EPYC (AVX2)") in out.splitlines()
     assert "90% power" not in out
     code, out, _ = run_cli(capsys, "--runs", str(STUDY_RUNS), "--no-bound", "--power", "0.8", "--family-size", "1")
     assert code == 0
-    assert ("  to show ±1 point on sst2 at the observed spread (sd 2.52) and a true difference of 0: 56 seeds at 80% "
-            "power, about 0.92 h measured on cpu (x86_64)") in out.splitlines()
+    assert ("  to show ±1 point on sst2 at the observed spread (sd 2.58) and a true difference of 0: 59 seeds at 80% "
+            "power, about 1.82 h measured on AMD EPYC (AVX2)") in out.splitlines()
 
 
 def test_default_family_is_the_tasks_listed(tmp_path, capsys):
@@ -146,10 +146,10 @@ def test_observed_difference_beyond_the_margin_and_a_family(capsys):
     lines = out.splitlines()
     assert f"at alpha 0.05 per one-sided test {FAMILY_OF_8}, at a true difference of each task's observed mean" \
         in lines[1]
-    assert "  sst2: at a true difference of -1.91 equivalence within ±1 point cannot be shown" in lines
+    assert "  sst2: at a true difference of -1.83 equivalence within ±1 point cannot be shown" in lines
     assert ("  to show ±1 point on mrpc at the observed spread (sd 0.36, bound 0.77) and a true difference of -0.43: "
-            "24 seeds at 80% power (alpha 0.05/8), about 0.881 h measured on cpu (x86_64)") in lines
-    assert "  mrpc          3     -0.43   0.36      0.77         24         30        0.0367 h  0.881 h" in lines
+            "24 seeds at 80% power (alpha 0.05/8), about 1.65 h measured on AMD EPYC (AVX2)") in lines
+    assert "  mrpc          3     -0.43   0.36      0.77         24         30        0.0688 h  1.65 h" in lines
     code, out, _ = run_cli(capsys, "--runs", str(STUDY_RUNS), "--true-diff", "observed", "--family-size", "3")
     assert code == 0
     assert ("(alpha 0.05/3 = 0.01667 per test: Bonferroni over the report's Holm family of 3 hypotheses, the least "
@@ -306,7 +306,7 @@ def test_plan_with_another_runs_table_costs_it_with_the_plan(tmp_path, capsys):
     assert code == 0
     lines = out.splitlines()
     hours = plan_hours_per_seed(load_plan(plan_path))
-    assert ("  to show ±1 point on sst2 at the observed spread (sd 2.52, bound 5.33) and a true difference of 0: "
-            f"409 seeds at 80% power (alpha 0.05/8), about {format_hours(409 * hours['sst2'])} H100-h") in lines
+    assert ("  to show ±1 point on sst2 at the observed spread (sd 2.58, bound 5.47) and a true difference of 0: "
+            f"431 seeds at 80% power (alpha 0.05/8), about {format_hours(431 * hours['sst2'])} H100-h") in lines
     assert ("  to show ±1 point on mrpc at the observed spread (sd 0.36, bound 0.77) and a true difference of 0: "
             "12 seeds at 80% power (alpha 0.05/8)") in lines          # not in the plan: no cost
