@@ -158,10 +158,12 @@ def test_head_survives_save_and_reload(tmp_path):
     assert len(set(got.values())) == 2  # a trained head, not a constant
 
 
-def test_killed_run_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path, monkeypatch):
+def kill_at_6_then_resume(tmp_path, monkeypatch, common: list[str]):
+    """(an uninterrupted run's record, the config of a second run, its record once resumed): the second run is
+    killed at step 6 (KeyboardInterrupt in a log callback, metrics.json left `running`, checkpoint-4 on disk)
+    and resumed."""
     import tunebench.train as train
 
-    common = ["training.max_steps=8", "training.eval_steps=4", "training.save_total_limit=3"]
     full = run_one(tiny_cfg(tmp_path / "a", *common), preflight=False)
     cfg = tiny_cfg(tmp_path / "b", *common)
     original = train.JsonlLogCallback.on_log
@@ -171,7 +173,12 @@ def test_killed_run_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path, mon
     assert json.loads((run_dir(cfg) / "metrics.json").read_text())["status"] == "running"
     assert (run_dir(cfg) / "checkpoints" / "checkpoint-4").is_dir()
     monkeypatch.setattr(train.JsonlLogCallback, "on_log", original)
-    resumed = run_one(cfg, resume=True, preflight=False)
+    return full, cfg, run_one(cfg, resume=True, preflight=False)
+
+
+def test_killed_run_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path, monkeypatch):
+    common = ["training.max_steps=8", "training.eval_steps=4", "training.save_total_limit=3"]
+    full, cfg, resumed = kill_at_6_then_resume(tmp_path, monkeypatch, common)
     assert resumed["status"] == "ok"
     assert resumed["test"] == full["test"] and resumed["validation"] == full["validation"]
     losses = [r["loss"] for r in read_jsonl(run_dir(cfg) / "log.jsonl") if "loss" in r]
@@ -183,19 +190,9 @@ def test_a_resumed_run_records_the_train_loss_of_the_whole_run(tmp_path, monkeyp
     """train_loss is the mean over every step of the run, resumed or not (the Trainer's own covers only the
     steps of its train() call), also when records are logged off the checkpoints' steps: every 3 steps,
     checkpoints every 4 (a record is logged at each checkpoint too)."""
-    import tunebench.train as train
-
     common = ["training.max_steps=8", "training.eval_steps=4", "training.logging_steps=3",
               "training.save_total_limit=3"]
-    full = run_one(tiny_cfg(tmp_path / "a", *common), preflight=False)
-    cfg = tiny_cfg(tmp_path / "b", *common)
-    original = train.JsonlLogCallback.on_log
-    monkeypatch.setattr(train.JsonlLogCallback, "on_log", KillAt(6)(original))
-    with pytest.raises(KeyboardInterrupt):
-        run_one(cfg, preflight=False)
-    assert (run_dir(cfg) / "checkpoints" / "checkpoint-4").is_dir()
-    monkeypatch.setattr(train.JsonlLogCallback, "on_log", original)
-    resumed = run_one(cfg, resume=True, preflight=False)
+    full, cfg, resumed = kill_at_6_then_resume(tmp_path, monkeypatch, common)
     assert resumed["status"] == "ok" and resumed["steps"] == full["steps"] == 8
     losses = {r["step"]: r["loss"] for r in read_jsonl(run_dir(tiny_cfg(tmp_path / "a", *common)) / "log.jsonl")
               if "loss" in r}
