@@ -116,10 +116,9 @@ def checkpoint_problem(folder: Path) -> str | None:
 def resume_checkpoint(ckpt_dir: Path) -> str | None:
     """The newest complete checkpoint in `ckpt_dir` (a path, as get_last_checkpoint gives it), or None; each
     incomplete one newer than it is moved aside, with a warning."""
-    found = sorted(checkpoint_folders(ckpt_dir), key=lambda p: int(CHECKPOINT_NAME.match(p.name)[1]), reverse=True)
     moved = []
     chosen = None
-    for folder in found:
+    for folder in newest_first(ckpt_dir):
         problem = checkpoint_problem(folder)
         if problem is None:
             chosen = folder
@@ -135,6 +134,21 @@ def checkpoint_folders(ckpt_dir: Path) -> list[Path]:
     if not ckpt_dir.is_dir():
         return []
     return [p for p in ckpt_dir.iterdir() if CHECKPOINT_NAME.match(p.name) and p.is_dir()]
+
+
+def checkpoint_step(folder: Path) -> int:
+    """The step of a checkpoint-N folder."""
+    return int(CHECKPOINT_NAME.match(folder.name)[1])
+
+
+def newest_first(ckpt_dir: Path) -> list[Path]:
+    """The checkpoint-N folders in `ckpt_dir`, highest step first."""
+    return sorted(checkpoint_folders(ckpt_dir), key=checkpoint_step, reverse=True)
+
+
+def newest_complete(ckpt_dir: Path) -> Path | None:
+    """The newest complete checkpoint, the one a resume starts from, found without moving anything."""
+    return next((f for f in newest_first(ckpt_dir) if checkpoint_problem(f) is None), None)
 
 
 def move_aside(folder: Path) -> Path:

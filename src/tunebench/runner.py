@@ -132,10 +132,10 @@ def run_lock(rdir: Path) -> Iterator[str | None]:
 
 @contextlib.contextmanager
 def claim_run(rdir: Path) -> Iterator[str | None]:
-    """run_lock, lent to what runs inside it on this thread: run_one (or any run_lock) on the same folder
+    """run_lock, shared with what runs inside it on this thread: run_one (or any run_lock) on the same folder
     there runs under this lock instead of finding the run held. A plan claims a run this way to read its
     state again under the lock before it calls the run function (tunebench.plan.run_fn). A plain run_lock is
-    not lent: a second run_lock on its folder, even on its own thread, finds the run held."""
+    not shared: a second run_lock on its folder, even on its own thread, finds the run held."""
     folders = _claimed.__dict__.setdefault("folders", set())
     key = os.path.realpath(rdir)
     if key in folders:                   # claimed already, further out on this thread
@@ -266,12 +266,12 @@ def _run_locked(cfg: Config, rdir: Path, resume: bool, preflight: bool) -> dict:
 def interruption(e, ckpt_dir: Path) -> dict:
     """metrics.json's `interrupted` for a tunebench.train.TrainingInterrupted: the signal, the step training
     stopped at, and the step of the newest complete checkpoint, the one a resume starts from (null: none)."""
-    from tunebench.checkpoints import CHECKPOINT_NAME, checkpoint_folders, checkpoint_problem
+    from tunebench.checkpoints import checkpoint_step, newest_complete
     from tunebench.train import signal_name
 
-    steps = sorted((int(CHECKPOINT_NAME.match(p.name)[1]) for p in checkpoint_folders(ckpt_dir)), reverse=True)
-    resume_step = next((s for s in steps if checkpoint_problem(ckpt_dir / f"checkpoint-{s}") is None), None)
-    return {"signal": signal_name(e.signum), "step": e.step, "checkpoint_step": resume_step}
+    resume_from = newest_complete(ckpt_dir)
+    return {"signal": signal_name(e.signum), "step": e.step,
+            "checkpoint_step": checkpoint_step(resume_from) if resume_from is not None else None}
 
 
 def interrupted_reason(e, checkpoint_step: int | None) -> str:

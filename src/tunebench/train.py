@@ -613,7 +613,8 @@ def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True)
                             [JsonlLogCallback(run_dir / "log.jsonl", tracker, t_wall), CompleteCheckpointCallback(),
                              stop], policy)
     last = resume_checkpoint(ckpt_dir) if resume else None     # the newest complete one (tunebench.checkpoints)
-    _trim_log(run_dir / "log.jsonl", int(Path(last).name.split("-")[-1]) if last else 0)
+    resumed_from = _checkpoint_step(last) or 0
+    _trim_log(run_dir / "log.jsonl", resumed_from)
 
     from transformers.utils import logging as hf_logging
 
@@ -655,7 +656,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True)
         "validation": val_metrics,
         "best_validation": {"step": best_step, "value": best_value, "time_s": best_time},
         "train_eval": train_eval,
-        "train_loss": whole_run_train_loss(state.log_history, state.global_step, _checkpoint_step(last) or 0,
+        "train_loss": whole_run_train_loss(state.log_history, state.global_step, resumed_from,
                                            float(out.training_loss)),
         "steps": state.global_step,
         "epochs": float(state.epoch or 0.0),

@@ -80,7 +80,7 @@ class StageResult:
     stage: str
     runs: list[PlannedRun]
     results: dict[str, dict | None]        # run_id -> metrics after the stage (None: never started)
-    ran: list[str] = field(default_factory=list)      # taken on in this session: trained or copied
+    ran: list[str] = field(default_factory=list)      # taken on in this launch: trained or copied
     note: str = ""
     trained: list[str] = field(default_factory=list)  # of `ran`: the run function was called
     reused: list[str] = field(default_factory=list)   # of `ran`: copied from an ok sweep run (the copy ok)

@@ -1,7 +1,7 @@
 """Progress of a stage: a live table on a terminal (rich), one plain line per event otherwise.
 
 `Board` is the state (pure: it takes a clock); `LineProgress` and `LiveProgress` render it. The time left is
-the throughput so far (estimated cost of the runs finished in this session / elapsed) applied to the
+the throughput so far (estimated cost of the runs finished in this launch / elapsed) applied to the
 estimated cost of the runs left, so a SQuAD run counts for more than an RTE run. A run that another process
 holds is `busy`: left to it, neither done nor failed here (and shown only when there is one).
 """
@@ -26,7 +26,7 @@ class RunRow:
     state: str = PENDING
     started: float | None = None
     ended: float | None = None
-    earlier: bool = False       # finished before this session (skipped), or by another process in it
+    earlier: bool = False       # finished before this launch (skipped), or by another process meanwhile
     note: str = ""
 
 
@@ -43,7 +43,7 @@ class Board:
             row.state, row.started, row.note = RUNNING, self.clock(), note
 
     def finish(self, run_id: str, ok: bool, note: str = "", elsewhere: bool = False) -> RunRow:
-        """`elsewhere`: another process finished it (no work of this session: it weighs nothing in the ETA)."""
+        """`elsewhere`: another process finished it (no work of this launch: it weighs nothing in the ETA)."""
         row = self.rows[run_id]
         row.state, row.ended, row.note = (DONE if ok else FAILED), self.clock(), note
         row.started = row.started if row.started is not None else row.ended
