@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from tunebench.data.tasks import TASKS
+from tunebench.report.examples import aligned, common_examples, mean_correct, mean_f1
 from tunebench.report.learned import (
     MIN_SEEDS_FOR_SEED_TEST,
     NOT_SHOWN,
@@ -337,16 +338,16 @@ def discordance_test(task: str, lora: pd.DataFrame, full: pd.DataFrame, common: 
     spec = TASKS[task]
     key, value = ("id", "f1") if spec.is_qa else ("idx", "prediction")
     columns = {key, value} | (set() if spec.is_qa else {"label"})
-    shared = _common_examples(frames, columns, key)
+    shared = common_examples(frames, columns, key)
     if not shared:
         return None
-    aligned = [f.drop_duplicates(key).set_index(key).loc[shared] for f in frames]
+    rows = aligned(frames, key, shared)
     differ = np.zeros(len(shared), dtype=bool)
-    for a, b in zip(aligned[0::2], aligned[1::2], strict=True):
+    for a, b in zip(rows[0::2], rows[1::2], strict=True):
         differ |= np.abs(a[value].to_numpy(float) - b[value].to_numpy(float)) > 1e-12
     scale = 1.0
     if not spec.is_qa and spec.primary_metric == "f1":
-        positives = int((aligned[0]["label"].to_numpy(int) == 1).sum())
+        positives = int((rows[0]["label"].to_numpy(int) == 1).sum())
         scale = 2.0 * len(shared) / positives if positives else math.inf
     return discordance_equivalence(int(differ.sum()), len(shared), margin, alpha, scale)
 
@@ -412,34 +413,26 @@ def _bootstrap_accuracy(lora_frames: list[pd.DataFrame], full_frames: list[pd.Da
     runs, LoRA minus full. Its mean is exactly the difference of the seed-mean accuracies (a majority vote over
     seeds is not: it favours the steadier arm with two seeds and the less steady one with three)."""
     frames = lora_frames + full_frames
-    shared = _common_examples(frames, {"idx", "label", "prediction"}, "idx")
+    shared = common_examples(frames, {"idx", "label", "prediction"}, "idx")
     if not shared:
         return None
-    diffs = 100.0 * (_mean_correct(lora_frames, shared) - _mean_correct(full_frames, shared))
+    diffs = 100.0 * (mean_correct(lora_frames, shared) - mean_correct(full_frames, shared))
     r = paired_bootstrap(diffs, n_resamples=n_resamples, seed=seed)
     return {"test": "paired bootstrap", "metric": "accuracy", "n_examples": r.n, "b": None, "c": None,
             "odds_ratio": math.nan, "mean_diff": r.mean_diff, "ci_low": r.ci_low, "ci_high": r.ci_high,
             "statistic": math.nan, "p": r.p, "effect_size": r.effect_size}
 
 
-def _mean_correct(frames: list[pd.DataFrame], shared: list) -> np.ndarray:
-    cols = []
-    for f in frames:
-        g = f.drop_duplicates("idx").set_index("idx").loc[shared]
-        cols.append((g["prediction"].to_numpy() == g["label"].to_numpy()).astype(float))
-    return np.mean(cols, axis=0)
-
-
 def _bootstrap_class_f1(lora_frames: list[pd.DataFrame], full_frames: list[pd.DataFrame], n_resamples: int,
                         seed: int) -> dict | None:
     """Paired bootstrap of F1 (positive class) recomputed per resample; each arm: mean F1 over its runs."""
     frames = lora_frames + full_frames
-    shared = _common_examples(frames, {"idx", "label", "prediction"}, "idx")
+    shared = common_examples(frames, {"idx", "label", "prediction"}, "idx")
     if not shared:
         return None
-    aligned = [f.drop_duplicates("idx").set_index("idx").loc[shared] for f in frames]
-    labels = aligned[0]["label"].to_numpy(int)
-    preds = [g["prediction"].to_numpy(int) for g in aligned]
+    rows = aligned(frames, "idx", shared)
+    labels = rows[0]["label"].to_numpy(int)
+    preds = [g["prediction"].to_numpy(int) for g in rows]
     r = paired_bootstrap_f1(labels, preds[:len(lora_frames)], preds[len(lora_frames):], n_resamples=n_resamples,
                             seed=seed)
     return {"test": "paired bootstrap of F1", "metric": "f1", "n_examples": r.n, "b": None, "c": None,
@@ -450,10 +443,10 @@ def _bootstrap_class_f1(lora_frames: list[pd.DataFrame], full_frames: list[pd.Da
 def _mcnemar_correct(lora_frames: list[pd.DataFrame], full_frames: list[pd.DataFrame]) -> dict | None:
     """Majority-correct per example over each list of runs (one run: its own correctness), then McNemar."""
     frames = lora_frames + full_frames
-    shared = _common_examples(frames, {"idx", "label", "prediction"}, "idx")
+    shared = common_examples(frames, {"idx", "label", "prediction"}, "idx")
     if not shared:
         return None
-    a, f = _mean_correct(lora_frames, shared) > 0.5, _mean_correct(full_frames, shared) > 0.5   # one run each
+    a, f = mean_correct(lora_frames, shared) > 0.5, mean_correct(full_frames, shared) > 0.5   # one run each
     r = mcnemar_from_correct(a, f)
     diff = 100.0 * (r.b - r.c) / r.n  # accuracy difference on these examples, points
     return {"test": "McNemar exact" if r.exact else "McNemar chi2 (cc)", "metric": "accuracy", "n_examples": r.n,
@@ -464,34 +457,14 @@ def _mcnemar_correct(lora_frames: list[pd.DataFrame], full_frames: list[pd.DataF
 def _bootstrap_f1(lora_frames: list[pd.DataFrame], full_frames: list[pd.DataFrame], n_resamples: int,
                   seed: int) -> dict | None:
     frames = lora_frames + full_frames
-    shared = _common_examples(frames, {"id", "f1"}, "id")
+    shared = common_examples(frames, {"id", "f1"}, "id")
     if not shared:
         return None
-    diffs = 100.0 * (_mean_f1(lora_frames, shared) - _mean_f1(full_frames, shared))  # 0-1 -> points
+    diffs = 100.0 * (mean_f1(lora_frames, shared) - mean_f1(full_frames, shared))  # 0-1 -> points
     r = paired_bootstrap(diffs, n_resamples=n_resamples, seed=seed)
     return {"test": "paired bootstrap", "metric": "f1", "n_examples": r.n, "b": None, "c": None, "odds_ratio": math.nan,
             "mean_diff": r.mean_diff, "ci_low": r.ci_low, "ci_high": r.ci_high, "statistic": math.nan,
             "p": r.p, "effect_size": r.effect_size}
-
-
-def _mean_f1(frames: list[pd.DataFrame], shared: list) -> np.ndarray:
-    cols = [f.drop_duplicates("id").set_index("id").loc[shared, "f1"].to_numpy(float) for f in frames]
-    return np.mean(cols, axis=0)
-
-
-def _common_examples(frames: list[pd.DataFrame], columns: set[str], key: str) -> list:
-    """The examples (by `key`) every run's predictions hold, when all have `columns`; [] otherwise."""
-    if not all(columns <= set(f.columns) for f in frames):
-        return []
-    return _shared_keys(frames, key)
-
-
-def _shared_keys(frames: list[pd.DataFrame], key: str) -> list:
-    """Examples scored by every run, in a fixed (sorted) order."""
-    common = set(frames[0][key])
-    for f in frames[1:]:
-        common &= set(f[key])
-    return sorted(common)
 
 
 def _values(runs: pd.DataFrame) -> list[float]:

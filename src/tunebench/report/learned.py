@@ -36,6 +36,7 @@ from scipy import stats
 
 from tunebench.data.tasks import TASKS
 from tunebench.metrics.classification import majority_label
+from tunebench.report.examples import aligned, common_examples, mean_correct, mean_f1
 from tunebench.report.stats import (
     DEFAULT_BOOTSTRAP_RESAMPLES,
     DEFAULT_BOOTSTRAP_SEED,
@@ -177,35 +178,24 @@ def example_differences(task: str, frames: list[pd.DataFrame], baseline: Baselin
     needed fields."""
     spec = TASKS[task]
     if spec.is_qa:
-        if not all({"id", "f1", "has_answer"} <= set(f.columns) for f in frames):
+        shared = common_examples(frames, {"id", "f1", "has_answer"}, "id")
+        if not shared:
             return None
-        shared = _shared(frames, "id")
-        aligned = [f.drop_duplicates("id").set_index("id").loc[shared] for f in frames]
-        arm = np.mean([g["f1"].to_numpy(float) for g in aligned], axis=0)
-        constant = (~aligned[0]["has_answer"].astype(bool)).to_numpy(float)
-        d = 100.0 * (arm - constant)
+        constant = (~aligned(frames[:1], "id", shared)[0]["has_answer"].astype(bool)).to_numpy(float)
+        d = 100.0 * (mean_f1(frames, shared) - constant)
         return float(d.mean()), bootstrap_means(d, n_resamples, seed), len(d)
-    if not all({"idx", "label", "prediction"} <= set(f.columns) for f in frames) or baseline.constant is None:
+    shared = common_examples(frames, {"idx", "label", "prediction"}, "idx")
+    if not shared or baseline.constant is None:
         return None
-    shared = _shared(frames, "idx")
-    aligned = [f.drop_duplicates("idx").set_index("idx").loc[shared] for f in frames]
-    labels = aligned[0]["label"].to_numpy(int)
-    preds = [g["prediction"].to_numpy(int) for g in aligned]
+    labels = aligned(frames[:1], "idx", shared)[0]["label"].to_numpy(int)
     if spec.primary_metric == "f1":
+        preds = [g["prediction"].to_numpy(int) for g in aligned(frames, "idx", shared)]
         constant = [np.full(len(labels), baseline.constant)]
         observed = float(np.mean([binary_f1(labels, p) for p in preds]) - binary_f1(labels, constant[0]))
         resampled = bootstrap_f1_differences(labels, preds, constant, n_resamples, seed)
         return 100.0 * observed, 100.0 * resampled, len(labels)
-    correct = np.mean([p == labels for p in preds], axis=0)
-    d = 100.0 * (correct - (labels == baseline.constant))
+    d = 100.0 * (mean_correct(frames, shared) - (labels == baseline.constant))
     return float(d.mean()), bootstrap_means(d, n_resamples, seed), len(d)
-
-
-def _shared(frames: list[pd.DataFrame], key: str) -> list:
-    common = set(frames[0][key])
-    for f in frames[1:]:
-        common &= set(f[key])
-    return sorted(common)
 
 
 def adjust_learned(tests: list[LearnedTest]) -> list[LearnedTest]:
