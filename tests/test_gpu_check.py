@@ -186,14 +186,18 @@ def test_a_folder_in_out_dir_is_left_alone(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"gpu_check_work", "gpu_check.json", "gpu_check.log"}
 
 
+OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def measure_until_32(b: int) -> dict:
+    """A throughput measurement that runs out of memory from a batch of 32 on."""
+    if b >= 32:
+        raise OOM("CUDA out of memory. Tried to allocate 2.00 GiB")
+    return {"batch": b, "tokens_per_s": 100.0 * b}
+
+
 def test_batch_search_stops_at_out_of_memory_and_at_the_time_budget():
-    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-
-    def measure(b: int) -> dict:
-        if b >= 32:
-            raise oom("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return {"batch": b, "tokens_per_s": 100.0 * b}
-
+    measure = measure_until_32
     res = search_batch(measure, 4, 64, lambda b: True)
     assert res["largest_fitting"] == 16 and res["stopped_by"] == "out of memory"
     assert [t["status"] for t in res["tried"]] == ["ok", "ok", "oom"] and res["at_largest"]["batch"] == 16
@@ -536,17 +540,11 @@ def test_the_batch_search_starts_and_stops_where_the_memory_estimate_says(method
 
 
 def test_an_estimate_that_was_too_high_halves_down_to_what_fits():
-    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-
-    def measure(b: int) -> dict:
-        if b >= 32:
-            raise oom("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return {"batch": b, "tokens_per_s": 100.0 * b}
-
+    measure = measure_until_32
     res = search_batch(measure, 4, 64, lambda b: True, first=64, cap_reason="memory estimate")
     assert [(t["batch"], t["status"]) for t in res["tried"]] == [(64, "oom"), (32, "oom"), (16, "ok")]
     assert res["largest_fitting"] == 16 and res["stopped_by"] == "out of memory"
-    res = search_batch(lambda b: (_ for _ in ()).throw(oom("out of memory")), 4, 16, lambda b: True, first=16)
+    res = search_batch(lambda b: (_ for _ in ()).throw(OOM("out of memory")), 4, 16, lambda b: True, first=16)
     assert [t["batch"] for t in res["tried"]] == [16, 8] and res["largest_fitting"] == 4 and res["at_largest"] is None
 
 
