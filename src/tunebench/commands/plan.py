@@ -52,6 +52,7 @@ from tunebench.plan.cost import (
 )
 from tunebench.plan.execute import (
     Options,
+    costliest_per_slot,
     read_selection,
     run_cost,
     run_plan,
@@ -196,7 +197,7 @@ def _stage_lines(plan: Plan, utilization: Utilization) -> list[str]:
         lines += _cost_block(f"sweep (seeds {list(plan.sweep_seeds or ())}, validation picks the setting)",
                              sweep, sweep_costs, utilization)
         reused = set(reused_seeds(plan))     # the selected setting's sweep runs, copied (tunebench.plan.reuse)
-        final_runs, final_costs = _costliest_per_slot([r for r in expand_grid_final(plan) if r.seed not in reused])
+        final_runs, final_costs = costliest_per_slot([r for r in expand_grid_final(plan) if r.seed not in reused])
         copied = f"; seeds {sorted(reused)} copied from the sweep, not trained again" if reused else ""
         lines += _cost_block(f"final (seeds {list(plan.seeds)}, the selected setting{copied}; cost of the "
                              "costliest candidate)", final_runs, final_costs, utilization)
@@ -215,17 +216,6 @@ def _hours(runs: list[PlannedRun], costs: list[RunCost], utilization: Utilizatio
     """GPU-hours of runs: each at its method's MFU (None when any run's FLOPs are unknown)."""
     hours = [utilization.hours(c, r.method, r.task) for r, c in zip(runs, costs, strict=True)]
     return None if any(h is None for h in hours) else sum(hours)
-
-
-def _costliest_per_slot(runs: list[PlannedRun]) -> tuple[list[PlannedRun], list[RunCost]]:
-    """Before the sweep, a final run's setting is unknown: per task x method x seed, its costliest candidate."""
-    best: dict[tuple, tuple[PlannedRun, RunCost]] = {}
-    for r in runs:
-        cost = run_cost(r.cfg)
-        key = (r.task, r.method, r.seed)
-        if key not in best or cost.weight > best[key][1].weight:
-            best[key] = (r, cost)
-    return [v[0] for v in best.values()], [v[1] for v in best.values()]
 
 
 def _cost_block(title: str, runs: list[PlannedRun], costs: list[RunCost],

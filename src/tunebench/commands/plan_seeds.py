@@ -183,7 +183,7 @@ def headline_runs(runs: pd.DataFrame, selections: dict, configs: dict,
 
 
 def pilot_from_results(results_dir: Path) -> Pilot:
-    from tunebench.report.build import load_inputs
+    from tunebench.report.build import load_inputs, tasks_present
     from tunebench.report.groups import group_inputs, mixed_message
 
     inputs = load_inputs(results_dir)
@@ -193,11 +193,13 @@ def pilot_from_results(results_dir: Path) -> Pilot:
                              "`plan seeds --runs` on one comparison's tables/runs.csv")
     headline, notes = headline_runs(inputs.runs, inputs.selections, inputs.configs)
     source = f"{results_dir} (headline setting per task x method as the report picks it)"
-    return Pilot(headline, source, _tasks(inputs.runs), notes)
+    return Pilot(headline, source, tasks_present(inputs.runs), notes)
 
 
 def pilot_from_csv(path: Path) -> Pilot:
     import pandas as pd
+
+    from tunebench.report.build import tasks_present
 
     where = f"--runs {path}"
     runs = _read_csv(path, where)
@@ -222,7 +224,7 @@ def pilot_from_csv(path: Path) -> Pilot:
            "no settings.csv beside it: the best mean validation score per task x method, the report's rule "
            "without selection.json")
     headline, notes = headline_runs(runs, {}, {}, selected)
-    return Pilot(headline, f"{path} (headline setting per task x method: {how})", _tasks(runs), notes)
+    return Pilot(headline, f"{path} (headline setting per task x method: {how})", tasks_present(runs), notes)
 
 
 def _read_csv(path: Path, where: str) -> pd.DataFrame:
@@ -240,16 +242,11 @@ def _read_csv(path: Path, where: str) -> pd.DataFrame:
         raise TunebenchError(f"{where}: not a CSV table ({str(e).splitlines()[0]})") from None
 
 
-def _tasks(runs: pd.DataFrame) -> list[str]:
-    present = set(runs["task"].dropna())
-    return [t for t in TASKS if t in present]
-
-
 def plan_hours_per_seed(plan: Plan, utilization: Utilization = ASSUMED) -> dict[str, float | None]:
     """Hours of one LoRA + one full run per task from the plan's cost model (tunebench.plan.cost, as `plan
     show`): the selected setting once the sweep has chosen it, else the costliest grid point; None where the
     plan lacks a method or the model's size is unknown."""
-    from tunebench.plan.execute import read_selection, run_cost
+    from tunebench.plan.execute import costliest_per_slot, read_selection
     from tunebench.plan.expand import expand_final, expand_grid_final
 
     runs = None
@@ -259,18 +256,9 @@ def plan_hours_per_seed(plan: Plan, utilization: Utilization = ASSUMED) -> dict[
             runs = expand_final(plan, selection)
         except (KeyError, TypeError, TunebenchError):
             runs = None                       # a partial or stale selection: the grid's costliest instead
-    if runs is None:
-        runs = expand_grid_final(plan)
-    hours: dict[tuple[str, str], float | None] = {}
-    for r in runs:
-        if r.seed != plan.seeds[0]:
-            continue                          # a run's cost does not depend on its seed
-        h = utilization.hours(run_cost(r.cfg), r.method, r.task)
-        key = (r.task, r.method)
-        if h is None or (key in hours and hours[key] is None):
-            hours[key] = None
-        else:
-            hours[key] = max(hours.get(key) or 0.0, h)
+    slots, costs = costliest_per_slot(expand_grid_final(plan) if runs is None else runs)
+    hours = {(r.task, r.method): utilization.hours(c, r.method, r.task)     # a run's cost does not depend on its
+             for r, c in zip(slots, costs, strict=True) if r.seed == plan.seeds[0]}   # seed: the first one's
     out: dict[str, float | None] = {}
     for task in plan.tasks:
         parts = [hours.get((task, m)) for m in ("lora", "full")]

@@ -112,6 +112,17 @@ def run_cost(cfg: Config) -> RunCost:
     return estimate_run_cost(cfg, _model_size(cfg.model.model_dump_json()), tokens_per_example(cfg))
 
 
+def costliest_per_slot(runs: list[PlannedRun]) -> tuple[list[PlannedRun], list[RunCost]]:
+    """Before the sweep, a final run's setting is unknown: per task x method x seed, its costliest candidate."""
+    best: dict[tuple, tuple[PlannedRun, RunCost]] = {}
+    for r in runs:
+        cost = run_cost(r.cfg)
+        key = (r.task, r.method, r.seed)
+        if key not in best or cost.weight > best[key][1].weight:
+            best[key] = (r, cost)
+    return [v[0] for v in best.values()], [v[1] for v in best.values()]
+
+
 # ---------------------------------------------------------------- stages
 
 

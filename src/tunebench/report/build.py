@@ -104,7 +104,7 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
     comparisons = [
         compare_task(task, headline, inputs.predictions, _count_not_ok(runs, task), n_resamples, bootstrap_seed,
                      margin, alpha, learn_margin)
-        for task in _tasks_present(runs)
+        for task in tasks_present(runs)
     ]
     comparisons = adjust_across_tasks(comparisons)   # Holm needs every task's p before any word is said
     efficiency = tables.build_efficiency_table(headline)
@@ -236,7 +236,8 @@ def _configs_by_setting(ok: pd.DataFrame, configs: dict[str, dict]) -> dict[str,
     return out
 
 
-def _tasks_present(runs: pd.DataFrame) -> list[str]:
+def tasks_present(runs: pd.DataFrame) -> list[str]:
+    """The tasks the runs table holds, in the task table's order."""
     present = set(runs["task"].dropna())
     return [t for t in TASKS if t in present]
 
