@@ -9,7 +9,6 @@ scores: it is `ok`, and its numbers are averaged like any other. A finding says 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 COLLAPSE = "collapse"
 ZERO_GRAD_NORM = 1e-12      # a gradient norm at or below this is zero (no update moves any weight)
@@ -30,25 +29,6 @@ def run_findings(is_qa: bool, test_rows: Sequence[dict], log_rows: Sequence[dict
         found.append({"kind": COLLAPSE, "detail": f"final gradient norm {norm:.3g} at step {step}: no update "
                       "moves any weight"})
     return found
-
-
-def read_log(path: Path) -> list[dict]:
-    """log.jsonl's records, skipping a torn line; [] when there is none."""
-    import json
-
-    rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return rows
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
 
 
 def findings_text(findings: object) -> str | None:

@@ -58,6 +58,23 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def read_log_records(path: str | os.PathLike) -> list[dict]:
+    """A JSON-lines log's records (log.jsonl), skipping a torn or bad line (a process killed mid-write) and
+    anything but an object; [] when there is no such file."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+    return records
+
+
 def append_jsonl(path: str | os.PathLike, row: dict) -> None:
     """Append one record (logs only: a torn last line is tolerated by readers that skip bad lines)."""
     path = Path(path)

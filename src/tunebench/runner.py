@@ -43,8 +43,8 @@ from typing import IO
 from tunebench.config import Config, dump_yaml, with_overrides
 from tunebench.data.tasks import get_task
 from tunebench.errors import TunebenchError, is_user_os_error, os_error_line
-from tunebench.findings import read_log, run_findings
-from tunebench.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from tunebench.findings import run_findings
+from tunebench.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_log_records
 from tunebench.results import (
     METRICS_FILE,
     STATUS_FAILED,
@@ -239,7 +239,7 @@ def _run_locked(cfg: Config, rdir: Path, resume: bool, preflight: bool) -> dict:
         record.update(result.fields, status=STATUS_OK)
         record["batch"] = batch.record()
         record["findings"] = run_findings(get_task(cfg.task).is_qa, result.predictions.get("test", []),
-                                          read_log(rdir / "log.jsonl"))     # ok, and yet collapsed
+                                          read_log_records(rdir / "log.jsonl"))     # ok, and yet collapsed
         tracker.summary(flatten({k: record[k] for k in ("test", "validation", "best_validation", "params",
                                                          "timing", "memory", "tokens", "batch")}))
         _remove_checkpoints(rdir)

@@ -16,6 +16,7 @@ import pandas as pd
 from tunebench.config import METHODS
 from tunebench.data.tasks import TASKS
 from tunebench.findings import findings_text
+from tunebench.io import read_log_records
 from tunebench.results import (
     METRICS_FILE,
     SELECTION_FILE,
@@ -205,18 +206,7 @@ def _is_number(value: Any) -> bool:
 
 def read_log(run_dir: str | Path) -> list[dict]:
     """log.jsonl records; a torn or bad line (a run killed mid-write) is skipped, not fatal."""
-    path = Path(run_dir) / LOG_FILE
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and _is_number(rec.get("step")):
-            records.append(rec)
-    return records
+    return [rec for rec in read_log_records(Path(run_dir) / LOG_FILE) if _is_number(rec.get("step"))]
 
 
 def collect_curves(runs: pd.DataFrame, results_dir: str | Path) -> pd.DataFrame:
