@@ -183,13 +183,18 @@ def live_holder(rdir: Path) -> str | None:
         return (holder or "unknown process") if held else None
     if host != platform.node() or not pid.isdigit():
         return None
+    return holder if pid_alive(int(pid)) else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid lives on this machine (ours or another user's): signal 0."""
     try:
-        os.kill(int(pid), 0)              # signal 0: is there such a process (ours or not)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return None
+        return False
     except PermissionError:               # another user's live process
-        pass
-    return holder
+        return True
+    return True
 
 
 def _write_holder(f: IO[str]) -> None:

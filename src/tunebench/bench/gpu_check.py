@@ -100,7 +100,7 @@ from tunebench.config import (
 from tunebench.data.tasks import TaskSpec, get_task
 from tunebench.errors import TunebenchError
 from tunebench.io import atomic_write_json, atomic_write_text
-from tunebench.runner import exception_line, free_memory, is_out_of_memory
+from tunebench.runner import exception_line, free_memory, is_out_of_memory, pid_alive
 
 JSON_FILE = "gpu_check.json"
 LOG_FILE = "gpu_check.log"
@@ -1284,23 +1284,13 @@ def evaluate_targets(summary: dict) -> dict:
     return out
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def make_scratch(root: Path | None = None) -> Path:
     """The check's scratch folder, `tunebench-gpu-check-<pid>-*` under TMPDIR (or `root`), marked as the check's;
     the ones of earlier checks whose process is gone (killed with SIGKILL) are removed first."""
     base = Path(root or tempfile.gettempdir())
     for old in base.glob(f"{SCRATCH_PREFIX}*"):
         pid = old.name.removeprefix(SCRATCH_PREFIX).split("-")[0]
-        if pid.isdigit() and (old / MARKER).is_file() and not _pid_alive(int(pid)):
+        if pid.isdigit() and (old / MARKER).is_file() and not pid_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=base))
     (work / MARKER).write_text("made by tunebench bench --gpu-check; removed when it ends\n", encoding="utf-8")
