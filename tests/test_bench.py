@@ -12,24 +12,21 @@ from scipy import stats
 from shared_assets import STORIES
 from tunebench.bench import (
     BatchStats,
-    FlopParams,
     RunTiming,
     accuracy_verdict,
     batch_stats,
     check_targets,
-    count_flop_params,
     count_non_pad_tokens,
     paired_speedups,
-    peak_flops,
     project_eval_share,
     speedups,
     summarize,
     train_flops,
-    train_flops_per_token,
 )
 from tunebench.cli import main
 from tunebench.config import load_config, with_overrides
 from tunebench.data.tasks import get_task
+from tunebench.flops import FlopParams, count_flop_params, peak_flops, train_flops_per_token
 
 TINY = ["model.name=tiny", "tracking.backend=none", "data.builtin_train_size=96", "data.builtin_test_size=32",
         "data.validation_size=16", "model.max_length=64", "training.per_device_train_batch_size=4",
@@ -483,7 +480,7 @@ def test_bench_accuracy_chooses_the_squad_null_threshold_on_validation(monkeypat
     from types import SimpleNamespace
 
     import tunebench.bench.measure as br
-    from tunebench.train import Split
+    from tunebench.features import Split
 
     def split(tag: str, n: int) -> Split:
         return Split([{"id": f"{tag}{i}"} for i in range(n)], [{"input_ids": [5, 6], "attention_mask": [1, 1],

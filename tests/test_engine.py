@@ -15,7 +15,8 @@ from tunebench.io import read_jsonl
 from tunebench.methods import apply_method, count_parameters, expected_lora_trainable
 from tunebench.model import load_model, load_tokenizer
 from tunebench.results import run_dir
-from tunebench.runner import cpu_name, run_one
+from tunebench.runner import run_one
+from tunebench.system import cpu_name
 
 TINY_RUN = [
     "model.name=tiny", "tracking.backend=none", "data.source=builtin",
@@ -245,13 +246,13 @@ def test_a_run_held_by_another_process_is_left_alone(tmp_path):
     import subprocess
     import sys
 
-    from tunebench.runner import run_lock
+    from tunebench.system import run_lock
 
     cfg = tiny_cfg(tmp_path)
     rdir = run_dir(cfg)
     rdir.mkdir(parents=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from tunebench.runner import run_lock\n"
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from tunebench.system import run_lock\n"
          "with run_lock(Path(sys.argv[1])) as busy:\n    print(busy, flush=True); time.sleep(60)", str(rdir)],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -365,7 +366,8 @@ def test_final_validation_reuses_the_restored_checkpoints_pass_with_identical_re
 def test_no_kept_pass_matches_weights_no_pass_was_made_with(tmp_path, monkeypatch):
     """Whatever the Trainer restores (or fails to: it only warns), a kept pass is used only when the model's
     weights are the ones that made it: one changed value and validation is predicted again."""
-    from tunebench.train import SequentialEvalTrainer, weights_fingerprint
+    from tunebench.evaluate import weights_fingerprint
+    from tunebench.train import SequentialEvalTrainer
 
     def restore_something_else(self):
         with torch.no_grad():

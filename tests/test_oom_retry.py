@@ -23,11 +23,11 @@ from tunebench.runner import (
     BatchState,
     halve_eval_batch,
     halve_train_batch,
-    is_out_of_memory,
     run_one,
     starting_batch,
     tracker_run_id,
 )
+from tunebench.system import is_out_of_memory
 
 TINY_RUN = [
     "model.name=tiny", "tracking.backend=none", "data.source=builtin",

@@ -21,7 +21,7 @@ from tunebench.plan.execute import Options, run_plan, stage_runs
 from tunebench.plan.run_fn import call_run_fn
 from tunebench.plan.spec import load_plan
 from tunebench.results import read_metrics, run_dir, run_id
-from tunebench.runner import run_lock
+from tunebench.system import run_lock
 
 TESTS = Path(__file__).resolve().parent
 TRAININGS = "trainings.log"      # beside the plan's runs: one line per call of the run function

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tunebench.bench import peak_flops, train_flops_per_token
 from tunebench.cli import main
 from tunebench.config import Config, ModelConfig, with_overrides
 from tunebench.errors import TunebenchError
+from tunebench.flops import peak_flops, train_flops_per_token
 from tunebench.plan.cost import (
     ASSUMED,
     KNOWN_MODELS,
@@ -132,7 +132,7 @@ def test_squad_head_has_a_bias_and_shares_the_convention():
 
 
 def test_gpu_hours_use_the_benchmarks_peak_table():
-    """One home for peaks: the planning GPU's is bench.PEAK_BF16_FLOPS's H100 (SXM) entry, 989.4 TFLOP/s."""
+    """One home for peaks: the planning GPU's is flops.PEAK_BF16_FLOPS's H100 (SXM) entry, 989.4 TFLOP/s."""
     assert planning_peak() == peak_flops("NVIDIA H100 80GB HBM3") == 989.4e12
     assert gpu_hours(989.4e12 * 0.4 * 3600) == pytest.approx(1.0, rel=1e-12)
     assert ASSUMED.hours(RunCost(1, 1, 989.4e12 * 0.4 * 3600, 0.0), "full") == pytest.approx(1.0, rel=1e-12)

@@ -141,6 +141,15 @@ def checkpoint_step(folder: Path) -> int:
     return int(CHECKPOINT_NAME.match(folder.name)[1])
 
 
+def step_of(path: str | None) -> int | None:
+    """The global step of a Trainer checkpoint folder's path (`.../checkpoint-<step>`, as the Trainer's state
+    and resume_checkpoint give it); None for none or a name without a step."""
+    if not path:
+        return None
+    tail = Path(path).name.rpartition("-")[2]
+    return int(tail) if tail.isdigit() else None
+
+
 def newest_first(ckpt_dir: Path) -> list[Path]:
     """The checkpoint-N folders in `ckpt_dir`, highest step first."""
     return sorted(checkpoint_folders(ckpt_dir), key=checkpoint_step, reverse=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunebench.errors import TunebenchError
-from tunebench.runner import exception_line, first_line
+from tunebench.system import exception_line, first_line
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_ARCHITECTURES = ("llama",)

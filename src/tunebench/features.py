@@ -1,4 +1,5 @@
-"""Canonical records -> model features. Pure: records and a tokenizer in, feature dicts out.
+"""Canonical records -> model features. Pure: records and a tokenizer in, feature dicts out (`Split`: a split's
+records with their features).
 
 Classification: the tokenizer's own single/pair template, truncated longest-first (a template that marks no
 boundary between a pair's texts gets the bos token between them, `pair_separator`); the classifier reads the
@@ -23,10 +24,42 @@ config already refuses qa.doc_stride >= model.max_length for QA (tunebench.confi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from tunebench.data.tasks import TaskSpec
 from tunebench.errors import TunebenchError
 
+if TYPE_CHECKING:
+    from datasets import Dataset
+
 MAX_QUESTION_TOKENS = 64
+
+
+@dataclass
+class Split:
+    """One split's canonical records and their encoded features (the model's input), as training and
+    evaluation (tunebench.evaluate) take them."""
+
+    records: list[dict]
+    features: list[dict]
+    carve: dict | None = None      # validation: how it was carved from train (data.splits.Carve.as_dict())
+
+    def dataset(self) -> Dataset:
+        from datasets import Dataset
+
+        return Dataset.from_list(model_columns(self.features))
+
+    def sorted_by_length(self) -> Split:
+        """Evaluation order: longest first, so dynamic padding wastes little and the order is fixed.
+
+        Classification records stay aligned with their features; QA features carry their example id.
+        """
+        order = sorted(range(len(self.features)), key=lambda i: -self.features[i]["length"])
+        features = [self.features[i] for i in order]
+        if len(self.records) == len(self.features) and "example_id" not in self.features[0]:
+            return Split([self.records[i] for i in order], features, self.carve)
+        return Split(self.records, features, self.carve)
 
 
 def encode_classification(records: list[dict], tokenizer, max_length: int) -> list[dict]:

@@ -25,7 +25,6 @@ import psutil
 import torch
 from accelerate.utils import DistributedType
 from datasets import Dataset
-from torch.utils.data import SequentialSampler
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
@@ -36,12 +35,12 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback
 
-from tunebench.checkpoints import CompleteCheckpointCallback, resume_checkpoint
+from tunebench.checkpoints import CompleteCheckpointCallback, resume_checkpoint, step_of
 from tunebench.config import Config
 from tunebench.data.tasks import TaskSpec, get_task
 from tunebench.errors import TunebenchError
-from tunebench.evaluate import evaluate_split, make_compute_metrics
-from tunebench.features import encode, model_columns
+from tunebench.evaluate import SequentialEvalMixin, evaluate_split, make_compute_metrics
+from tunebench.features import Split, encode
 from tunebench.io import append_jsonl
 from tunebench.methods import apply_method, count_parameters
 from tunebench.metrics.classification import majority_label
@@ -61,81 +60,21 @@ class TrainingDiverged(RuntimeError):
     """NaN/inf training loss: the run is recorded as failed with this reason."""
 
 
-# ---------------------------------------------------------------- data
+# ---------------------------------------------------------------- the Trainer
 
 
-@dataclass
-class Split:
-    records: list[dict]
-    features: list[dict]
-    carve: dict | None = None      # validation: how it was carved from train (data.splits.Carve.as_dict())
+class SequentialEvalTrainer(SequentialEvalMixin, Trainer):
+    """The Trainer with the overrides correctness needs:
 
-    def dataset(self) -> Dataset:
-        return Dataset.from_list(model_columns(self.features))
-
-    def sorted_by_length(self) -> Split:
-        """Evaluation order: longest first, so dynamic padding wastes little and the order is fixed.
-
-        Classification records stay aligned with their features; QA features carry their example id.
-        """
-        order = sorted(range(len(self.features)), key=lambda i: -self.features[i]["length"])
-        features = [self.features[i] for i in order]
-        if len(self.records) == len(self.features) and "example_id" not in self.features[0]:
-            return Split([self.records[i] for i in order], features, self.carve)
-        return Split(self.records, features, self.carve)
-
-
-class SequentialEvalTrainer(Trainer):
-    """The Trainer with the two overrides correctness needs:
-
-    - sequential evaluation: transformers 5 evaluates with a LengthGroupedSampler when training groups by
-      length, which returns predictions in a shuffled order; we evaluate sequentially over splits pre-sorted
-      by length instead;
+    - evaluation (tunebench.evaluate.SequentialEvalMixin): sequential, over splits pre-sorted by length (not
+      the shuffled order of transformers 5's LengthGroupedSampler), and the in-loop validation outputs kept,
+      so that the final validation pass on the restored best checkpoint is not computed a second time
+      (`restored_validation`);
     - the precision policy kept: re-applied after a checkpoint is loaded (resume) and after the best model is
       restored at the end.
-
-    It also keeps the in-loop validation outputs of the best checkpoint so far (and of the latest pass), so
-    that the final validation pass, on the weights restored from that checkpoint, is not computed a second
-    time: `restored_validation` (SQuAD v2 on a CPU: a validation pass is ~1,000-2,000 windows).
     """
 
     precision_policy: PrecisionPolicy | None = None   # set by build_trainer
-    _capture_validation = False
-
-    def _get_eval_sampler(self, eval_dataset):
-        return SequentialSampler(eval_dataset) if eval_dataset is not None else None
-
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-        """The in-loop validation pass (training, on the trainer's own eval_dataset) keeps its outputs."""
-        self._capture_validation = eval_dataset is None and self.is_in_train
-        try:
-            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        finally:
-            self._capture_validation = False
-
-    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
-                        metric_key_prefix="eval"):
-        out = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
-        if self._capture_validation:
-            best = _checkpoint_step(self.state.best_model_checkpoint)    # the best before this pass
-            kept = {s: o for s, o in getattr(self, "_validation_outputs", {}).items() if s == best}
-            kept[self.state.global_step] = (weights_fingerprint(self.model), out.predictions,
-                                            out.metrics.get(f"{metric_key_prefix}_loss"))
-            self._validation_outputs = kept
-        return out
-
-    def restored_validation(self) -> tuple[Any, float | None] | None:
-        """(predictions, loss) of a kept in-loop validation pass whose weights the model has now (normally the
-        best checkpoint, restored at the end of training; the last step's, when the Trainer could not load
-        that checkpoint and only warned), evaluated the same way: the final validation pass would compute
-        exactly these. None when no kept pass matches (a resumed run whose best pass came before the resume).
-        It relies on the Trainer evaluating in training as in predict(); it does not with fp16_full_eval or
-        bf16_full_eval (half-precision weights outside training), which tunebench never sets."""
-        outputs = getattr(self, "_validation_outputs", {})
-        if not outputs:
-            return None
-        now = weights_fingerprint(self.model)
-        return next(((preds, loss) for fingerprint, preds, loss in outputs.values() if fingerprint == now), None)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Resume: PEFT's load_adapter upcasts bf16 adapters to fp32 (autocast_adapter_dtype); the policy is
@@ -151,32 +90,6 @@ class SequentialEvalTrainer(Trainer):
     def _reapply_policy(self) -> None:
         if self.precision_policy is not None:
             apply_policy(self.model, self.precision_policy)
-
-
-def weights_fingerprint(model: torch.nn.Module) -> tuple:
-    """The trainable parameters (the only ones training changes), by name, dtype, shape and the float64 sum
-    and sum of squares of their values: equal for the same weights (the same reductions over the same
-    tensors); an optimizer update changes them (a permutation of values within a tensor, which no training
-    step or checkpoint load makes, would not). Frozen weights and buffers are not covered: training and
-    restoring leave them as they are. Computed on the parameters' device in float64 chunks of 4M
-    values (at most 64 MB more memory at 1.3B parameters), one sync per parameter."""
-    out = []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            acc = torch.zeros(2, dtype=torch.float64, device=p.device)
-            for chunk in p.detach().reshape(-1).split(1 << 22):
-                x = chunk.double()
-                acc += torch.stack((x.sum(), x.square().sum()))
-            out.append((name, str(p.dtype), tuple(p.shape), *acc.tolist()))
-    return tuple(out)
-
-
-def _checkpoint_step(path: str | None) -> int | None:
-    """The global step of a Trainer checkpoint folder (`checkpoint-<step>`); None for none."""
-    if not path:
-        return None
-    tail = Path(path).name.rpartition("-")[2]
-    return int(tail) if tail.isdigit() else None
 
 
 class FastPathsMixin:
@@ -613,7 +526,7 @@ def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True)
                             [JsonlLogCallback(run_dir / "log.jsonl", tracker, t_wall), CompleteCheckpointCallback(),
                              stop], policy)
     last = resume_checkpoint(ckpt_dir) if resume else None     # the newest complete one (tunebench.checkpoints)
-    resumed_from = _checkpoint_step(last) or 0
+    resumed_from = step_of(last) or 0
     _trim_log(run_dir / "log.jsonl", resumed_from)
 
     from transformers.utils import logging as hf_logging

@@ -1,7 +1,7 @@
 """`tunebench bench --gpu-check OUT_DIR`: one prepared check of tunebench's GPU path, for a CUDA machine with no
-network, that ends within about 5 minutes on one H100/H200-class GPU (15 minutes on the GPU then hold a
-second try). It writes `gpu_check.json` and `gpu_check.log` into OUT_DIR (atomically, rewritten after every
-part, so a killed check still leaves what it measured) and, after the real runs, their report's `report.html`
+network, that ends within about 5 minutes on one H100/H200-class GPU (short enough to leave room for a second
+try). It writes `gpu_check.json` and `gpu_check.log` into OUT_DIR (atomically, rewritten after every part, so a
+killed check still leaves what it measured) and, after the real runs, their report's `report.html`
 and `summary.md`: nothing else. Its scratch (Trainer folders, the real runs, their data) lives outside OUT_DIR
 from the start, in a temporary folder (`tunebench-gpu-check-<pid>-*` under TMPDIR) removed when the check ends,
 fails or is stopped by a signal; one left by a check killed with SIGKILL is removed by the next check. The
@@ -86,7 +86,7 @@ import torch
 from transformers import DataCollatorWithPadding, TrainerCallback
 
 from tunebench.bench import child
-from tunebench.bench.formulas import BatchStats, format_bytes, peak_flops, train_flops
+from tunebench.bench.formulas import BatchStats, format_bytes, train_flops
 from tunebench.bench.measure import sync_device
 from tunebench.config import (
     METHODS,
@@ -99,8 +99,9 @@ from tunebench.config import (
 )
 from tunebench.data.tasks import TaskSpec, get_task
 from tunebench.errors import TunebenchError
+from tunebench.flops import peak_flops
 from tunebench.io import atomic_write_json, atomic_write_text
-from tunebench.runner import exception_line, free_memory, is_out_of_memory, pid_alive
+from tunebench.system import exception_line, free_memory, is_out_of_memory, pid_alive
 
 JSON_FILE = "gpu_check.json"
 LOG_FILE = "gpu_check.log"
@@ -475,8 +476,9 @@ def measure_training(cfg: Config, task: TaskSpec, tokenizer, device: str, *, bat
     warmup + timed steps (+1 profiled step) and measure the timed ones. Raises what training raises (an
     out-of-memory error included); global torch settings the Trainer changes are restored."""
     from tunebench.bench.measure import flop_params_of, isolated_run
+    from tunebench.features import Split
     from tunebench.precision import ComputeDtypeProbe, measured_precision, resolve_policy
-    from tunebench.train import Split, build_trainer, build_training_args, set_cpu_threads
+    from tunebench.train import build_trainer, build_training_args, set_cpu_threads
 
     length = cfg.model.max_length
     steps = warmup + timed + (1 if profile else 0)
@@ -734,7 +736,7 @@ class GpuCheck:
 
     def _env(self) -> dict:
         from tunebench.bench.measure import environment
-        from tunebench.runner import PACKAGES, package_version
+        from tunebench.system import PACKAGES, package_version
 
         return {**environment(self.device), "cuda": torch.version.cuda,
                 "packages": {p: package_version(p) for p in (*PACKAGES, "pydantic", "pandas")}}

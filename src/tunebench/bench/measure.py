@@ -12,7 +12,7 @@ order alternating (forward, reversed, ...) and each baseline's median is reporte
 baseline changes (deterministic algorithms, threads) are restored after it, so none leaks into the next.
 
 A client of the engine: tunebench's path is the engine's own Trainer (train.build_trainer), and this module
-uses only public names of tunebench.train, tunebench.evaluate and tunebench.runner.
+uses only public names of tunebench.train, tunebench.evaluate and tunebench.system.
 """
 
 from __future__ import annotations
@@ -43,34 +43,30 @@ from transformers.trainer_callback import PrinterCallback
 
 from tunebench.bench.formulas import (
     BatchStats,
-    FlopParams,
     RunTiming,
     accuracy_verdict,
     batch_stats,
     check_targets,
-    count_flop_params,
     paired_speedups,
-    peak_flops,
     project_eval_share,
     speedups,
     summarize,
     tokens_identical,
-    train_flops_per_token,
 )
 from tunebench.config import Config, with_overrides
 from tunebench.data.tasks import TaskSpec, get_task
 from tunebench.evaluate import evaluate_split
-from tunebench.features import model_columns
+from tunebench.features import Split, model_columns
+from tunebench.flops import FlopParams, count_flop_params, peak_flops, train_flops_per_token
 from tunebench.model import load_tokenizer, resolve_device
 from tunebench.precision import dtype_name, resolve_policy
-from tunebench.runner import environment as runner_environment
+from tunebench.system import environment as system_environment
 from tunebench.tracking import NullTracker
 from tunebench.train import (
     CHECKPOINTING,
     DEFAULT_THREADS,
     JsonlLogCallback,
     PeakMemory,
-    Split,
     build_model,
     build_trainer,
     build_training_args,
@@ -614,9 +610,9 @@ def compare_threads(cfg: Config, data: BenchData, steps: int, device: str, work:
 
 
 def environment(device: str) -> dict:
-    """A run's environment (tunebench.runner.environment: machine, python, platform, git revision, package
+    """A run's environment (tunebench.system.environment: machine, python, platform, git revision, package
     versions) with the benchmark's device keys: `device` is the device kind, `device_name` the machine's."""
-    env = runner_environment()
+    env = system_environment()
     return {**env, "device": device, "device_name": env["device"], "cpu_count": os.cpu_count(),
             "torch": torch.__version__}
 

@@ -10,7 +10,7 @@ Conventions (stated in `tunebench plan show` too):
   tokenizer maps one to one; x 1.35 for a real tokenizer) plus special tokens. Capped at model.max_length.
   Non-padding tokens: length-grouped batches waste little, and the waste is not counted. Evaluation is not
   counted.
-- FLOPs per token: the benchmark's convention (tunebench.bench, PaLM appendix B), one convention for the
+- FLOPs per token: the benchmark's convention (tunebench.flops, PaLM appendix B), one convention for the
   plan and for measured MFU:
       full fine-tuning  6 N + 12 L d T
       LoRA              4 N_frozen + 6 N_trainable + 12 L d T
@@ -26,7 +26,7 @@ Conventions (stated in `tunebench plan show` too):
 - Gradient checkpointing recomputes the forward: + 2 N (frozen and trainable) + 4 L d T (attention's
   forward third). These are executed FLOPs, not model FLOPs: MFU never counts them (PaLM's convention).
 - GPU-hours: executed FLOPs / (peak x ASSUMED_MFU) on the planning GPU (PLANNING_GPU's dense bf16 peak, from
-  tunebench.bench.PEAK_BF16_FLOPS), or, with a measured MFU per method (`plan show --measured FILE`), model
+  tunebench.flops.PEAK_BF16_FLOPS), or, with a measured MFU per method (`plan show --measured FILE`), model
   FLOPs / (the measured device's peak x that MFU): a measured MFU already pays for any recompute, when it
   was measured with the plan's gradient_checkpointing setting.
 """
@@ -41,10 +41,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunebench.bench import FlopParams, attention_flops_per_token, peak_flops, train_flops_per_token
 from tunebench.config import Config, DataConfig, LoraConfig, ModelConfig
 from tunebench.data.tasks import get_task
 from tunebench.errors import TunebenchError
+from tunebench.flops import FlopParams, attention_flops_per_token, peak_flops, train_flops_per_token
 
 # Mean tokens per training example under the LLaMA tokenizer, including the 2-3 special tokens: mean words
 # per example in the official train files (SQuAD: the dev file, context + question) x 1.35 tokens per word
@@ -73,7 +73,7 @@ KNOWN_MODELS: dict[str, dict] = {
 }
 KNOWN_MODELS["HuggingFaceTB/SmolLM2-135M-Instruct"] = KNOWN_MODELS["HuggingFaceTB/SmolLM2-135M"]
 
-# Rough wall-clock conversion for planning: the H100 SXM's dense bf16 peak (tunebench.bench.PEAK_BF16_FLOPS,
+# Rough wall-clock conversion for planning: the H100 SXM's dense bf16 peak (tunebench.flops.PEAK_BF16_FLOPS,
 # the one table of peaks) at an assumed 40% utilization; `plan show --measured FILE` replaces both.
 PLANNING_GPU = "H100"
 ASSUMED_MFU = 0.4
@@ -193,7 +193,7 @@ def train_tokens(cfg: Config, per_example: float | None = None) -> int:
 
 
 def flop_params(cfg: Config, size: ModelSize) -> FlopParams:
-    """The benchmark's parameter split (tunebench.bench.count_flop_params) from the shapes: full fine-tuning
+    """The benchmark's parameter split (tunebench.flops.count_flop_params) from the shapes: full fine-tuning
     trains every non-embedding weight and the head; LoRA trains the adapters and the head over a frozen base."""
     head = head_params(size, cfg.task)
     if cfg.method == "full":
@@ -204,12 +204,12 @@ def flop_params(cfg: Config, size: ModelSize) -> FlopParams:
 
 def recompute_flops_per_token(p: FlopParams, seq_len: float) -> float:
     """Gradient checkpointing's second forward: 2 N (every weight used) + attention's forward, 4 L d T (a
-    third of bench.attention_flops_per_token)."""
+    third of flops.attention_flops_per_token)."""
     return 2.0 * p.total + attention_flops_per_token(p.n_layers, p.d_model, seq_len) / 3
 
 
 def flops_per_token(cfg: Config, size: ModelSize, per_example: float | None = None) -> float:
-    """Executed FLOPs per training token: bench.train_flops_per_token at T = mean tokens per example, plus the
+    """Executed FLOPs per training token: flops.train_flops_per_token at T = mean tokens per example, plus the
     recompute when gradient checkpointing is on."""
     p, seq_len = flop_params(cfg, size), mean_tokens(cfg, per_example)
     recompute = recompute_flops_per_token(p, seq_len) if cfg.training.gradient_checkpointing else 0.0
@@ -302,7 +302,7 @@ ASSUMED = Utilization({})
 
 
 def planning_peak() -> float:
-    """The planning GPU's dense bf16 peak, from tunebench.bench's table."""
+    """The planning GPU's dense bf16 peak, from tunebench.flops' table."""
     peak = peak_flops(PLANNING_GPU)
     assert peak is not None, PLANNING_GPU
     return peak
@@ -380,7 +380,7 @@ def builtin_mean_words(task: str) -> tuple[float, int]:
 def load_measured(path: str | Path) -> Utilization:
     """The measured MFU per method from a `tunebench bench --gpu-check` result: a JSON object whose `summary`
     maps method -> {"mfu": float, "tokens_per_s": float, "device_name": str}. The device must be in
-    tunebench.bench.PEAK_BF16_FLOPS (an MFU means nothing without its peak)."""
+    tunebench.flops.PEAK_BF16_FLOPS (an MFU means nothing without its peak)."""
     where = f"--measured {path}"
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -412,7 +412,7 @@ def _measured_entry(where: str, method: str, entry: object) -> Measured:
     peak = peak_flops(device)
     if peak is None:
         raise TunebenchError(f"{where}: summary.{method}.device_name = {device!r}: no known bf16 peak "
-                             "(tunebench.bench.PEAK_BF16_FLOPS)")
+                             "(tunebench.flops.PEAK_BF16_FLOPS)")
     if tps is not None and not _positive(tps):
         raise TunebenchError(f"{where}: summary.{method}.tokens_per_s = {tps!r}: expected a positive number")
     by_task = entry.get("tokens_per_s_by_task") or {}

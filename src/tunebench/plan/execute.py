@@ -19,7 +19,7 @@ run's folder is copied into place (tunebench.plan.reuse; metrics.json says `reus
 before anything is dispatched (with --shard, by the shard that owns the final run; with Ray, on the driver).
 A reused run is not logged to the tracker (W&B) again.
 `plan status` and `plan run --dry-run` show a run that says running as `running` when a process on this machine
-holds its lock now (tunebench.runner.live_holder: read, not taken), and the final runs to be copied as `copy`.
+holds its lock now (tunebench.system.live_holder: read, not taken), and the final runs to be copied as `copy`.
 A run stopped by SIGINT or SIGTERM stops the plan (tunebench.runner.RunInterrupted goes up to the CLI: one
 line, exit code 130 or 143). Nothing here writes into a run folder except the run function and that copy;
 selection.json is written atomically.
@@ -58,7 +58,7 @@ from tunebench.plan.run_fn import (
 from tunebench.plan.select import select_sweep, unresolved
 from tunebench.plan.spec import Plan
 from tunebench.results import SELECTION_FILE, STATUS_OK, STATUS_RUNNING, read_metrics
-from tunebench.runner import live_holder
+from tunebench.system import live_holder
 
 # A run's state as the executor sees it (from metrics.json): DONE, FAILED, INTERRUPTED, PENDING (run_fn.run_state)
 RUNNING = "running"     # shown only: says running and a process on this machine holds its lock now (live_run)
@@ -333,7 +333,7 @@ def shown_states(plan: Plan, stage: str, runs: list[PlannedRun],
 
 def live_run(metrics: dict | None, run: PlannedRun) -> bool:
     """A run that says running and whose folder's lock a live process on this machine holds (read, not taken:
-    tunebench.runner.live_holder). One that says running with no such process is interrupted."""
+    tunebench.system.live_holder). One that says running with no such process is interrupted."""
     return bool(metrics) and metrics.get("status") == STATUS_RUNNING and live_holder(run.run_dir) is not None
 
 

@@ -41,7 +41,7 @@ from tunebench.io import atomic_write_json, atomic_write_text
 from tunebench.plan.expand import PlannedRun
 from tunebench.plan.spec import Plan
 from tunebench.results import METRICS_FILE, STATUS_FAILED, STATUS_OK, STATUS_RUNNING, read_metrics
-from tunebench.runner import exception_line, run_lock
+from tunebench.system import exception_line, run_lock
 
 REUSED_FROM = "reused_from"     # the metrics.json key naming the sweep run a final run was copied from
 CONFIG_FILE = "config.yaml"

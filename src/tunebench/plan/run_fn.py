@@ -11,7 +11,8 @@ from tunebench.config import Config
 from tunebench.errors import TunebenchError
 from tunebench.plan.progress import Progress
 from tunebench.results import STATUS_FAILED, STATUS_OK, STATUS_RUNNING, read_metrics, run_dir, run_id
-from tunebench.runner import busy_record, claim_run
+from tunebench.runner import busy_record
+from tunebench.system import claim_run
 
 RunFn = Callable[..., dict]
 DEFAULT_RUNNER = "tunebench.runner:run_one"
@@ -57,7 +58,7 @@ def resolve_run_fn(run_fn: RunFn | str | None) -> RunFn:
 
 def call_run_fn(run_fn: RunFn, cfg: Config, retry_failed: bool = True,
                 on_start: Callable[[], None] | None = None) -> dict:
-    """run_fn(cfg, resume=True) under the run folder's lock (tunebench.runner.claim_run, which the runner's own
+    """run_fn(cfg, resume=True) under the run folder's lock (tunebench.system.claim_run, which the runner's own
     lock then is), with the run's state read again once the lock is taken: the plan's list of runs to do was
     read at its start, and another launch on the same folder may have finished a run since. A run another
     process holds is left alone (status running back: busy); one found finished (ok; failed, unless
