@@ -9,11 +9,10 @@
 # tries every module the check imports (src/tunebench/bench/gpu_stack.py, which prints the versions it runs
 # with): one missing, from the wheels and from the machine alike, ends it there with one line naming it, exit 2.
 # Then `tunebench bench --gpu-check "$OUT"` (docs/bench.md, "GPU check": under 5 minutes on one H100/H200),
-# with the console tee'd into $OUT/console.log. OUT is the folder whose files come back from the GPU machine
-# (the tool that copies the working tree there returns the files written under $OUT), else results/gpu_check.
-# The check keeps its scratch (runs, checkpoints) outside $OUT, in a temporary folder it removes, and copies the
-# report's report.html and summary.md in: $OUT then holds 5 files (gpu_check.json, gpu_check.log, console.log,
-# report.html, summary.md), within the 8 files that tool returns.
+# with the console tee'd into $OUT/console.log. OUT is the output folder (default results/gpu_check): the one
+# folder to copy back from the GPU machine. The check keeps its scratch (runs, checkpoints) outside $OUT, in a
+# temporary folder it removes, and copies the report's report.html and summary.md in: $OUT then holds 5 small
+# files (gpu_check.json, gpu_check.log, console.log, report.html, summary.md).
 # CUBLAS_WORKSPACE_CONFIG is exported before Python starts (deterministic cuBLAS: training.deterministic=true),
 # and the Hugging Face libraries are told they are offline.
 # Exit status: the check's (0: every part that ran passed; 1: a part failed; 2: it could not start).
@@ -33,7 +32,7 @@ if compgen -G "$WHEELS/*.whl" >/dev/null; then
             | tee -a "$OUT/console.log" >&2
         exit 2
     fi
-    rm -rf "$SITE"                     # only the carried wheels: nothing of an earlier set stays
+    rm -rf "$SITE"                     # only the wheels in $WHEELS: nothing of an earlier set stays
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
         "$WHEELS"/*.whl 2>&1 | tee -a "$OUT/console.log" >&2
     if [ "${PIPESTATUS[0]}" != 0 ]; then

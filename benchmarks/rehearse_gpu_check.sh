@@ -9,9 +9,9 @@
 #    (--stack, default benchmarks/gpu_target_stack.txt; --torch SPEC replaces its torch line, as a machine
 #    without a GPU needs a CPU build), reused while the stack, torch and Python are unchanged (--fresh-venv
 #    builds it anew). pydantic, datasets, wandb and xxhash must not be in it (the stack file says why).
-# 2. A copy of the working tree as it is carried to the GPU machine (tracked and untracked files that git does
-#    not ignore) into DIR/repo, with no data or shared folder beside it, and benchmarks/prepare_gpu_assets.sh run
-#    in the copy for that venv's Python: the carried wheels (.whl) and assets (.gpu_assets).
+# 2. A copy of the working tree as you would copy it to the GPU machine (tracked and untracked files that git
+#    does not ignore) into DIR/repo, with no data or shared folder beside it, and benchmarks/prepare_gpu_assets.sh
+#    run in the copy for that venv's Python: the wheels (.whl) and assets (.gpu_assets) copied with it.
 # 3. The network cut (`unshare -rn`: a network namespace with only loopback; where unshare cannot, proxy
 #    variables that point nowhere, which stop HTTP clients but not raw sockets: said so), checked, and then
 #    `bash benchmarks/gpu_check.sh --smoke` in the copy with a clean environment (env -i: PATH with the venv
@@ -85,7 +85,7 @@ fi
 say "venv: $("$WORK/venv/bin/python" -c 'import importlib.metadata as m; print(", ".join(f"{n} {m.version(n)}" for n in ("torch", "transformers", "accelerate", "huggingface_hub", "numpy")))')"
 [ "$VENV_ONLY" = 0 ] || exit 0
 
-# ---- 2. the copy carried to the GPU machine, with the carried wheels and assets
+# ---- 2. the copy for the GPU machine, with its wheels and assets
 rm -rf "$WORK/repo" "$WORK/out" "$WORK/home" "$WORK/site" "$WORK/tmp"
 mkdir -p "$WORK/repo" "$WORK/out" "$WORK/home" "$WORK/tmp"
 (cd "$ROOT" && git ls-files -z -co --exclude-standard | while IFS= read -r -d '' f; do

@@ -1,7 +1,7 @@
 """`tunebench bench --gpu-check OUT_DIR`: the smoke run end to end on the CPU (the same code as on a GPU, tiny
 shape), the refusal without a GPU, the time budget, the batch search's out-of-memory stop and the child
 process's time limit; what benchmarks/gpu_check.sh and benchmarks/prepare_gpu_assets.sh check before anything
-runs (the modules the check imports, the carried wheels' requirements), the scratch folder outside OUT_DIR, the
+runs (the modules the check imports, the copied wheels' requirements), the scratch folder outside OUT_DIR, the
 child that ends with its parent, the batch search's start from the memory estimate and the cuBLAS setting of
 deterministic runs. No timing assertions: the figures of a shared CPU mean nothing."""
 
@@ -242,7 +242,7 @@ def test_a_child_that_outlasts_its_budget_is_killed(tmp_path):
 
 
 def _check_env(tmp_path: Path, **extra: str) -> dict:
-    """The environment benchmarks/gpu_check.sh runs in here: this venv's python3 first, no carried wheels,
+    """The environment benchmarks/gpu_check.sh runs in here: this venv's python3 first, no copied wheels,
     a private TMPDIR (where the check's scratch goes)."""
     (tmp_path / "no-wheels").mkdir(exist_ok=True)
     (tmp_path / "tmp").mkdir(exist_ok=True)
@@ -283,14 +283,14 @@ def test_gpu_check_sh_sets_cublas_before_python_and_leaves_only_its_files(tmp_pa
 
 
 def test_import_problems_name_the_missing_module_and_who_imports_it(tmp_path, monkeypatch):
-    pkg = tmp_path / "carried_pkg"
+    pkg = tmp_path / "copied_pkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("import tunebench_absent_dependency\n", encoding="utf-8")
     (tmp_path / "broken_pkg.py").write_text("raise AttributeError('module has no attribute x')\n", encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
-    problems = gpu_stack.import_problems(["json", "carried_pkg", "tunebench_absent_top", "carried_pkg",
+    problems = gpu_stack.import_problems(["json", "copied_pkg", "tunebench_absent_top", "copied_pkg",
                                           "broken_pkg", "yaml"])
-    assert problems == ["missing tunebench_absent_dependency (imported by carried_pkg)",
+    assert problems == ["missing tunebench_absent_dependency (imported by copied_pkg)",
                         "missing tunebench_absent_top",
                         "broken_pkg: AttributeError: module has no attribute x"]
     line = gpu_stack.cannot_start_line(problems)
@@ -324,7 +324,7 @@ def _wheel(folder: Path, name: str, version: str, requires: list[str]) -> Path:
     return path
 
 
-def test_the_carried_wheels_requirements_must_be_carried_or_on_the_target(tmp_path):
+def test_the_copied_wheels_requirements_must_be_copied_or_on_the_target(tmp_path):
     wheels = tmp_path / "whl"
     wheels.mkdir()
     _wheel(wheels, "datasets", "5.2.0", ["xxhash", "dill<0.4.2,>=0.3.0", "fsspec<=2026.9.0", "numpy>=1.17",
@@ -337,27 +337,27 @@ def test_the_carried_wheels_requirements_must_be_carried_or_on_the_target(tmp_pa
     problems = gpu_stack.uncovered_requirements(sorted(wheels.glob("*.whl")),
                                                 gpu_stack.stack_requirements(stack, "3.12"), "3.12")
     assert problems == ["fsspec 2026.10.0 on the target (required by datasets as <=2026.9.0)",
-                        "xxhash (required by datasets: neither carried nor on the target)"]
+                        "xxhash (required by datasets: neither among the wheels nor on the target)"]
     _wheel(wheels, "xxhash", "4.1.0", [])
     stack.write_text("numpy\nfsspec\n", encoding="utf-8")
     assert gpu_stack.check_wheels(wheels, stack, "3.12") == 0
 
 
-def test_prepare_gpu_assets_carries_every_requirement_the_target_stack_lacks():
-    """The packages prepare_gpu_assets.sh carries, with the target's stack file, leave none of the carried
+def test_prepare_gpu_assets_downloads_every_requirement_the_target_stack_lacks():
+    """The packages prepare_gpu_assets.sh downloads, with the target's stack file, leave none of the downloaded
     packages' requirements out (read from the installed distributions' metadata here: the same Requires-Dist
     as the wheels of constraints.txt's versions, which the script checks again on the wheels themselves)."""
     text = (REPO / "benchmarks" / "prepare_gpu_assets.sh").read_text(encoding="utf-8")
-    carried = text.split("PACKAGES=(", 1)[1].split(")", 1)[0].split()
-    assert "xxhash" in carried
+    downloaded = text.split("PACKAGES=(", 1)[1].split(")", 1)[0].split()
+    assert "xxhash" in downloaded
     stack = gpu_stack.stack_requirements(REPO / "benchmarks" / "gpu_target_stack.txt", "3.12")
     assert not {"pydantic", "datasets", "wandb", "xxhash"} & set(stack)
     from packaging.requirements import Requirement
 
     env = gpu_stack.marker_environment("3.12")
-    have = {gpu_stack.normalize(n) for n in carried} | set(stack)
+    have = {gpu_stack.normalize(n) for n in downloaded} | set(stack)
     lacking = set()
-    for name in carried:
+    for name in downloaded:
         for text in _requires(name):
             req = Requirement(text)
             if (req.marker is None or req.marker.evaluate(env)) and gpu_stack.normalize(req.name) not in have:

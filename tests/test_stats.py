@@ -119,7 +119,7 @@ def test_both_arms_constant_leave_welch_undefined():
 
 @pytest.mark.parametrize(("lora", "full"), [(RTE_LORA_200, RTE_FULL_200), (RTE_LORA_277, RTE_FULL_277)])
 def test_constant_differences_leave_the_equivalence_test_undefined(lora, full):
-    # Before issue 13: p = 0 and "equivalent" with a 90% interval [0.50, 0.50].
+    # The bug this guards: constant differences gave p = 0 and "equivalent" with a 90% interval [0.50, 0.50].
     e = equivalence_test(lora, full, margin=1)
     assert e.design == "paired" and math.isnan(e.p) and not e.equivalent
     assert math.isnan(e.ci_low) and math.isnan(e.ci_high)

@@ -47,9 +47,10 @@ PROJECT = ("tunebench.cli", "tunebench.commands.bench", "tunebench.bench.gpu_che
 VERSIONS = ("torch", "triton", "transformers", "peft", "accelerate", "datasets", "pydantic", "pandas", "pyarrow",
             "numpy", "huggingface_hub", "tokenizers", "safetensors", "xxhash", "dill", "multiprocess", "regex",
             "scipy", "scikit-learn", "matplotlib")
-# Import names that differ from the distribution's (for the hint of what to carry).
+# Import names that differ from the distribution's (for the hint of which wheel to add).
 DISTRIBUTION_OF = {"yaml": "PyYAML", "sklearn": "scikit-learn", "dateutil": "python-dateutil", "PIL": "pillow"}
-WHEEL_HINT = "carry their wheels (add them to benchmarks/prepare_gpu_assets.sh) or install them"
+WHEEL_HINT = ("add their wheels to benchmarks/prepare_gpu_assets.sh (copied to the GPU machine in .whl/) "
+              "or install them there")
 
 
 def normalize(name: str) -> str:
@@ -164,7 +165,7 @@ def check_imports(pyproject: Path | None = None) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- the carried wheels' requirements
+# ---------------------------------------------------------------- the requirements of the wheels in .whl/
 
 
 def wheel_metadata(path: Path) -> tuple[str, str, list[str]]:
@@ -206,11 +207,11 @@ def uncovered_requirements(wheels: list[Path], stack: dict[str, object], python_
     """Each requirement of the wheels that neither a wheel nor the stack meets: not there, or a version the
     requirement excludes (a stack entry pinned with == is checked; an unpinned one is taken to fit)."""
     env = marker_environment(python_version)
-    carried = {}
+    in_wheels = {}
     metas = []
     for w in wheels:
         name, version, requires = wheel_metadata(w)
-        carried[normalize(name)] = version
+        in_wheels[normalize(name)] = version
         metas.append((name, requires))
     problems = []
     for name, requires in metas:
@@ -219,13 +220,13 @@ def uncovered_requirements(wheels: list[Path], stack: dict[str, object], python_
             if req.marker is not None and not req.marker.evaluate(env):
                 continue
             key = normalize(req.name)
-            have = carried.get(key)
-            where = "carried"
+            have = in_wheels.get(key)
+            where = "among the wheels"
             if have is None and key in stack:
                 pinned = [s.version for s in stack[key].specifier if s.operator in ("==", "===")]
                 have, where = (pinned[0] if pinned else ""), "on the target"
             if have is None:
-                problems.append(f"{req.name} (required by {name}: neither carried nor on the target)")
+                problems.append(f"{req.name} (required by {name}: neither among the wheels nor on the target)")
             elif have and req.specifier and not req.specifier.contains(have, prereleases=True):
                 problems.append(f"{req.name} {have} {where} (required by {name} as {req.specifier})")
     return sorted(set(problems))
@@ -235,10 +236,10 @@ def check_wheels(folder: Path, stack_file: Path, python_version: str) -> int:
     wheels = sorted(folder.glob("*.whl"))
     problems = uncovered_requirements(wheels, stack_requirements(stack_file, python_version), python_version)
     if problems:
-        print(f"prepare_gpu_assets: requirements of the carried wheels not met on the target: {'; '.join(problems)}",
+        print(f"prepare_gpu_assets: requirements of the wheels not met on the target: {'; '.join(problems)}",
               file=sys.stderr)
         return 2
-    print(f"the requirements of the {len(wheels)} carried wheels are met (carried, or on the target's stack, "
+    print(f"the requirements of the {len(wheels)} wheels are met (among the wheels, or on the target's stack, "
           f"{stack_file.name})")
     return 0
 
