@@ -381,7 +381,7 @@ def test_an_unfinished_final_run_is_replaced_by_the_copy_a_done_one_is_kept(smal
 def test_status_tells_a_live_run_from_an_interrupted_one(small, capsys):
     """A sweep run that says running is `running` while a live process on this machine holds its lock (read
     from the lock file, not taken), and `interrupted` once that process is gone."""
-    from tunebench.runner import run_lock
+    from tunebench.system import run_lock
 
     runs = expand_sweep(small)
     for run in runs[:2]:
@@ -404,26 +404,26 @@ def test_status_tells_a_live_run_from_an_interrupted_one(small, capsys):
 @pytest.mark.parametrize("proc_locks", [True, False])
 def test_live_holder_is_the_process_holding_the_lock_now(tmp_path, monkeypatch, proc_locks):
     """Linux: the lock table says who holds it (exact); elsewhere the pid the lock file names must be alive."""
-    import tunebench.runner as runner
+    import tunebench.system as system
 
     if not proc_locks:
-        monkeypatch.setattr(runner, "PROC_LOCKS", tmp_path / "no-such-table")
-    elif not runner.PROC_LOCKS.exists():
+        monkeypatch.setattr(system, "PROC_LOCKS", tmp_path / "no-such-table")
+    elif not system.PROC_LOCKS.exists():
         pytest.skip("no /proc/locks here")
-    assert runner.live_holder(tmp_path) is None                      # no lock file
-    with runner.run_lock(tmp_path) as holder:
-        assert holder is None and runner.live_holder(tmp_path) == f"pid {os.getpid()} on {os.uname().nodename}"
+    assert system.live_holder(tmp_path) is None                      # no lock file
+    with system.run_lock(tmp_path) as holder:
+        assert holder is None and system.live_holder(tmp_path) == f"pid {os.getpid()} on {os.uname().nodename}"
         # the table matches the pid the lock file names too: a flock on this inode number taken by another
         # process (another filesystem's file) is not this run's; the pid fallback sees a live pid and says held
         (tmp_path / ".lock").write_text(f"pid {os.getppid()} on {os.uname().nodename}")
-        assert (runner.live_holder(tmp_path) is None) == proc_locks
+        assert (system.live_holder(tmp_path) is None) == proc_locks
     # released by a process still alive: the lock table knows; the pid fallback cannot tell and says held
-    assert (runner.live_holder(tmp_path) is None) == proc_locks
+    assert (system.live_holder(tmp_path) is None) == proc_locks
     (tmp_path / ".lock").write_text(f"pid {os.getpid()} on another-host")
-    assert runner.live_holder(tmp_path) is None
+    assert system.live_holder(tmp_path) is None
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (tmp_path / ".lock").write_text(f"pid {gone.stdout.strip()} on {os.uname().nodename}")
-    assert runner.live_holder(tmp_path) is None                      # that process has ended
+    assert system.live_holder(tmp_path) is None                      # that process has ended
 
 
 def test_a_failed_final_run_that_will_be_copied_shows_as_a_copy_unless_failures_are_kept(small, capsys):
@@ -441,7 +441,7 @@ def test_a_failed_final_run_that_will_be_copied_shows_as_a_copy_unless_failures_
 
 
 def test_a_final_run_held_by_another_process_is_left_alone(small):
-    from tunebench.runner import run_lock
+    from tunebench.system import run_lock
 
     run_plan(small, "sweep", quiet(run_fn=fake_run))
     (run, _), *_ = _reused_pairs(small)
@@ -581,3 +581,18 @@ def test_a_run_another_process_is_copying_is_left_alone(small):
     assert final.results[run.run_id]["status"] == "running" and theirs.is_dir() and not run.run_dir.exists()
     [final] = run_plan(small, "final", quiet(run_fn=fake_run))        # lock released: copied, leftover removed
     assert read_metrics(run.run_dir)["status"] == "ok" and not theirs.exists() and not final.failed
+
+
+def test_a_polled_start_is_one_line():
+    """Ray's collector reports a running run at every poll; the log says `start` once per run."""
+    import io
+
+    from tunebench.plan.progress import Board, LineProgress, RunRow
+
+    out = io.StringIO()
+    progress = LineProgress(Board("final", [RunRow("a", "sst2/lora", 1.0), RunRow("b", "sst2/full", 1.0)]), out)
+    for _ in range(3):
+        progress.started("a")
+    progress.started("b")
+    progress.finished("a", True)
+    assert [ln.split()[1:3] for ln in out.getvalue().splitlines()] == [["start", "a"], ["start", "b"], ["ok", "a"]]

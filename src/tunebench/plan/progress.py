@@ -134,6 +134,9 @@ class LineProgress:
         self._print(f"[{self.board.title}] finished: {summary_line(self.board)}")
 
     def started(self, run_id: str, note: str = "") -> None:
+        """One line per run, however often a backend that polls (Ray) reports it started."""
+        if self.board.rows[run_id].state == RUNNING:
+            return
         self.board.start(run_id, note)
         self._print(f"[{self.board.title}] start  {run_id}" + (f" ({note})" if note else ""))
 
