@@ -254,3 +254,31 @@ def test_a_broken_pipe_that_is_not_stdout_is_a_real_error(monkeypatch):
     monkeypatch.setattr(cli, "normalize_list_options", broken)
     with pytest.raises(BrokenPipeError):
         main(["config", "list"])
+
+
+def test_demo_runs_its_plan_on_the_backend_it_is_given(elsewhere, monkeypatch):
+    """`tunebench demo --backend ray --address A` hands both to the plan executor (make study-smollm2); the
+    sanity checks, which run one at a time, get every core whatever the plan gives each run."""
+    import tunebench.plan
+    import tunebench.sanity
+    from tunebench.commands import demo
+
+    seen = {}
+
+    def fake_run_plan(plan, stage, opts):
+        seen["stage"], seen["backend"], seen["address"] = stage, opts.backend, opts.address
+        return []
+
+    def fake_checks(cfg, tasks, methods):
+        seen["threads"] = cfg.training.cpu_threads       # the plan gives each run 1
+        return []
+
+    monkeypatch.setattr(tunebench.plan, "run_plan", fake_run_plan)
+    monkeypatch.setattr(tunebench.sanity, "run_checks", fake_checks)
+    monkeypatch.setattr(demo, "_analysis", lambda *a: 0)
+    monkeypatch.setattr("tunebench.report.split.build_reports", lambda *a, **k: (_ for _ in ()).throw(SystemExit(7)))
+    with pytest.raises(SystemExit):
+        main(["demo", "--plan", "study_smollm2", "--backend", "ray", "--address", "head:6379",
+              f"--output-dir={elsewhere / 'results'}"])
+    assert seen == {"stage": "all", "backend": "ray", "address": "head:6379", "threads": None}
+    assert build_parser().parse_args(["demo"]).backend == "local"

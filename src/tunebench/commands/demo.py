@@ -5,7 +5,8 @@ its own learning rate), then `tunebench analyze` on the finished runs (forgettin
 fine-tuning runs keep their weights for it: training.save_full_model in the plan), then the report.
 Re-running skips finished runs and runs already analysed. On the random `tiny` model the analysis is a
 plumbing check, and the report says so. `--plan study_cpu` runs the same steps on the real data with a real
-pretrained checkpoint (`make study-cpu`, about an hour): a worked example, not a plumbing check.
+pretrained checkpoint (`make study-cpu`, about an hour): a worked example, not a plumbing check; `--plan
+study_smollm2 --backend ray` does it on SmolLM2-135M with both CPU cores at once (`make study-smollm2`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-sanity", action="store_true", help="go straight to the study")
     p.add_argument("--skip-analysis", action="store_true",
                    help="no forgetting / spectrum analysis (tunebench analyze) before the report")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local (default): one run after another; ray: one run per GPU (or CPU core) of a Ray "
+                   "cluster, e.g. both cores of a laptop at once, one thread per run")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address, e.g. HEAD:6379 (default: start or join a local one)")
     p.set_defaults(func=_demo)
 
 
@@ -54,7 +60,7 @@ def _demo(args: argparse.Namespace) -> int:
     if not args.skip_sanity and not _sanity(plan):
         return 1
     _step(f"study: {args.plan} ({plan.name})")
-    results = run_plan(plan, "all", Options())
+    results = run_plan(plan, "all", Options(backend=args.backend, address=args.address))
     failed = [rid for st in results for rid, rec in st.results.items() if not rec or rec.get("status") != "ok"]
     results_dir = Path(args.output_dir) / plan.name
     tiny = plan.base.model.name == "tiny"
@@ -98,7 +104,8 @@ def _sanity(plan) -> bool:
 
     _step("sanity checks (the plan's model and data, both methods)")
     t = time.perf_counter()
-    cfg = with_overrides(plan.base, {"experiment": f"{plan.name}-sanity"})
+    # the checks run one at a time, so on every core whatever the plan gives each run (null: the default policy)
+    cfg = with_overrides(plan.base, {"experiment": f"{plan.name}-sanity", "training.cpu_threads": None})
     results = run_checks(cfg, ["sst2"], ["lora", "full"])
     print_table(results, time.perf_counter() - t)
     return all_passed(results)
