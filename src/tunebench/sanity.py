@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from tunebench.config import Config, with_overrides
 from tunebench.data.tasks import TaskSpec, get_task
@@ -412,15 +413,16 @@ def check_overfitting(cfg: Config, task: TaskSpec, n_examples: int = 32, max_ste
                       loss_target: float = 0.05, lr_multipliers: tuple[float, ...] = (10.0, 3.0, 1.0),
                       source: ModelSource | None = None) -> CheckResult:
     """Drive the loss on one fixed batch close to zero (Karpathy's "overfit one batch") at the method's learning
-    rate times 10, 3 or 1 (the first that works; a rate already tuned high can overshoot at 10x). A hand-written
-    loop over one batch: this probes the model, it is not training, and the Trainer adds nothing here."""
+    rate times 10, 3 or 1 (the first that works; a rate already tuned high can overshoot at 10x), through the
+    engine a run trains with (overfit_batch): a fault anywhere on the training path (the model, the method, the
+    collator, the labels the Trainer passes, the optimizer it builds) fails it."""
     tokenizer, base = _load(cfg, task, source)
     batch = _batch(cfg, task, tokenizer, n_examples)
     policy = _policy(cfg)
     tried = []
     for mult in lr_multipliers:
-        steps, loss, acc = overfit_batch(copy.deepcopy(base), cfg, task, batch, cfg.learning_rate * mult, max_steps,
-                                         loss_target, policy)
+        steps, loss, acc = overfit_batch(copy.deepcopy(base), cfg, task, tokenizer, batch, cfg.learning_rate * mult,
+                                         max_steps, loss_target, policy)
         if steps is not None:
             return CheckResult("overfitting", cfg.method, True,
                                f"loss {loss:.4f}, accuracy 100% after {steps} steps at lr {cfg.learning_rate * mult:g}")
@@ -429,40 +431,82 @@ def check_overfitting(cfg: Config, task: TaskSpec, n_examples: int = 32, max_ste
                  f"cannot overfit {n_examples} examples: training is broken (frozen head? lr? data?)")
 
 
-def overfit_batch(model, cfg: Config, task: TaskSpec, batch: dict, lr: float, max_steps: int,
+def overfit_config(cfg: Config, lr: float, n_examples: int, max_steps: int) -> Config:
+    """The run's config, made a probe of one batch: all `n_examples` in every step (no accumulation), at most
+    `max_steps` steps at a constant `lr` (no warm-up, no decay: the probe is "at this rate"), no validation,
+    checkpoint or early stopping inside. Everything else is the run's: optimizer, weight decay, gradient
+    clipping, precision, collator, Trainer class and switches."""
+    rate = "training.learning_rate" if cfg.method == "lora" else "training.full_finetune_learning_rate"
+    return with_overrides(cfg, {rate: lr, "training.per_device_train_batch_size": n_examples,
+                                "training.gradient_accumulation_steps": 1, "training.max_steps": max_steps,
+                                "training.eval_steps": max_steps + 1, "training.logging_steps": max_steps + 1,
+                                "training.warmup_ratio": 0.0, "training.lr_scheduler_type": "constant",
+                                "training.early_stopping_patience": None})
+
+
+def overfit_batch(model, cfg: Config, task: TaskSpec, tokenizer, batch: dict, lr: float, max_steps: int,
                   loss_target: float, policy: PrecisionPolicy | None = None) -> tuple[int | None, float, float]:
-    """Train `model` (before the method transform: the method and the precision policy are applied here) on one
-    batch: (steps to reach the target loss with 100% batch accuracy, or None; last loss; last accuracy)."""
+    """Train `model` (before the method transform: the method and the precision policy are applied here, seeded
+    as a run seeds them, dropout off) on one batch through the engine a run trains with (train.build_engine on
+    overfit_config's config): (steps to reach the target loss with 100% batch accuracy, or None; last loss; last
+    accuracy). Loss and accuracy are those of each step's own forward pass, before its update (OverfitWatch).
+    The process-wide torch settings the Trainer changes (deterministic algorithms) are restored afterwards."""
+    from tunebench.features import Split
+    from tunebench.train import build_engine, torch_settings_kept
+
+    policy = policy or _policy(cfg)
     torch.manual_seed(cfg.training.seed)
-    model = apply_method(model, cfg, task)
-    if policy is not None:
-        apply_policy(model, policy)
+    model = apply_policy(apply_method(model, cfg, task), policy)
     _disable_dropout(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = _overfit_optimizer(params, lr, policy)
-    model.train()
-    loss, acc = float("nan"), 0.0
-    for step in range(1, max_steps + 1):
-        out = _forward(model, batch, policy)
-        loss, acc = out.loss.item(), _batch_accuracy(out, batch)
-        if loss < loss_target and acc == 1.0:
-            return step, loss, acc
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        opt.step()
-    return None, loss, acc
+    features = batch_features(batch)
+    records = [] if task.is_qa else [{"label": f["labels"]} for f in features]
+    split = Split(records, features)
+    watch = OverfitWatch(model, loss_target)
+    try:
+        with tempfile.TemporaryDirectory(prefix="tunebench-overfit-") as tmp, torch_settings_kept():
+            engine = build_engine(overfit_config(cfg, lr, len(features), max_steps), task, tokenizer,
+                                  split.dataset(), split, Path(tmp), policy, device=_device_of(model).type,
+                                  callbacks=[watch], model=model)
+            engine.trainer.train()
+    finally:
+        watch.remove()
+    return watch.reached, watch.loss, watch.accuracy
 
 
-def _overfit_optimizer(params: list, lr: float, policy: PrecisionPolicy | None) -> torch.optim.Optimizer:
-    """AdamW, or under bf16-true the compensating AdamW the run would use (plain AdamW on bf16 weights loses
-    small updates to rounding)."""
-    from tunebench.precision import optimizer_cls_and_kwargs
+def batch_features(batch: dict) -> list[dict]:
+    """A collated batch (tensors of equal-length rows) back into features, as a split holds them."""
+    n = len(batch["input_ids"])
+    features = [{k: v[i].tolist() for k, v in batch.items()} for i in range(n)]
+    for f in features:
+        f["length"] = int(sum(f["attention_mask"]))
+    return features
 
-    chosen = optimizer_cls_and_kwargs(policy, lr, (0.9, 0.999), 1e-8, 0.0) if policy is not None else None
-    if chosen:
-        cls, kwargs = chosen
-        return cls(params, **kwargs)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+
+class OverfitWatch(TrainerCallback):
+    """The overfitting probe's eyes on the Trainer: a forward hook on the model reads each training step's own
+    forward pass (its loss and batch accuracy, before the step's update, as a hand-written loop reads them) and
+    the training stops at the end of the first step whose loss is under `loss_target` with 100% accuracy
+    (`reached`: that step). No evaluation or checkpoint: a probe writes nothing."""
+
+    def __init__(self, model: torch.nn.Module, loss_target: float):
+        self.loss_target = loss_target
+        self.loss, self.accuracy = float("nan"), 0.0
+        self.reached: int | None = None
+        self._hook = model.register_forward_hook(self._read, with_kwargs=True)
+
+    def _read(self, module, args, kwargs, out) -> None:
+        if module.training and getattr(out, "loss", None) is not None:
+            self.loss, self.accuracy = out.loss.item(), _batch_accuracy(out, kwargs)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        control.should_save = control.should_evaluate = False      # not even after the last step
+        if self.reached is None and self.loss < self.loss_target and self.accuracy == 1.0:
+            self.reached = state.global_step
+            control.should_training_stop = True
+        return control
+
+    def remove(self) -> None:
+        self._hook.remove()
 
 
 def _disable_dropout(model) -> None:
@@ -472,10 +516,11 @@ def _disable_dropout(model) -> None:
 
 
 def _batch_accuracy(out, batch: dict) -> float:
-    if "labels" in batch:
-        return (out.logits.argmax(-1).cpu() == batch["labels"]).float().mean().item()
-    hit = (out.start_logits.argmax(-1).cpu() == batch["start_positions"]) & \
-          (out.end_logits.argmax(-1).cpu() == batch["end_positions"])
+    """The share of the batch predicted right (the labels wherever the batch lies)."""
+    if batch.get("labels") is not None:
+        return (out.logits.argmax(-1).cpu() == batch["labels"].cpu()).float().mean().item()
+    hit = (out.start_logits.argmax(-1).cpu() == batch["start_positions"].cpu()) & \
+          (out.end_logits.argmax(-1).cpu() == batch["end_positions"].cpu())
     return hit.float().mean().item()
 
 

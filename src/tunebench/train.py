@@ -3,7 +3,9 @@
 model + method -> train (validation every eval_steps, best checkpoint restored) -> evaluate on validation,
 test (official dev) and a train subset (tunebench.evaluate) -> per-example predictions. The method is applied
 as a transform in `build_model`; nothing else branches on it except the learning rate each method has. The
-Trainer is built in one place, `build_trainer`, which the benchmark and the GPU check call too.
+engine (model under the precision policy, training arguments, collator, callbacks, Trainer) is assembled in one
+place, `build_engine`, which a run (`train_and_evaluate`), the benchmark's tunebench arm, the GPU check's
+measurements and the overfitting sanity check all call: change it and every one of them follows.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,6 +273,30 @@ class PeakMemory:
         return "cuda_max_allocated" if self.device == "cuda" else "cpu_peak_rss"
 
 
+@contextlib.contextmanager
+def torch_settings_kept():
+    """The process-wide settings a Trainer (or a run) changes, put back when the block ends: deterministic
+    algorithms (the Trainer's full_determinism switches them on for the whole process, with cuDNN's flags and
+    two environment variables) and torch's intra-op threads (set_cpu_threads). For callers that build engines
+    inside a longer process: the benchmark's runs, the overfitting probe."""
+    import os
+
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.get_num_threads(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    env = {k: os.environ.get(k) for k in ("CUDA_LAUNCH_BLOCKING", "CUBLAS_WORKSPACE_CONFIG")}
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.set_num_threads(saved[2])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[3], saved[4]
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 # ---------------------------------------------------------------- stopping on SIGINT / SIGTERM
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)   # Ctrl-C; what schedulers (Slurm, Kubernetes) send before a kill
@@ -384,13 +411,13 @@ def set_cpu_threads(cfg: Config, n_params: int, device: str) -> int | None:
     return threads
 
 
-def check_switches(cfg: Config, device: str) -> None:
+def check_switches(cfg: Config, device: str, policy: PrecisionPolicy | None = None) -> None:
     """The precision policy and each speed switch are accepted only where their package and device exist (one
-    clear line otherwise)."""
+    clear line otherwise). `policy`: the run's (default: the config's on `device`)."""
     import importlib.util
 
     t = cfg.training
-    check_supported(resolve_policy(cfg, device), device, t.optim)
+    check_supported(policy or resolve_policy(cfg, device), device, t.optim)
     if t.liger_kernels and importlib.util.find_spec("liger_kernel") is None:
         raise TunebenchError("training.liger_kernels=true needs the liger-kernel package (pip install liger-kernel)")
     if t.liger_kernels and device != "cuda":
@@ -419,9 +446,12 @@ CHECKPOINTING = ("activation_checkpointing" if "activation_checkpointing" in Tra
                  else "gradient_checkpointing")
 
 
-def build_training_args(cfg: Config, task: TaskSpec, output_dir: Path, device: str) -> TrainingArguments:
+def build_training_args(cfg: Config, task: TaskSpec, output_dir: Path, device: str,
+                        policy: PrecisionPolicy | None = None) -> TrainingArguments:
+    """The Trainer's arguments for this config and task. `policy`: the run's precision policy (default: the
+    config's on `device`); it decides bf16 autocast."""
     t = cfg.training
-    bf16 = resolve_policy(cfg, device).autocast      # bf16-mixed: autocast over fp32 weights
+    bf16 = (policy or resolve_policy(cfg, device)).autocast      # bf16-mixed: autocast over fp32 weights
     primary = "f1" if task.is_qa else task.primary_metric
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -500,6 +530,65 @@ def build_trainer(cfg: Config, task: TaskSpec, model: torch.nn.Module, args: Tra
     return trainer
 
 
+def build_collator(cfg: Config, tokenizer) -> DataCollatorWithPadding:
+    """The engine's collator: dynamic padding (to the longest example of the batch, rounded up to
+    training.pad_to_multiple_of)."""
+    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=cfg.training.pad_to_multiple_of)
+
+
+@dataclass
+class Engine:
+    """The training engine of one run, assembled and ready to train (what `build_engine` returns).
+
+    `trainer` holds the other pieces (its model, args and collator are these objects); they are kept here too
+    so that a caller reads them without reaching into the Trainer. Nothing has trained yet: the optimizer and
+    the scheduler are created by the Trainer when training starts (`trainer.create_optimizer_and_scheduler`
+    creates them without training, as the benchmark's raw loop does)."""
+
+    trainer: SequentialEvalTrainer      # build_trainer's: FastPathTrainer when training.trainer_fast_paths is on
+    model: torch.nn.Module              # the task model, method applied, in the policy's dtypes (trainer.model)
+    args: TrainingArguments             # build_training_args' (trainer.args)
+    collator: Callable                  # build_collator's, through `wrap_collator` when given (trainer.data_collator)
+    policy: PrecisionPolicy             # the run's precision policy, the object passed in
+    device: str                         # "cuda" | "cpu"
+
+
+def build_engine(cfg: Config, task: TaskSpec, tokenizer, train_dataset: Dataset, eval_split: Split,
+                 output_dir: Path, policy: PrecisionPolicy, *, device: str | None = None,
+                 callbacks: Sequence[TrainerCallback] = (), model: torch.nn.Module | None = None,
+                 wrap_collator: Callable[[Callable], Callable] | None = None) -> Engine:
+    """The one assembly of tunebench's training engine, from the resolved config, the task, the data and the
+    run's precision policy (built once by the caller: `resolve_policy(cfg, device)`). Every path that trains
+    tunebench's way calls it: a run (`train_and_evaluate`), the benchmark's tunebench arm and raw loop
+    (`bench.measure`), the GPU check's measurements (`bench.gpu_check.measure_training`) and the overfitting
+    sanity check (`sanity.overfit_batch`), so none of them can drift from what a run trains with.
+
+    In order:
+    1. the model: `build_model(cfg, task, tokenizer, device, policy)` (seed, load, method, precision policy),
+       unless `model` is given: one the caller built already -- by `build_model` (the GPU check builds it inside
+       a `torch.device` context, and needs its vocabulary before the data), or by the method transform on a
+       checkpoint loaded once (the sanity checks);
+    2. the training arguments: `build_training_args(cfg, task, output_dir, device, policy)` (checkpoints go
+       under `output_dir`);
+    3. the collator: `build_collator(cfg, tokenizer)`, passed through `wrap_collator` when given (the
+       benchmark records every batch);
+    4. the Trainer: `build_trainer` on `train_dataset`, validating on `eval_split`, with `callbacks` in this
+       order (early stopping appended when configured) and the optimizer the policy asks for.
+
+    `device` defaults to `resolve_device()`. Process-wide settings (CPU threads: `set_cpu_threads`) stay the
+    caller's; the Trainer itself seeds the RNGs (and, with training.deterministic, switches deterministic
+    algorithms on) when it is created, as it always does."""
+    device = device or resolve_device()
+    if model is None:
+        model = build_model(cfg, task, tokenizer, device, policy)
+    args = build_training_args(cfg, task, output_dir, device, policy)
+    collator = build_collator(cfg, tokenizer)
+    if wrap_collator is not None:
+        collator = wrap_collator(collator)
+    trainer = build_trainer(cfg, task, model, args, collator, train_dataset, eval_split, list(callbacks), policy)
+    return Engine(trainer, model, args, collator, policy, device)
+
+
 @dataclass
 class EngineResult:
     fields: dict[str, Any] = field(default_factory=dict)
@@ -507,24 +596,24 @@ class EngineResult:
 
 
 def train_and_evaluate(cfg: Config, run_dir: Path, tracker, resume: bool = True) -> EngineResult:
+    """One run: its task and precision policy resolved once, the engine built (build_engine), trained (resumed
+    from the newest complete checkpoint when `resume`), then evaluated on validation, test and a train subset."""
     task = get_task(cfg.task)
     device = resolve_device()
-    check_switches(cfg, device)
-    policy = resolve_policy(cfg, device)
+    policy = resolve_policy(cfg, device)          # the run's one policy: every piece below is handed this one
+    check_switches(cfg, device, policy)
     t_wall = time.perf_counter()
     tokenizer = load_tokenizer(cfg)
     splits = prepare_splits(cfg, task, tokenizer)
-    model = build_model(cfg, task, tokenizer, device, policy)
-    params = count_parameters(model)
-    threads = set_cpu_threads(cfg, params["total"], device)
 
     ckpt_dir = run_dir / "checkpoints"
-    args = build_training_args(cfg, task, ckpt_dir, device)
-    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=cfg.training.pad_to_multiple_of)
     stop = StopOnSignal()        # after CompleteCheckpointCallback: its on_save marks the checkpoint first
-    trainer = build_trainer(cfg, task, model, args, collator, splits["train"].dataset(), splits["validation"],
-                            [JsonlLogCallback(run_dir / "log.jsonl", tracker, t_wall), CompleteCheckpointCallback(),
-                             stop], policy)
+    engine = build_engine(cfg, task, tokenizer, splits["train"].dataset(), splits["validation"], ckpt_dir, policy,
+                          device=device, callbacks=[JsonlLogCallback(run_dir / "log.jsonl", tracker, t_wall),
+                                                    CompleteCheckpointCallback(), stop])
+    trainer, model, args = engine.trainer, engine.model, engine.args
+    params = count_parameters(model)
+    threads = set_cpu_threads(cfg, params["total"], device)
     last = resume_checkpoint(ckpt_dir) if resume else None     # the newest complete one (tunebench.checkpoints)
     resumed_from = step_of(last) or 0
     _trim_log(run_dir / "log.jsonl", resumed_from)

@@ -32,8 +32,8 @@ The model of parts 1-3 and 5-7 is the study's architecture (Sheared-LLaMA-1.3B's
 synthetic: random token ids (special ids excluded), full length, no padding, random labels; the task head is
 RTE's (2 labels). Precision: `bf16-mixed` (fp32 weights and optimizer state, bf16 autocast).
 
-Timing: each measurement builds a fresh model and Trainer (`train.build_training_args` + `train.build_trainer`,
-exactly as a run does, in-loop evaluation moved past the last step) and times only the steps after `warmup`
+Timing: each measurement builds a fresh model and engine (`train.build_engine`, the function a run's engine
+is built by, in-loop evaluation moved past the last step) and times only the steps after `warmup`
 of them: the clock is synchronized at the end of the last warm-up step and of the last timed step. Tokens/s
 counts every token (there is no padding); MFU follows `tunebench.bench.formulas` (PaLM: 6N + 12LdT per token for full
 fine-tuning, 4N_frozen + 6N_trainable + 12LdT for LoRA, over the dense bf16 peak of `PEAK_BF16_FLOPS`);
@@ -62,7 +62,10 @@ layers, 32 x 4-8 tokens, fp32): LoRA at lr 1e-3 reached loss < 0.05 with 100% ac
 fine-tuning at 1e-4 (and at 1e-3) in 2. The GPU check uses LoRA 1e-3 and full fine-tuning 1e-4 with a cap of
 40 steps, and tries 3e-4 / 3e-5 when the first rate misses (a 24-layer model may overshoot at the first);
 the smoke shape (hidden 64) needs 1e-2 / 3e-3 (6-7 steps). These rates probe the model; they are not the
-study's learning rates.
+study's learning rates. The probe trains through the engine a run builds (`sanity.overfit_batch`:
+`train.build_engine` at a constant rate, with the run's optimizer and gradient clipping); the study-width
+figures above were measured with the hand-written loop it replaced, the smoke shape's again through the engine
+(6 steps each).
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import DataCollatorWithPadding, TrainerCallback
+from transformers import TrainerCallback
 
 from tunebench.bench import child
 from tunebench.bench.formulas import BatchStats, format_bytes, train_flops
@@ -478,7 +481,7 @@ def measure_training(cfg: Config, task: TaskSpec, tokenizer, device: str, *, bat
     from tunebench.bench.measure import flop_params_of, isolated_run
     from tunebench.features import Split
     from tunebench.precision import ComputeDtypeProbe, measured_precision, resolve_policy
-    from tunebench.train import build_trainer, build_training_args, set_cpu_threads
+    from tunebench.train import build_engine, set_cpu_threads
 
     length = cfg.model.max_length
     steps = warmup + timed + (1 if profile else 0)
@@ -494,12 +497,11 @@ def measure_training(cfg: Config, task: TaskSpec, tokenizer, device: str, *, bat
         params = flop_params_of(model)
         feats = synthetic_features(batch * steps, length, model.config.vocab_size, special_ids_floor(tokenizer),
                                    task.num_labels, seed)
-        args = build_training_args(tcfg, task, workdir, device)
-        collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=tcfg.training.pad_to_multiple_of)
         clock = WindowClock(device, mem, warmup, timed, profile)
         eval_split = Split([{"label": f["labels"]} for f in feats[:2]], feats[:2])
-        trainer = build_trainer(tcfg, task, model, args, collator, Split([], feats).dataset(), eval_split, [clock],
-                                policy)
+        # the engine a run builds (train.build_engine), around the model built above on the device
+        trainer = build_engine(tcfg, task, tokenizer, Split([], feats).dataset(), eval_split, workdir, policy,
+                               device=device, callbacks=[clock], model=model).trainer
         probe = ComputeDtypeProbe(model)
         try:
             trainer.train()
@@ -925,7 +927,8 @@ class GpuCheck:
                 break
             base = load_base_on_device(mcfg, self.task, self.tokenizer, self.device, self.policy)
             t0 = time.perf_counter()
-            steps, loss, acc = overfit_batch(base, mcfg, self.task, batch, lr, cap, m.loss_target, self.policy)
+            steps, loss, acc = overfit_batch(base, mcfg, self.task, self.tokenizer, batch, lr, cap, m.loss_target,
+                                             self.policy)
             del base
             free_memory()
             attempts.append({"lr": lr, "max_steps": cap, "steps": steps, "loss": loss, "accuracy": acc,

@@ -11,8 +11,9 @@ Noise: a warm-up round of every baseline on other examples is discarded, then `r
 order alternating (forward, reversed, ...) and each baseline's median is reported. Global torch settings a
 baseline changes (deterministic algorithms, threads) are restored after it, so none leaks into the next.
 
-A client of the engine: tunebench's path is the engine's own Trainer (train.build_trainer), and this module
-uses only public names of tunebench.train, tunebench.evaluate and tunebench.system.
+A client of the engine: tunebench's path is the engine a run trains with, assembled by the same function
+(train.build_engine, from the same config), and this module uses only public names of tunebench.train,
+tunebench.evaluate and tunebench.system.
 """
 
 from __future__ import annotations
@@ -65,15 +66,17 @@ from tunebench.tracking import NullTracker
 from tunebench.train import (
     CHECKPOINTING,
     DEFAULT_THREADS,
+    Engine,
     JsonlLogCallback,
     PeakMemory,
+    build_collator,
+    build_engine,
     build_model,
-    build_trainer,
-    build_training_args,
     check_switches,
     policy_optimizer,
     prepare_splits,
     set_cpu_threads,
+    torch_settings_kept,
     train_and_evaluate,
 )
 
@@ -221,27 +224,15 @@ class RunMemory:
 @contextlib.contextmanager
 def isolated_run(device: str) -> Iterator[RunMemory]:
     """Measure one run's memory (RunMemory) and restore the global torch settings it changes (the Trainer's
-    full_determinism switches deterministic algorithms on for the whole process)."""
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.get_num_threads(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    env = {k: os.environ.get(k) for k in ("CUDA_LAUNCH_BLOCKING", "CUBLAS_WORKSPACE_CONFIG")}
-    gc.collect()
-    _malloc_trim()
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    mem = RunMemory(device)
-    try:
+    full_determinism switches deterministic algorithms on for the whole process: train.torch_settings_kept)."""
+    with torch_settings_kept():
+        gc.collect()
+        _malloc_trim()
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        mem = RunMemory(device)
         with mem.sampler:
             yield mem
-    finally:
-        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-        torch.set_num_threads(saved[2])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[3], saved[4]
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _rss() -> int:
@@ -317,25 +308,28 @@ def tunebench_config(cfg: Config, steps: int) -> Config:
     return with_overrides(cfg, {"training.max_steps": steps, "training.eval_steps": steps + 1})
 
 
-def build_tunebench_trainer(cfg: Config, data: BenchData, features: list[dict], out_dir: Path, device: str,
-                            model: torch.nn.Module, collator: Callable, extra: list[TrainerCallback]) -> Trainer:
-    """The Trainer train.train_and_evaluate runs (train.build_trainer: args, optimizer, callbacks, eval sampler)."""
-    args = build_training_args(cfg, data.task, out_dir, device)
+def build_tunebench_engine(cfg: Config, data: BenchData, features: list[dict], out_dir: Path, device: str,
+                           extra: list[TrainerCallback], wrap_collator: Callable[[Callable], Callable] | None = None
+                           ) -> Engine:
+    """The engine train.train_and_evaluate runs, built by the same function (train.build_engine: model, args,
+    collator, optimizer, callbacks, eval sampler) from `cfg` (tunebench_config's) under its precision policy,
+    on `features`; the JSON-lines log callback first, as in a run, then `extra`."""
     callbacks: list[TrainerCallback] = [JsonlLogCallback(out_dir / "log.jsonl", NullTracker(), time.perf_counter())]
-    return build_trainer(cfg, data.task, model, args, collator, to_dataset(features), data.eval_split,
-                         callbacks + extra, resolve_policy(cfg, device))
+    return build_engine(cfg, data.task, data.tokenizer, to_dataset(features), data.eval_split, out_dir,
+                        resolve_policy(cfg, device), device=device, callbacks=callbacks + extra,
+                        wrap_collator=wrap_collator)
 
 
 def run_tunebench(cfg: Config, data: BenchData, features: list[dict], out_dir: Path, device: str,
                   repeat: int, steps: int) -> RunOutput:
     tcfg = tunebench_config(cfg, steps)
     with isolated_run(device) as mem:
-        model = build_model(tcfg, data.task, data.tokenizer, device)
-        collator = DataCollatorWithPadding(data.tokenizer, pad_to_multiple_of=tcfg.training.pad_to_multiple_of)
-        rec, clock = RecordingCollator(collator, n_batches(cfg, features), keep=True), StepClock(device, mem)
-        trainer = build_tunebench_trainer(tcfg, data, features, out_dir, device, model, rec, [clock])
-        timing = _timed_train(trainer, clock, rec, "tunebench", cfg, repeat)
-    return RunOutput(replace(timing, peak_mem_bytes=mem.peak_bytes), trainer, rec.batches)
+        clock = StepClock(device, mem)
+        engine = build_tunebench_engine(tcfg, data, features, out_dir, device, [clock], wrap_collator=lambda c:
+                                        RecordingCollator(c, n_batches(cfg, features), keep=True))
+        rec = engine.collator
+        timing = _timed_train(engine.trainer, clock, rec, "tunebench", cfg, repeat)
+    return RunOutput(replace(timing, peak_mem_bytes=mem.peak_bytes), engine.trainer, rec.batches)
 
 
 def run_raw(cfg: Config, data: BenchData, batches: list[dict], out_dir: Path, device: str,
@@ -345,8 +339,9 @@ def run_raw(cfg: Config, data: BenchData, batches: list[dict], out_dir: Path, de
     tcfg = tunebench_config(cfg, steps)
     ga = cfg.training.gradient_accumulation_steps
     with isolated_run(device) as mem:
-        model = build_model(tcfg, data.task, data.tokenizer, device)
-        trainer = build_tunebench_trainer(tcfg, data, [], out_dir, device, model, default_data_collator, [])
+        engine = build_tunebench_engine(tcfg, data, [], out_dir, device, [],   # batches built already: no collation
+                                        wrap_collator=lambda _: default_data_collator)
+        model, trainer = engine.model, engine.trainer
         trainer.create_optimizer_and_scheduler(num_training_steps=steps)
         fwd = prepare_raw_model(model, trainer.args)
         cpu0 = time.process_time()
@@ -474,7 +469,7 @@ def build_grouped_batches(cfg: Config, data: BenchData, features: list[dict], st
     gen = torch.Generator().manual_seed(cfg.training.seed)
     order = get_length_grouped_indices(lengths, bs, generator=gen) if cfg.training.group_by_length \
         else torch.randperm(len(features), generator=gen).tolist()
-    collate = DataCollatorWithPadding(data.tokenizer, pad_to_multiple_of=cfg.training.pad_to_multiple_of)
+    collate = build_collator(cfg, data.tokenizer)               # the engine's collator
     cols = model_columns(features)
     batches = []
     for i in range(0, len(order), bs):
