@@ -27,11 +27,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # foundations, importing nothing of tunebench: the package's __version__, the one error type, atomic file
     # writes and log reading, the findings rules (pure, values in)
     ("tunebench", "errors", "io", "findings"),
+    # the task table: every fact about each task, the one list of task names (the config validates against it)
+    ("tasks",),
     # the typed schema every stage reads
     ("config",),
-    # what stands on the config alone: the task table and data sources, the precision policy, checkpoints,
-    # tracking, the run-folder contract (results), the process and machine (system: errors as lines, memory,
-    # environment, locks) and the FLOPs convention with the peak table (flops), shared by plan and bench
+    # what stands on the config alone: the data sources (re-exporting the task table), the precision policy,
+    # checkpoints, tracking, the run-folder contract (results), the process and machine (system: errors as lines,
+    # memory, environment, locks) and the FLOPs convention with the peak table (flops), shared by plan and bench
     ("data", "precision", "checkpoints", "tracking", "results", "system", "flops"),
     # model + method: records encoded into features, the model, LoRA or full, the pure metrics
     ("features", "model", "methods", "metrics"),
@@ -46,7 +48,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("runner",),
     # many runs: a plan's grid, its costs (flops) and its execution (through the runner)
     ("plan",),
-    # the report over the results (it selects as a plan does: plan.select.rank_key, and reads analysis files)
+    # the report over the results (it selects as a plan does: plan.select.setting_rank, and reads analysis files)
     ("report",),
     # the benchmark and the GPU check: they measure the engine, run runs, plans' estimates and reports
     ("bench",),

@@ -10,17 +10,28 @@ import copy
 import math
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, field_validator, model_validator
 
 from tunebench.errors import TunebenchError
+from tunebench.tasks import TASKS, get_task
 
-# The one list of task and method names (tunebench.data.tasks.TASKS holds each task's entry, in this order).
-TaskName = Literal["sst2", "mrpc", "rte", "squad_v2"]
+
+def _known_task(value: Any) -> str:
+    """A task name of the task table (tunebench.tasks.TASKS), looked up when validating, so a task added to the
+    table is valid everywhere at once. Worded as error_message words a Literal: `allowed: 'sst2', ... or 'squad_v2'`."""
+    if isinstance(value, str) and value in TASKS:
+        return value
+    names = [repr(name) for name in TASKS]
+    expected = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    raise ValueError(f"allowed: {expected}")
+
+
+# The task names are the task table's (tunebench.tasks); the one list of method names is here.
+TaskName = Annotated[str, PlainValidator(_known_task)]
 Method = Literal["lora", "full"]
-TASK_NAMES: tuple[str, ...] = get_args(TaskName)
 METHODS: tuple[str, ...] = get_args(Method)
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -198,7 +209,7 @@ class Config(_Strict):
         must be below the window: at or above an example's context budget (max_length less the question and
         special tokens) every window would advance by one token (348 windows for a 448-token context at
         max_length 128). Only QA encodes windows; tunebench.features checks each example's own budget."""
-        if self.task == "squad_v2" and self.qa.doc_stride >= self.model.max_length:
+        if get_task(self.task).is_qa and self.qa.doc_stride >= self.model.max_length:
             raise ValueError(f"qa.doc_stride = {self.qa.doc_stride} must be below model.max_length = "
                              f"{self.model.max_length} (the overlap between windows of a long context)")
         return self

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from tunebench.commands._common import add_config_args, add_list_option, config_from_args, table_console
-from tunebench.config import METHODS, TASK_NAMES, with_overrides
+from tunebench.config import METHODS, with_overrides
+from tunebench.tasks import task_names
 
 # tunebench.bench.BASELINES, spelled here so that building the CLI parser imports no torch.
 BASELINES = ("original", "trainer", "raw", "tunebench")
@@ -21,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(GPU) and tunebench's speed-up over each. Writes JSON (--out).",
     )
     p.add_argument("--model", help="model (sets model.name): hub id, local folder, or tiny")
-    p.add_argument("--task", choices=TASK_NAMES, help="task (sets task; default: the config's)")
+    p.add_argument("--task", choices=task_names(), help="task (sets task; default: the config's)")
     add_list_option(p, "--methods", choices=METHODS, default=list(METHODS), metavar="METHOD",
                     help="lora and/or full (default: both)")
     add_list_option(p, "--baselines", choices=BASELINES, default=list(BASELINES), metavar="NAME",

@@ -25,6 +25,7 @@ from tunebench.data.summary import summarize_split, token_lengths
 from tunebench.data.tasks import TASKS, get_task
 from tunebench.data.validate import Finding, count_errors, worst_level
 from tunebench.errors import TunebenchError
+from tunebench.tasks import qa_task_names
 
 STYLE = {"ok": "green", "warning": "yellow", "error": "bold red"}
 
@@ -34,11 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = p.add_subparsers(dest="data_verb", metavar="ACTION", required=True)
 
     imp = verbs.add_parser("import", help="read the official GLUE TSV / SQuAD v2 JSON files into the data cache")
+    glue_folders = ", ".join(f"{s.raw_dir}/" for s in TASKS.values() if not s.is_qa)
     imp.add_argument("--glue-dir", metavar="DIR",
-                     help="folder with SST-2/, MRPC/, RTE/ (train.tsv, dev.tsv); default data.glue_dir")
+                     help=f"folder with {glue_folders} (train.tsv, dev.tsv); default data.glue_dir")
     imp.add_argument("--squad-dir", metavar="DIR",
                      help="folder with train-v2.0[.partial].json and dev-v2.0.json; default data.squad_dir")
-    _add_tasks(imp, "default: the GLUE tasks found in the GLUE folder, squad_v2 when a SQuAD folder is given")
+    _add_tasks(imp, f"default: the GLUE tasks found in the GLUE folder, {' and '.join(qa_task_names())} when a "
+                    "SQuAD folder is given")
     imp.set_defaults(func=_import)
 
     dl = verbs.add_parser("download", help="fetch the tasks from the Hugging Face hub into the data cache")
@@ -98,7 +101,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def default_import_tasks(glue_dir: str | None, squad_dir: str | None) -> list[str]:
-    """The GLUE tasks whose folder is in glue_dir, and squad_v2 when a SQuAD folder is given."""
+    """The GLUE tasks whose folder is in glue_dir, and the QA task (squad_v2) when a SQuAD folder is given."""
     if not glue_dir and not squad_dir:
         raise TunebenchError("data import: give --glue-dir DIR and/or --squad-dir DIR "
                              "(or set data.glue_dir / data.squad_dir)")
@@ -109,7 +112,7 @@ def default_import_tasks(glue_dir: str | None, squad_dir: str | None) -> list[st
         if not tasks:
             folders = ", ".join(f"{s.raw_dir}/" for s in glue)
             raise TunebenchError(f"{glue_dir}: no GLUE task folder in it (expected {folders})")
-    return tasks + (["squad_v2"] if squad_dir else [])
+    return tasks + (list(qa_task_names()) if squad_dir else [])
 
 
 def _download(args: argparse.Namespace) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from tunebench.commands._common import add_config_args, add_list_option, config_from_args, table_console
-from tunebench.config import METHODS, TASK_NAMES
+from tunebench.config import METHODS
 from tunebench.plan.expand import expand_runs
+from tunebench.tasks import task_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train and evaluate every combination of --tasks, --methods and --seeds, each into "
         "<output_dir>/<experiment>/<run_id>/, then print a table of results.",
     )
-    add_list_option(p, "--tasks", choices=TASK_NAMES, metavar="TASK",
-                    help=f"tasks to run (default: the config's task); choices: {' '.join(TASK_NAMES)}")
+    add_list_option(p, "--tasks", choices=task_names(), metavar="TASK",
+                    help=f"tasks to run (default: the config's task); choices: {' '.join(task_names())}")
     add_list_option(p, "--methods", choices=METHODS, metavar="METHOD",
                     help="lora and/or full (default: the config's method)")
     add_list_option(p, "--seeds", convert=int, metavar="SEED", help="training seeds (default: training.seed)")

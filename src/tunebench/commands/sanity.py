@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from tunebench.commands._common import add_config_args, add_list_option, config_from_args, table_console
-from tunebench.config import METHODS, TASK_NAMES, with_overrides
+from tunebench.config import METHODS, with_overrides
+from tunebench.tasks import task_names
 
 # The names of tunebench.sanity.CHECKS, spelled here so that building the CLI parser imports no torch/peft
 # (tests/test_sanity.py checks they agree).
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "reproducibility. Prints a table, writes <output_dir>/<experiment>/sanity.json, exits 1 if any fails.",
     )
     p.add_argument("--model", help="model to check (sets model.name): hub id, local folder, or tiny")
-    add_list_option(p, "--tasks", choices=TASK_NAMES, metavar="TASK", help="tasks (default: the config's)")
+    add_list_option(p, "--tasks", choices=task_names(), metavar="TASK", help="tasks (default: the config's)")
     add_list_option(p, "--methods", choices=METHODS, default=list(METHODS), metavar="METHOD",
                     help="lora and/or full (default: both)")
     add_list_option(p, "--checks", choices=CHECKS, default=list(CHECKS), metavar="CHECK",

@@ -18,6 +18,7 @@ from tunebench.commands._common import add_config_args, config_from_args
 from tunebench.data.tasks import TaskSpec, get_task
 from tunebench.errors import TunebenchError
 from tunebench.metrics.squad import missing_prediction_ids, squad_v2_scores
+from tunebench.tasks import task_names
 
 _SHOW_IDS = 3  # ids quoted in an error or warning line
 
@@ -29,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "metrics as JSON. SQuAD v2: {question_id: answer} with \"\" for no answer, official SQuAD 2.0 metrics. "
         "GLUE: {idx: label} with the label id or name.",
     )
-    p.add_argument("--task", required=True, help="sst2, mrpc, rte or squad_v2")
+    names = task_names()
+    p.add_argument("--task", required=True, help=f"{', '.join(names[:-1])} or {names[-1]}")
     p.add_argument("--predictions", required=True, metavar="PRED.json", help="predictions in the official format")
     add_config_args(p)
     p.set_defaults(func=_score)

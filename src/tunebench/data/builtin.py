@@ -336,6 +336,9 @@ def dedupe_key(task: str, record: dict) -> Hashable:
 def generate(task: str, n: int, seed: int, exclude: Collection[Hashable] = ()) -> list[dict]:
     """n canonical records, deterministic for (task, n, seed); no key repeats or appears in `exclude`."""
     spec = get_task(task)
+    if not spec.is_qa and task not in _MAKERS:   # synthetic data is code per task, not a table entry
+        raise TunebenchError(f"builtin {task}: no synthetic generator for this task (tunebench.data.builtin); "
+                             "use data.source=local or hub")
     rng = random.Random(seed)
     seen = set(exclude)
     records: list[dict] = []

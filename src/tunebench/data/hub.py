@@ -1,4 +1,5 @@
-"""`data download`: the tasks from the Hugging Face hub (nyu-mll/glue sst2/mrpc/rte, rajpurkar/squad_v2).
+"""`data download`: the tasks from the Hugging Face hub (nyu-mll/glue sst2/mrpc/rte, rajpurkar/squad_v2: each
+task's hub_id, hub_config and hub_text_fields in the task table, tunebench.tasks).
 
 Without network `datasets` retries for about half a minute per file before failing, so we first probe the
 endpoint with a short TCP connect and fail in seconds with a pointer to `tunebench data import`. Set
@@ -18,7 +19,6 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 PROBE_TIMEOUT_S = 5.0
 # the hub's GLUE "validation" is the official dev split = our test split (GLUE test labels are hidden)
 HUB_SPLITS = {"train": "train", "test": "validation"}
-HUB_TEXT_FIELDS = {"sst2": ("sentence",), "mrpc": ("sentence1", "sentence2"), "rte": ("sentence1", "sentence2")}
 OFFLINE_HINT = ("download where there is network, or get the official files and run "
                 "`tunebench data import --glue-dir DIR --squad-dir DIR`")
 
@@ -78,7 +78,9 @@ def convert_hub_split(spec: TaskSpec, dataset, where: str) -> list[dict]:
     names = tuple(getattr(label_feature, "names", ()) or ())
     if names != spec.label_names:
         raise TunebenchError(f"{where}: hub label names {names} differ from {spec.label_names}")
-    fields = HUB_TEXT_FIELDS[spec.name]
+    fields = spec.hub_text_fields
+    if not fields:
+        raise TunebenchError(f"{where}: the task table names no hub_text_fields for {spec.name} (tunebench.tasks)")
     records = []
     for row in dataset:
         if row["label"] not in range(spec.num_labels):

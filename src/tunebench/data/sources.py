@@ -99,7 +99,13 @@ def save_prepared(data_dir: str | Path, prepared: PreparedTask) -> Path:
 def import_local(data_dir: str | Path, tasks: list[str], glue_dir: str | None,
                  squad_dir: str | None) -> list[PreparedTask]:
     """Read and check every task first, then write: any bad input leaves the cache untouched."""
-    prepared = [read_local_task(get_task(t), glue_dir, squad_dir) for t in tasks]
+    return import_specs(data_dir, [get_task(t) for t in tasks], glue_dir, squad_dir)
+
+
+def import_specs(data_dir: str | Path, specs: list[TaskSpec], glue_dir: str | None,
+                 squad_dir: str | None) -> list[PreparedTask]:
+    """import_local for tasks already looked up."""
+    prepared = [read_local_task(spec, glue_dir, squad_dir) for spec in specs]
     for p in prepared:
         save_prepared(data_dir, p)
     return prepared
@@ -137,13 +143,12 @@ def can_auto_import(cfg: Config, spec: TaskSpec) -> bool:
     return cfg.data.source == "local" and bool(cfg.data.squad_dir if spec.is_qa else cfg.data.glue_dir)
 
 
-def load_cached_task(cfg: Config, task: str) -> CachedTask:
-    """The official train and test records of `task` from the configured source (no split protocol yet)."""
-    spec = get_task(task)
+def load_cached_task(cfg: Config, spec: TaskSpec) -> CachedTask:
+    """The official train and test records of the task from the configured source (no split protocol yet)."""
     if cfg.data.source == "builtin":
         return builtin_task(spec, cfg.data)
     if not manifest_path(cfg.data.dir, spec.name).is_file() and can_auto_import(cfg, spec):
-        import_local(cfg.data.dir, [spec.name], cfg.data.glue_dir, cfg.data.squad_dir)
+        import_specs(cfg.data.dir, [spec], cfg.data.glue_dir, cfg.data.squad_dir)
     return read_task_cache(cfg.data.dir, spec.name, recovery_hint(cfg, spec))
 
 
@@ -163,8 +168,12 @@ def available_tasks(cfg: Config) -> list[str]:
 def load_split_records(cfg: Config, task: str | None = None) -> tuple[CachedTask, dict[str, list[dict]]]:
     """The cached task and its train / validation / test records after the split protocol; `cached.carve`
     records how validation was carved (grouping, and for SQuAD both sides' unanswerable shares)."""
-    spec = get_task(task or cfg.task)
-    cached = load_cached_task(cfg, spec.name)
+    return split_records(cfg, get_task(task or cfg.task))
+
+
+def split_records(cfg: Config, spec: TaskSpec) -> tuple[CachedTask, dict[str, list[dict]]]:
+    """load_split_records for a task already looked up."""
+    cached = load_cached_task(cfg, spec)
     splits, cached.carve = build_splits_recorded(cached.train, cached.test, spec, cfg.data)
     return cached, splits
 
@@ -172,7 +181,7 @@ def load_split_records(cfg: Config, task: str | None = None) -> tuple[CachedTask
 def load_task_splits(cfg: Config, task: str | None = None) -> DatasetDict:
     """DatasetDict with "train", "validation", "test" of canonical records (task defaults to cfg.task)."""
     spec = get_task(task or cfg.task)
-    _, splits = load_split_records(cfg, spec.name)
+    _, splits = split_records(cfg, spec)
     return to_dataset_dict(spec, splits)
 
 
@@ -202,7 +211,7 @@ def validate_loaded_task(cfg: Config, task: str):
     from tunebench.data.validate import validate_task
 
     spec = get_task(task)
-    cached, splits = load_split_records(cfg, task)
+    cached, splits = split_records(cfg, spec)
     rows = {"train": len(cached.train), "test": len(cached.test)}
     findings = validate_task(spec, rows, splits, expected_rows(cfg, spec), cached.manifest, cfg.data, cached.carve)
     return findings, cached, splits

@@ -14,6 +14,8 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from tunebench.data.tasks import get_task
 
+CLASSIFICATION_METRICS = ("accuracy", "f1", "macro_f1")   # what a classification task's `metrics` may name
+
 
 def classification_metrics(task: str, labels: Sequence[int], predictions: Sequence[int]) -> dict[str, float]:
     """Metrics named as in the task table (`TaskSpec.metrics`), e.g. {"accuracy": 0.91, "macro_f1": 0.90}.
@@ -24,6 +26,10 @@ def classification_metrics(task: str, labels: Sequence[int], predictions: Sequen
     spec = get_task(task)
     if spec.is_qa:
         raise ValueError(f"{task} is not a classification task")
+    unknown = [name for name in spec.metrics if name not in CLASSIFICATION_METRICS]
+    if unknown:   # a task table entry may name only the metrics computed here
+        raise ValueError(f"{task}: metric {unknown[0]!r} is not computed here "
+                         f"(known: {', '.join(CLASSIFICATION_METRICS)})")
     if len(labels) != len(predictions):
         raise ValueError(f"{len(labels)} labels but {len(predictions)} predictions")
     if len(labels) == 0:

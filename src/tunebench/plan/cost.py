@@ -5,7 +5,8 @@ samples the builtin generator, `load_measured` reads a `tunebench bench --gpu-ch
 
 Conventions (stated in `tunebench plan show` too):
 - Tokens = training examples x epochs x mean tokens per example (or max_steps x batch x accumulation x mean
-  tokens when max_steps > 0), one device. Mean tokens per example: for the official data, the table below;
+  tokens when max_steps > 0), one device. Mean tokens per example: for the official data, the task table's
+  `mean_tokens` (tunebench.tasks; MEAN_TOKENS_PER_EXAMPLE below reads it);
   for the builtin tasks, measured on 200 generated examples (whitespace words, which the tiny word-level
   tokenizer maps one to one; x 1.35 for a real tokenizer) plus special tokens. Capped at model.max_length.
   Non-padding tokens: length-grouped batches waste little, and the waste is not counted. Evaluation is not
@@ -42,15 +43,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunebench.config import Config, DataConfig, LoraConfig, ModelConfig
-from tunebench.data.tasks import get_task
 from tunebench.errors import TunebenchError
 from tunebench.flops import FlopParams, attention_flops_per_token, peak_flops, train_flops_per_token
+from tunebench.tasks import TaskColumn, get_task
 
-# Mean tokens per training example under the LLaMA tokenizer, including the 2-3 special tokens: mean words
-# per example in the official train files (SQuAD: the dev file, context + question) x 1.35 tokens per word
-# (SentencePiece LLaMA on English; chars / 4 gives the same within 10%). Words: SST-2 9.4, MRPC 43.9 (both
-# sentences), RTE 52.4, SQuAD v2 137.9.
-MEAN_TOKENS_PER_EXAMPLE = {"sst2": 15, "mrpc": 62, "rte": 77, "squad_v2": 200}
+# Mean tokens per training example under the LLaMA tokenizer, including the 2-3 special tokens, by task: the task
+# table's `mean_tokens` (tunebench.tasks, where their derivation is), read live (sst2 15, mrpc 62, rte 77,
+# squad_v2 200).
+MEAN_TOKENS_PER_EXAMPLE = TaskColumn("mean_tokens")
 TOKENS_PER_WORD = 1.35
 BUILTIN_SAMPLE = 200
 
@@ -178,13 +178,13 @@ def train_examples(task: str, data: DataConfig) -> int:
 
 
 def mean_tokens(cfg: Config, per_example: float | None = None) -> float:
-    """Mean tokens per training example (`per_example`, default the official-data table), capped at
+    """Mean tokens per training example (`per_example`, default the task table's official-data mean_tokens), capped at
     model.max_length: the tokens of a run per example, and the T of the attention FLOPs."""
-    return min(per_example if per_example is not None else MEAN_TOKENS_PER_EXAMPLE[cfg.task], cfg.model.max_length)
+    return min(per_example if per_example is not None else get_task(cfg.task).mean_tokens, cfg.model.max_length)
 
 
 def train_tokens(cfg: Config, per_example: float | None = None) -> int:
-    """Training tokens of a run; `per_example` defaults to the official-data table."""
+    """Training tokens of a run; `per_example` defaults to the task table's official-data mean_tokens."""
     t = cfg.training
     mean = mean_tokens(cfg, per_example)
     if t.max_steps > 0:
@@ -358,9 +358,9 @@ def _tiny_vocab() -> int | None:
 
 
 def tokens_per_example(cfg: Config) -> float:
-    """Mean training tokens per example: measured for the builtin tasks, the table for official data."""
+    """Mean training tokens per example: measured for the builtin tasks, the task table's for official data."""
     if cfg.data.source != "builtin":
-        return float(MEAN_TOKENS_PER_EXAMPLE[cfg.task])
+        return float(get_task(cfg.task).mean_tokens)
     words, specials = builtin_mean_words(cfg.task)
     return words * (1.0 if cfg.model.name == "tiny" else TOKENS_PER_WORD) + specials
 

@@ -13,13 +13,19 @@ the final stage's test numbers are not chosen on themselves. Every primary metri
 (accuracy, F1). A candidate counts only when every one of its sweep runs is ok (a setting that diverged on
 one seed is not a setting to recommend); its value is the mean over its seeds. Ties go to more seeds, then
 to the lower learning rate, then to the grid point that sorts first as JSON -- deterministic on every machine.
-`rank_key` is this rule's one home: the report ranks its settings with it too (tunebench.report.select).
+
+`setting_rank` is this rule's one home (with `rank_key`, its order among settings whose seeds all count): the
+report ranks its settings with it too when no selection.json names one (tunebench.report.select), so both pick
+the same setting from the same runs. A setting with a seed that failed -- not ok, or without a finite validation
+value -- ranks after every setting whose seeds all count, whatever its other seeds scored: the mean of the seeds
+that survived flatters a setting that diverges. The plan never chooses such a setting (unresolved when no other
+is left); the report, which must show something, falls back to it only when every setting has one, and says so.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tunebench.data.tasks import get_task
@@ -56,7 +62,7 @@ def select_candidate(task: str, candidates: list[list[dict]]) -> dict[str, Any]:
 def summarize_candidate(runs: list[dict]) -> dict[str, Any]:
     runs = sorted(runs, key=lambda r: (r.get("seed") is None, r.get("seed")))
     values = [validation_value(r) for r in runs]
-    ok = all(v is not None for v in values) and bool(values)
+    ok = complete(values)
     return {
         "overrides": runs[0].get("overrides") or {},
         "learning_rate": runs[0].get("learning_rate"),
@@ -87,10 +93,24 @@ def rank_key(value: float | None, n_seeds: int, learning_rate: float | None, tie
             tiebreak)
 
 
+def complete(values: Sequence[float | None]) -> bool:
+    """Whether every seed of a setting counts (setting_rank ranks it among the first)."""
+    return bool(values) and all(v is not None for v in values)
+
+
+def setting_rank(values: Sequence[float | None], learning_rate: float | None, tiebreak: str) -> tuple:
+    """The selection rule for one setting, smallest first, the plan's and the report's: `values` holds one entry
+    per seed the setting ran, its validation value, None for a seed that does not count (its run is not ok, or
+    has no finite value). First every setting whose seeds all count, then the rest; within each, rank_key on the
+    mean of the seeds that count (fsum: the same whatever order the seeds finished in) and their number."""
+    counted = [v for v in values if v is not None]
+    mean = math.fsum(counted) / len(counted) if counted else None
+    return (not complete(values), *rank_key(mean, len(counted), learning_rate, tiebreak))
+
+
 def candidate_rank(candidate: dict) -> tuple:
-    """rank_key of a summarized candidate; its grid point as JSON breaks the last ties."""
-    return rank_key(candidate["validation_value"], len(candidate["seeds"]), candidate["learning_rate"],
-                    setting_key(candidate["overrides"]))
+    """setting_rank of a summarized candidate; its grid point as JSON breaks the last ties."""
+    return setting_rank(candidate["values"], candidate["learning_rate"], setting_key(candidate["overrides"]))
 
 
 def _reason(result: dict) -> str:

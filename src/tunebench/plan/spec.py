@@ -7,7 +7,7 @@
       training.num_train_epochs: 3
     task_overrides:                  # optional: dotted keys for one task's runs only (on top of `overrides`)
       squad_v2: {training.max_steps: 600}
-    tasks: [sst2, mrpc, rte, squad_v2]   # default: all four
+    tasks: [sst2, mrpc, rte, squad_v2]   # default: every task of the task table (tunebench.tasks)
     methods: [lora, full]                # default: both
     seeds: [42, 43, 44, 45, 46]          # the final stage's seeds (default: these five)
     grid:                                # {key: [values]} for every method, or one section per method
@@ -32,7 +32,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from tunebench.config import (
     METHODS,
-    TASK_NAMES,
     Config,
     Method,
     TaskName,
@@ -46,6 +45,7 @@ from tunebench.config import (
 )
 from tunebench.errors import TunebenchError
 from tunebench.results import is_ignored
+from tunebench.tasks import task_names
 
 DEFAULT_SEEDS = (42, 43, 44, 45, 46)
 DEFAULT_SWEEP_SEEDS = (42,)
@@ -76,7 +76,7 @@ class PlanSpec(BaseModel):
     config: list[str] = Field(default_factory=list)
     overrides: dict[str, Any] = Field(default_factory=dict)
     task_overrides: dict[TaskName, dict[str, Any]] = Field(default_factory=dict)
-    tasks: list[TaskName] = Field(default_factory=lambda: list(TASK_NAMES), min_length=1)
+    tasks: list[TaskName] = Field(default_factory=lambda: list(task_names()), min_length=1)
     methods: list[Method] = Field(default_factory=lambda: list(METHODS), min_length=1)
     seeds: list[Seed] = Field(default_factory=lambda: list(DEFAULT_SEEDS), min_length=1)
     grid: dict[str, Any] | None = None

@@ -16,7 +16,7 @@ from tunebench.report import collect, tables
 from tunebench.report.compare import TaskComparison, adjust_across_tasks, compare_task
 from tunebench.report.groups import held_fixed
 from tunebench.report.qa import QA_TASK, QaBreakdown, qa_breakdown, runs_from_headline
-from tunebench.report.select import Selection, select_settings, summarize_settings
+from tunebench.report.select import Selection, seed_values, select_settings, summarize_settings
 from tunebench.report.stats import DEFAULT_BOOTSTRAP_RESAMPLES, DEFAULT_BOOTSTRAP_SEED
 from tunebench.report.verdict import compose_verdict, verdict_row
 from tunebench.results import STATUS_OK, load_analysis_pairs
@@ -141,14 +141,15 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
 def select_headline(runs: pd.DataFrame, selections: dict[str, dict[str, dict]], configs: dict[str, dict],
                     selected: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
     """(ok runs, settings, headline runs, notes): one run per seed of each setting (drop_duplicate_seeds), then the
-    headline setting per task x method (report.select: the one selection.json names, else the best mean
-    validation score), or the (task, method, setting_id) rows of `selected` (e.g. a report's settings.csv).
-    `runs` needs the primary columns (tables.add_primary_columns). Pure; `tunebench plan seeds` uses it too."""
+    headline setting per task x method (report.select: the one selection.json names, else the plan engine's rule
+    on the validation scores, which ranks a setting with a failed seed last), or the (task, method, setting_id)
+    rows of `selected` (e.g. a report's settings.csv). `runs` needs the primary columns
+    (tables.add_primary_columns). Pure; `tunebench plan seeds` uses it too."""
     ok, notes = drop_duplicate_seeds(runs[(runs["status"] == STATUS_OK) & runs["task"].isin(list(TASKS))])
     settings = summarize_settings(ok)
     if selected is None:
         chosen = select_settings(settings, selections, _configs_by_setting(ok, configs),
-                                 {t: s.primary_metric for t, s in TASKS.items()})
+                                 {t: s.primary_metric for t, s in TASKS.items()}, seeds=seed_values(runs, ok))
         settings = tables.sort_by_task(mark_selected(settings, chosen))
         notes += [s.note for s in chosen.values() if s.note]
     else:

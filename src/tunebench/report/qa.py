@@ -40,8 +40,13 @@ from scipy import stats as scipy_stats
 
 from tunebench.report.stats import summarize
 from tunebench.report.tables import finite_or_nan
+from tunebench.tasks import qa_task_names
 
-QA_TASK = "squad_v2"
+# the task table's extractive-QA task (squad_v2): the breakdown reads the official SQuAD v2 script's HasAns / NoAns
+# figures, of one task
+if len(qa_task_names()) != 1:
+    raise RuntimeError(f"tunebench.report.qa: expected one extractive-QA task in the task table, not {qa_task_names()}")
+QA_TASK = qa_task_names()[0]
 BASELINE_NAME = "always no answer"
 _NAMES = {"lora": "LoRA", "full": "full"}
 _METHOD_ORDER = ("lora", "full")

@@ -8,8 +8,13 @@ setting per task x method, chosen without looking at test metrics:
    1-seed sweep point and its 5-seed final runs).
 2. Otherwise pick the setting with the best mean *validation* primary metric over its seeds (higher is
    better for every primary metric: accuracy, F1; ties: more seeds, then the lower learning rate): the plan
-   engine's rule, `tunebench.plan.select.rank_key`. Choosing on test would bias the test comparison upwards
-   -- the reason GLUE dev is our test split and model selection has its own validation split.
+   engine's rule, `tunebench.plan.select.setting_rank`, so the report picks what the plan would from the same
+   runs. Choosing on test would bias the test comparison upwards -- the reason GLUE dev is our test split and
+   model selection has its own validation split. A setting with a seed that does not count (its run failed,
+   was interrupted or is still running, with no ok run of that seed; or an ok run without a validation value)
+   ranks after every setting whose seeds all count, as in the plan; a note says when that passed over a setting
+   whose surviving seeds scored best, and when every setting has such a seed (the headline is then the best on
+   its seeds that count: the plan would have chosen none).
 """
 
 from __future__ import annotations
@@ -20,9 +25,13 @@ from typing import Any
 
 import pandas as pd
 
-from tunebench.config import get_dotted
-from tunebench.plan.select import rank_key
+from tunebench.config import METHODS, get_dotted
+from tunebench.plan.select import complete, rank_key, setting_rank
 from tunebench.report.stats import summarize
+from tunebench.results import STATUS_OK
+from tunebench.tasks import TASKS
+
+SettingKey = tuple[str, str, str]             # (task, method, setting_id)
 
 
 @dataclass(frozen=True)
@@ -50,22 +59,47 @@ def summarize_settings(ok: pd.DataFrame) -> pd.DataFrame:
                                        "seeds", "validation_mean", "validation_sd", "test_mean", "test_sd"])
 
 
+def seed_values(runs: pd.DataFrame, ok: pd.DataFrame | None = None) -> dict[SettingKey, dict[Any, float | None]]:
+    """Per setting, what plan.select.setting_rank ranks it on: seed -> its validation primary metric (points), None
+    for a seed that does not count. `ok`: the ok runs counted (default: every ok run of `runs`; the report passes
+    them with duplicate seeds dropped); a run that is not ok (failed, interrupted, still running, unreadable) of a
+    known task and method marks its seed None unless an ok run of that seed counts. Both need the columns task,
+    method, setting_id, seed, status; `ok` also validation_primary (tables.add_primary_columns)."""
+    ok = runs[runs["status"] == STATUS_OK] if ok is None else ok
+    out: dict[SettingKey, dict[Any, float | None]] = {}
+    for task, method, sid, seed, run_dir, value in zip(ok["task"], ok["method"], ok["setting_id"], ok["seed"],
+                                                       ok["run_dir"], ok["validation_primary"], strict=True):
+        v = _number(value)
+        counted = v if v is not None and math.isfinite(v) else None
+        out.setdefault((task, method, sid), {})[_seed(seed, run_dir)] = counted
+    known = runs["task"].isin(list(TASKS)) & runs["method"].isin(METHODS) & runs["setting_id"].notna()
+    bad = runs[(runs["status"] != STATUS_OK) & known]
+    for task, method, sid, seed, run_dir in zip(bad["task"], bad["method"], bad["setting_id"], bad["seed"],
+                                                bad["run_dir"], strict=True):
+        out.setdefault((task, method, sid), {}).setdefault(_seed(seed, run_dir), None)
+    return out
+
+
 def select_settings(
     settings: pd.DataFrame,
     selections: dict[str, dict[str, dict]],
     configs: dict[str, dict[str, Any]] | None = None,
     primary_metrics: dict[str, str] | None = None,
+    *,
+    seeds: dict[SettingKey, dict[Any, float | None]],
 ) -> dict[tuple[str, str], Selection]:
-    """The headline setting per (task, method). `configs` maps setting_id -> one run's resolved config."""
+    """The headline setting per (task, method). `configs` maps setting_id -> one run's resolved config; `seeds`
+    (seed_values of the same runs) is what the rule ranks each setting on."""
     out = {}
     for (task, method), g in settings.groupby(["task", "method"], sort=True):
         entry = selections.get(task, {}).get(method)
         metric = (primary_metrics or {}).get(task, "primary metric")
-        out[(task, method)] = _select_headline(g, entry, configs or {}, metric)
+        out[(task, method)] = _select_headline(g, entry, configs or {}, metric, seeds)
     return out
 
 
-def _select_headline(group: pd.DataFrame, entry: dict | None, configs: dict[str, dict], metric: str) -> Selection:
+def _select_headline(group: pd.DataFrame, entry: dict | None, configs: dict[str, dict], metric: str,
+                     seeds: dict[SettingKey, dict[Any, float | None]]) -> Selection:
     task, method = group["task"].iloc[0], group["method"].iloc[0]
     note = None
     if entry is not None and entry.get("overrides") is None and entry.get("learning_rate") is None:
@@ -75,19 +109,71 @@ def _select_headline(group: pd.DataFrame, entry: dict | None, configs: dict[str,
     if entry is not None:
         matches = group[[matches_selection(r, entry, configs.get(r["setting_id"])) for _, r in group.iterrows()]]
         if len(matches):
-            best = _best(matches)
+            best = _most_seeds(matches)
             return Selection(task, method, best["setting_id"], f"selection.json ({entry.get('source', '?')})")
         note = (f"{entry.get('source', 'selection.json')} names learning_rate={entry.get('learning_rate')} "
                 f"but no ok run matches it; fell back to the best mean validation {metric}")
-    best = _best(group)
-    return Selection(task, method, best["setting_id"], f"best mean validation {metric}", note)
+    ranked = _ranked(group, seeds)
+    best = ranked[0]
+    rule_note = _uncounted_seeds_note(task, method, ranked, seeds, metric)
+    notes = [n for n in (note, rule_note) if n]
+    return Selection(task, method, best["setting_id"], f"best mean validation {metric}",
+                     "; ".join(notes) if notes else None)
 
 
-def _best(group: pd.DataFrame) -> pd.Series:
-    """The first setting under the plan engine's rule (rank_key); the setting id breaks the last ties."""
-    return min((row for _, row in group.iterrows()),
+def _most_seeds(matches: pd.DataFrame) -> pd.Series:
+    """Of the settings selection.json names, the first under rank_key: the best mean, then the most ok seeds."""
+    return min((row for _, row in matches.iterrows()),
                key=lambda r: rank_key(_number(r["validation_mean"]), int(r["n_seeds"]),
                                       _number(r["learning_rate"]), str(r["setting_id"])))
+
+
+def _values(row: pd.Series, seeds: dict[SettingKey, dict[Any, float | None]]) -> list[float | None]:
+    """The setting's value per seed, setting_rank's input."""
+    return list(seeds[(row["task"], row["method"], row["setting_id"])].values())
+
+
+def _ranked(group: pd.DataFrame, seeds: dict[SettingKey, dict[Any, float | None]]) -> list[pd.Series]:
+    """The settings best first under the plan engine's rule (plan.select.setting_rank); the setting id breaks the
+    last ties."""
+    return sorted((row for _, row in group.iterrows()),
+                  key=lambda r: setting_rank(_values(r, seeds), _number(r["learning_rate"]), str(r["setting_id"])))
+
+
+def _uncounted_seeds_note(task: str, method: str, ranked: list[pd.Series],
+                          seeds: dict[SettingKey, dict[Any, float | None]], metric: str) -> str | None:
+    """Say when a seed that does not count decided the headline: every setting has one (the plan would have chosen
+    none), or a setting whose counted seeds rank first was passed over for it. Nothing when there was no choice
+    (one setting: its runs that are not ok are in the failed-runs table)."""
+    if len(ranked) < 2:
+        return None
+    best = ranked[0]
+    values = _values(best, seeds)
+    if not complete(values):
+        return (f"{task}/{method}: every setting has a seed that did not finish ok with a validation value; the "
+                f"headline, {_describe(best, seeds)}, is the best mean validation {metric} of the seeds that did "
+                "(the plan engine would choose none)")
+    best_rank = setting_rank(values, _number(best["learning_rate"]), str(best["setting_id"]))[1:]
+    passed = [r for r in ranked[1:] if setting_rank(_values(r, seeds), _number(r["learning_rate"]),
+                                                    str(r["setting_id"]))[1:] < best_rank]
+    if not passed:
+        return None
+    return (f"{task}/{method}: the headline is {_describe(best, seeds)}, although "
+            + "; ".join(_describe(r, seeds) for r in passed)
+            + f" scored higher on the mean validation {metric} of the seeds that finished ok: a setting with a seed "
+            "that did not ranks after every setting whose seeds all did (the plan engine's rule)")
+
+
+def _describe(row: pd.Series, seeds: dict[SettingKey, dict[Any, float | None]]) -> str:
+    """'learning_rate=0.0003 (setting 1a2b3c4d; seed 3 did not count)'."""
+    missing = [str(s) for s, v in seeds[(row["task"], row["method"], row["setting_id"])].items() if v is None]
+    lost = f"; seed{'s' if len(missing) > 1 else ''} {', '.join(missing)} did not count" if missing else ""
+    return f"learning_rate={_number(row['learning_rate'])} (setting {row['setting_id']}{lost})"
+
+
+def _seed(seed: Any, run_dir: Any) -> Any:
+    """A seed as a key: an int, or the run folder when the run records none."""
+    return run_dir if seed is None or pd.isna(seed) else int(seed)
 
 
 def _number(value: Any) -> float | None:
