@@ -4,9 +4,10 @@ Every text file of the documentation, the source, the tests, the benchmarks, the
 pyproject.toml is read (the files git knows of, tracked or new and not ignored; without git, a walk of the tree)
 and none may contain:
 
-- an issue number ("issue 12", "issue-7", "(issue ..."): it means nothing to a reader; name the concept instead;
-- the wording of a borrowed GPU machine (one that is lent, a list of what is carried to it, the files that
-  come back from it, the tool that copies the working tree there): say "a GPU machine without network",
+- a tracker reference (the tracker's word for an entry followed by its number, or that word in parentheses): it
+  means nothing to a reader; name the concept instead;
+- the wording of a borrowed GPU machine (one that is handed out for a while, a list of what travels to it, the
+  files returned from it, the tool that copies the working tree there): say "a GPU machine without network",
   "copied beside the repository", "the output folder";
 - a path or a limit of the machine it was developed on (its working folder, its device-time allowance).
 
@@ -129,7 +130,7 @@ def test_the_wording_checks_read_the_repository():
 
 
 def test_the_patterns_catch_the_wording_they_name():
-    for line in ("Issue 12. A prepared check", "the " + ISSUE + "-7 thresholds", "SmolLM2 (" + ISSUE + " 15)",
+    for line in ("Iss" + "ue 12. A prepared check", "the " + ISSUE + "-7 thresholds", "SmolLM2 (" + ISSUE + " 15)",
                  "Before " + ISSUE + " 13: p = 0", "no GPU has been l" + "ent yet", "in /" + "work/main/.venv",
                  "car" + "ry `wheels/` beside the repository", "the wheels car" + "ry them",
                  "its `car" + "ry` list must name them", "5 files come" + " back", "the tool that" + " copies it"):
