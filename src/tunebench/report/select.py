@@ -136,8 +136,12 @@ def _values(row: pd.Series, seeds: dict[SettingKey, dict[Any, float | None]]) ->
 def _ranked(group: pd.DataFrame, seeds: dict[SettingKey, dict[Any, float | None]]) -> list[pd.Series]:
     """The settings best first under the plan engine's rule (plan.select.setting_rank); the setting id breaks the
     last ties."""
-    return sorted((row for _, row in group.iterrows()),
-                  key=lambda r: setting_rank(_values(r, seeds), _number(r["learning_rate"]), str(r["setting_id"])))
+    return sorted((row for _, row in group.iterrows()), key=lambda r: _rank(r, seeds))
+
+
+def _rank(row: pd.Series, seeds: dict[SettingKey, dict[Any, float | None]]) -> tuple:
+    """plan.select.setting_rank of one setting row."""
+    return setting_rank(_values(row, seeds), _number(row["learning_rate"]), str(row["setting_id"]))
 
 
 def _uncounted_seeds_note(task: str, method: str, ranked: list[pd.Series],
@@ -153,9 +157,8 @@ def _uncounted_seeds_note(task: str, method: str, ranked: list[pd.Series],
         return (f"{task}/{method}: every setting has a seed that did not finish ok with a validation value; the "
                 f"headline, {_describe(best, seeds)}, is the best mean validation {metric} of the seeds that did "
                 "(the plan engine would choose none)")
-    best_rank = setting_rank(values, _number(best["learning_rate"]), str(best["setting_id"]))[1:]
-    passed = [r for r in ranked[1:] if setting_rank(_values(r, seeds), _number(r["learning_rate"]),
-                                                    str(r["setting_id"]))[1:] < best_rank]
+    best_rank = _rank(best, seeds)[1:]
+    passed = [r for r in ranked[1:] if _rank(r, seeds)[1:] < best_rank]
     if not passed:
         return None
     return (f"{task}/{method}: the headline is {_describe(best, seeds)}, although "
