@@ -15,7 +15,6 @@ from tunebench.flops import peak_flops, train_flops_per_token
 from tunebench.plan.cost import (
     ASSUMED,
     KNOWN_MODELS,
-    MEAN_TOKENS_PER_EXAMPLE,
     RunCost,
     estimate_run_cost,
     flop_params,
@@ -33,6 +32,7 @@ from tunebench.plan.cost import (
     train_tokens,
 )
 from tunebench.plan.progress import estimate_remaining_s
+from tunebench.tasks import get_task
 
 SHARED_MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "stories260K"
 
@@ -87,7 +87,7 @@ def test_tokens_and_flops_follow_the_convention():
     Sheared-LLaMA-1.3B on MRPC (2 labels, 62 tokens per example)."""
     size = lookup_model_size(ModelConfig())
     full = with_overrides(Config(), {"task": "mrpc", "method": "full", "data.source": "local"})
-    tokens = round(3301 * 3.0) * MEAN_TOKENS_PER_EXAMPLE["mrpc"]
+    tokens = round(3301 * 3.0) * get_task("mrpc").mean_tokens
     assert train_tokens(full) == tokens == 9903 * 62 == 613_986
     n = 24 * (4 * 2048 * 2048 + 3 * 2048 * 5504 + 2 * 2048) + 2048    # non-embedding weights
     assert n == size.non_embedding == 1_214_351_360
@@ -224,7 +224,7 @@ def test_plan_show_measured_bad_input(tmp_path, capsys, content, message):
 
 def test_builtin_tokens_are_measured():
     cfg = with_overrides(Config(), {"task": "sst2", "model.name": "tiny"})
-    assert 3 < tokens_per_example(cfg) < MEAN_TOKENS_PER_EXAMPLE["sst2"]  # short synthetic sentences
+    assert 3 < tokens_per_example(cfg) < get_task("sst2").mean_tokens  # short synthetic sentences
 
 
 def test_time_left_uses_throughput():

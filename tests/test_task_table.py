@@ -146,13 +146,13 @@ def test_what_the_table_cannot_carry_is_refused_in_one_line(qnli, monkeypatch):
 def test_the_cost_model_reads_the_tables_length_and_train_size(qnli):
     cfg = load_config([], ["task=qnli", "data.source=local"])
     assert cost.mean_tokens(cfg) == 50 and cost.tokens_per_example(cfg) == 50.0
-    assert cost.MEAN_TOKENS_PER_EXAMPLE["qnli"] == 50 and list(cost.MEAN_TOKENS_PER_EXAMPLE)[-1] == "qnli"
+    assert TASKS["qnli"].mean_tokens == 50 and list(TASKS)[-1] == "qnli"
     assert cost.train_examples("qnli", cfg.data) == 104_743 - round(104_743 * 0.1)
     assert cost.mean_tokens(load_config([], ["task=qnli", "data.source=local", "model.max_length=32"])) == 32
 
 
 def test_the_existing_tasks_keep_their_numbers():
-    assert dict(cost.MEAN_TOKENS_PER_EXAMPLE) == {"sst2": 15, "mrpc": 62, "rte": 77, "squad_v2": 200}
+    assert {t: spec.mean_tokens for t, spec in TASKS.items()} == {"sst2": 15, "mrpc": 62, "rte": 77, "squad_v2": 200}
     assert {t: get_task(t).hub_text_fields for t in ("sst2", "mrpc", "rte")} == {
         "sst2": ("sentence",), "mrpc": ("sentence1", "sentence2"), "rte": ("sentence1", "sentence2")}
     assert task_names() == ("sst2", "mrpc", "rte", "squad_v2")

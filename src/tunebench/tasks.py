@@ -12,9 +12,8 @@ record schemas every source produces are in tunebench.data.tasks, which re-expor
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from tunebench.errors import TunebenchError
 
@@ -117,23 +116,3 @@ def task_names() -> tuple[str, ...]:
 def qa_task_names() -> tuple[str, ...]:
     """The extractive-QA tasks (SQuAD v2): the ones read from data.squad_dir, with the QA breakdown in reports."""
     return tuple(name for name, spec in TASKS.items() if spec.is_qa)
-
-
-class TaskColumn(Mapping[str, Any]):
-    """One field of every task, by task name, read from the table on each access (a live view, not a copy):
-    `TaskColumn("mean_tokens")["mrpc"] == 62`."""
-
-    def __init__(self, field_name: str) -> None:
-        self.field_name = field_name
-
-    def __getitem__(self, task: str) -> Any:
-        return getattr(TASKS[task], self.field_name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(TASKS)
-
-    def __len__(self) -> int:
-        return len(TASKS)
-
-    def __repr__(self) -> str:
-        return f"TaskColumn({self.field_name!r}: {dict(self)!r})"

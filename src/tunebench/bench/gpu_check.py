@@ -987,11 +987,11 @@ class GpuCheck:
     # ------------------------------------------------ 3b throughput at each task's real length
 
     def _task_lengths(self, budget: PartBudget) -> bool:
-        """tokens/s at the study's batch and each task's mean tokens per example (plan.cost's table: 15 to 200,
-        at least model.max_length's floor of 16): what a run of that task trains on (length-grouped batches,
+        """tokens/s at the study's batch and each task's mean tokens per example (the task table's mean_tokens:
+        15 to 200, at least model.max_length's floor of 16): what a run of that task trains on (length-grouped batches,
         dynamic padding), unlike the padded 512 of the summary. `plan show --measured` turns the plan's tokens
         into hours with these (summary.<method>.tokens_per_s_by_task)."""
-        from tunebench.plan.cost import MEAN_TOKENS_PER_EXAMPLE
+        from tunebench.tasks import TASKS
 
         m, b = self.mode, self.cfg.training.per_device_train_batch_size
         for method in self.methods:
@@ -1000,8 +1000,8 @@ class GpuCheck:
                 budget.skipped.append(f"{method}: no study-batch measurement to scale from")
                 continue
             by_task = self.report["task_lengths"].setdefault(method, {})
-            for task, mean in MEAN_TOKENS_PER_EXAMPLE.items():
-                length = max(16, min(mean, self.cfg.model.max_length))
+            for task, spec in TASKS.items():
+                length = max(16, min(spec.mean_tokens, self.cfg.model.max_length))
                 est = estimate_s(ref, b, m.search_warmup + m.search_timed, factor=length / ref["seq_len"])
                 if not budget.fits(est, f"{method} {task} at {b} x {length}"):
                     continue

@@ -6,7 +6,7 @@ samples the builtin generator, `load_measured` reads a `tunebench bench --gpu-ch
 Conventions (stated in `tunebench plan show` too):
 - Tokens = training examples x epochs x mean tokens per example (or max_steps x batch x accumulation x mean
   tokens when max_steps > 0), one device. Mean tokens per example: for the official data, the task table's
-  `mean_tokens` (tunebench.tasks; MEAN_TOKENS_PER_EXAMPLE below reads it);
+  `mean_tokens` (tunebench.tasks);
   for the builtin tasks, measured on 200 generated examples (whitespace words, which the tiny word-level
   tokenizer maps one to one; x 1.35 for a real tokenizer) plus special tokens. Capped at model.max_length.
   Non-padding tokens: length-grouped batches waste little, and the waste is not counted. Evaluation is not
@@ -45,12 +45,8 @@ from pathlib import Path
 from tunebench.config import Config, DataConfig, LoraConfig, ModelConfig
 from tunebench.errors import TunebenchError
 from tunebench.flops import FlopParams, attention_flops_per_token, peak_flops, train_flops_per_token
-from tunebench.tasks import TaskColumn, get_task
+from tunebench.tasks import get_task
 
-# Mean tokens per training example under the LLaMA tokenizer, including the 2-3 special tokens, by task: the task
-# table's `mean_tokens` (tunebench.tasks, where their derivation is), read live (sst2 15, mrpc 62, rte 77,
-# squad_v2 200).
-MEAN_TOKENS_PER_EXAMPLE = TaskColumn("mean_tokens")
 TOKENS_PER_WORD = 1.35
 BUILTIN_SAMPLE = 200
 
