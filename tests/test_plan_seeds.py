@@ -228,6 +228,18 @@ def test_plan_write_plan(tmp_path, capsys):
     assert load_plan(out_file).seeds == tuple(range(42, 42 + 111))
 
 
+def test_write_plan_extends_each_tasks_own_seeds_too(tmp_path, capsys):
+    plan_path = pilot_plan(tmp_path)
+    plan_path.write_text(plan_path.read_text().replace("seeds: [42, 43, 44]\n",
+                                                       "seeds: [42, 43, 44]\ntask_seeds: {rte: [7, 8]}\n"))
+    out_file = tmp_path / "pilot_more.yaml"
+    code, out, _ = run_cli(capsys, str(plan_path), "--write-plan", str(out_file), "--power", "0.8")
+    assert code == 0, out
+    written = load_plan(out_file)
+    assert written.seeds == tuple(range(42, 42 + 128))
+    assert written.task_seeds == {"rte": (7, 8, *range(9, 9 + 126))}      # its own seeds, then the next ones
+
+
 def test_write_plan_refuses_the_plan_itself(tmp_path, capsys):
     plan_path = pilot_plan(tmp_path)
     before = plan_path.read_text()

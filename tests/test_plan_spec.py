@@ -97,6 +97,50 @@ def test_task_overrides_apply_to_their_task_only_and_the_command_line_wins(tmp_p
     assert {(r.cfg.training.max_steps, r.cfg.training.eval_steps) for r in expand_sweep(section)} == {(3, 1)}
 
 
+def test_task_seeds_give_one_task_its_own_final_seeds(tmp_path):
+    path = write_plan(tmp_path, """
+        name: per-task-seeds
+        overrides: {model.name: tiny, tracking.backend: none}
+        tasks: [sst2, rte]
+        methods: [lora, full]
+        seeds: [42, 43, 44, 45, 46]
+        task_seeds: {rte: [42, 43, 44]}
+        grid: {lora: {training.learning_rate: [1.0e-4, 2.0e-4]}}
+        sweep:
+        """)
+    plan = load_plan(path)
+    assert plan.seeds_of("sst2") == (42, 43, 44, 45, 46) and plan.seeds_of("rte") == (42, 43, 44)
+    assert plan.seeds_text() == "[42, 43, 44, 45, 46]; rte [42, 43, 44]"
+    seeds = {}
+    for r in expand_grid_final(plan):
+        seeds.setdefault((r.task, r.method, r.setting), []).append(r.seed)
+    assert seeds == {(t, m, s): [42, 43, 44, 45, 46] if t == "sst2" else [42, 43, 44]
+                     for t, m, s in seeds} and len(seeds) == 2 * 3
+    selection = {t: {m: {"overrides": {}} for m in ("lora", "full")} for t in ("sst2", "rte")}
+    final = [(r.task, r.seed) for r in expand_final(plan, selection)]
+    assert final == [("sst2", s) for s in range(42, 47)] * 2 + [("rte", s) for s in (42, 43, 44)] * 2
+    assert {r.seed for r in expand_sweep(plan)} == {42}            # the sweep keeps its own seeds
+    # the same runs as a plan without task_seeds, less rte's seeds 45 and 46: no run id changes
+    without = load_plan(write_plan(tmp_path, path.read_text().replace("task_seeds: {rte: [42, 43, 44]}\n", ""),
+                                   name="without.yaml"))
+    assert without.task_seeds == {}
+    ids = {r.run_id for r in expand_grid_final(plan)}
+    assert ids == {r.run_id for r in expand_grid_final(without) if r.task == "sst2" or r.seed < 45}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("tasks: [sst2]\ntask_seeds: {rte: [1]}", "task_seeds.rte: task 'rte' is not in tasks ['sst2']"),
+    ("task_seeds: {rte: []}", "task_seeds.rte"),
+    ("task_seeds: {rte: [1, 1]}", "task_seeds.rte"),
+    ("task_seeds: {cola: [1]}", "task_seeds.cola"),
+])
+def test_bad_task_seeds_are_one_line(tmp_path, text, message):
+    path = write_plan(tmp_path, f"name: x\n{text}\n")
+    with pytest.raises(TunebenchError, match=None) as e:
+        load_plan(path)
+    assert message in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_shipped_plans_validate_and_expand(path):
     plan = load_plan(path)

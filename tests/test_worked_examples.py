@@ -53,7 +53,7 @@ def fresh(tmp_path_factory, plan) -> tuple[dict, set[str]]:
     rng = np.random.default_rng(0)
     for task in plan.tasks:
         for method in plan.methods:
-            for seed in plan.seeds:
+            for seed in plan.seeds_of(task):
                 score = float(rng.uniform(60, 80)) if task == "squad_v2" else float(rng.uniform(0.6, 0.8))
                 write_fake_run(root, task, method, seed, test=score, validation=score)
     out = root / "report"
@@ -69,8 +69,8 @@ def test_one_verdict_row_per_planned_task_in_the_reports_schema(example, plan, c
         assert set(row) == set(fresh_rows[task]), \
             f"{task}: verdicts.json fields differ from the report's; {regenerate(example)}"
         assert row["task"] == task and row["word"] in VERDICT_WORDS
-        assert row["n_seeds"] == len(plan.seeds)
-        assert {int(s) for s in row["seed_differences"]} == set(plan.seeds)
+        assert row["n_seeds"] == len(plan.seeds_of(task))
+        assert {int(s) for s in row["seed_differences"]} == set(plan.seeds_of(task))
         assert row["difference"] == pytest.approx(np.mean(list(row["seed_differences"].values())), abs=1e-9)
         assert row["difference"] == pytest.approx(row["lora"] - row["full"], abs=1e-9)
         assert row["baseline"] is not None and row["sentence"]

@@ -18,6 +18,7 @@ A plan file (details: tunebench.plan.spec; shipped plans: configs/plans/):
     tasks: [sst2, mrpc, rte, squad_v2]
     methods: [lora, full]
     seeds: [42, 43, 44, 45, 46]          # final-stage seeds
+    task_seeds: {rte: [42, 43, 44]}      # optional: one task's own final seeds
     grid:                                # crossed with everything; flat or per method
       lora: {training.learning_rate: [1.0e-4, 2.0e-4, 5.0e-4]}
       full: {training.full_finetune_learning_rate: [1.0e-5, 2.0e-5, 5.0e-5]}
@@ -199,7 +200,7 @@ def _stage_lines(plan: Plan, utilization: Utilization) -> list[str]:
         reused = set(reused_seeds(plan))     # the selected setting's sweep runs, copied (tunebench.plan.reuse)
         final_runs, final_costs = costliest_per_slot([r for r in expand_grid_final(plan) if r.seed not in reused])
         copied = f"; seeds {sorted(reused)} copied from the sweep, not trained again" if reused else ""
-        lines += _cost_block(f"final (seeds {list(plan.seeds)}, the selected setting{copied}; cost of the "
+        lines += _cost_block(f"final (seeds {plan.seeds_text()}, the selected setting{copied}; cost of the "
                              "costliest candidate)", final_runs, final_costs, utilization)
         runs, costs = sweep + final_runs, sweep_costs + final_costs
         total = total_cost(costs)
@@ -207,7 +208,7 @@ def _stage_lines(plan: Plan, utilization: Utilization) -> list[str]:
                      f"{format_flops(total.flops, _hours(runs, costs, utilization), utilization.unit())}")
     else:
         final = expand_grid_final(plan)
-        lines += _cost_block(f"final (seeds {list(plan.seeds)}, every setting)", final,
+        lines += _cost_block(f"final (seeds {plan.seeds_text()}, every setting)", final,
                              [run_cost(r.cfg) for r in final], utilization)
     return lines
 

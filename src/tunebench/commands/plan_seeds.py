@@ -258,7 +258,7 @@ def plan_hours_per_seed(plan: Plan, utilization: Utilization = ASSUMED) -> dict[
             runs = None                       # a partial or stale selection: the grid's costliest instead
     slots, costs = costliest_per_slot(expand_grid_final(plan) if runs is None else runs)
     hours = {(r.task, r.method): utilization.hours(c, r.method, r.task)     # a run's cost does not depend on its
-             for r, c in zip(slots, costs, strict=True) if r.seed == plan.seeds[0]}   # seed: the first one's
+             for r, c in zip(slots, costs, strict=True) if r.seed == plan.seeds_of(r.task)[0]}   # seed: the first
     out: dict[str, float | None] = {}
     for task in plan.tasks:
         parts = [hours.get((task, m)) for m in ("lora", "full")]
@@ -368,19 +368,17 @@ def _short(unit: str) -> str:
 
 
 def write_plan_copy(plan: Plan, out: Path, plans: list[SeedsPlan]) -> str:
-    """Write PLAN's YAML to `out` with `seeds:` extended to the most seeds any task needs (atomically), config
-    paths rewritten relative to the copy. Returns the line to print."""
+    """Write PLAN's YAML to `out` with `seeds:` (and each `task_seeds:` entry) extended to the most seeds any
+    task needs (atomically), config paths rewritten relative to the copy. Returns the line to print."""
     needs = [(p.most_seeds, p.task) for p in plans if p.most_seeds is not None]
     if not needs:
         raise TunebenchError(f"--write-plan {out}: no task has a number of seeds to plan for (see the lines above)")
     n, task = max(needs)
-    seeds = list(plan.seeds)
-    nxt = max(seeds) + 1
-    while len(seeds) < n:
-        seeds.append(nxt)
-        nxt += 1
+    seeds = _extended(plan.seeds, n)
     tree = read_plan_yaml(plan.path)
     tree["seeds"] = seeds
+    if plan.task_seeds:                       # a task with its own seeds gets as many as every other one
+        tree["task_seeds"] = {t: _extended(s, n) for t, s in plan.task_seeds.items()}
     if isinstance(tree.get("config"), (list, str)):
         files = [tree["config"]] if isinstance(tree["config"], str) else tree["config"]
         tree["config"] = [_relative_to(plan.path.parent, f, out.resolve().parent) for f in files]
@@ -394,6 +392,16 @@ def write_plan_copy(plan: Plan, out: Path, plans: list[SeedsPlan]) -> str:
     kept = "" if n > len(plan.seeds) else f" (the plan's {len(plan.seeds)} seeds already suffice)"
     return (f"wrote {out}: seeds {seeds[0]}..{seeds[-1]} ({len(seeds)} seeds{kept}: {task} needs {n}); "
             f"`tunebench plan run {out}` keeps the runs already done")
+
+
+def _extended(seeds: tuple[int, ...] | list[int], n: int) -> list[int]:
+    """`seeds` followed by the next integers above its largest, up to n seeds."""
+    out = list(seeds)
+    nxt = max(out) + 1
+    while len(out) < n:
+        out.append(nxt)
+        nxt += 1
+    return out
 
 
 def _relative_to(old_dir: Path, name: str, new_dir: Path) -> str:

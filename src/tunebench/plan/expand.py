@@ -55,14 +55,14 @@ def grid_points(axes: dict[str, list]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(axes[k] for k in keys))]
 
 
-def run_grid(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
+def run_grid(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int] | Callable[[str], Sequence[int]],
              points: Callable[[str, str], list[dict[str, Any]]] = lambda task, method: [{}],
              ) -> Iterator[tuple[str, str, dict[str, Any], int]]:
     """(task, method, grid point, seed) per run: per task, per method, per grid point (`points(task, method)`,
-    default the base setting alone), per seed."""
+    default the base setting alone), per seed (`seeds`, or `seeds(task)` for per-task seeds)."""
     for task, method in itertools.product(tasks, methods):
         for point in points(task, method):
-            for seed in seeds:
+            for seed in (seeds(task) if callable(seeds) else seeds):
                 yield task, method, point, seed
 
 
@@ -93,8 +93,9 @@ def expand_sweep(plan: Plan) -> list[PlannedRun]:
 
 
 def expand_grid_final(plan: Plan) -> list[PlannedRun]:
-    """Every grid point x the final seeds: a one-stage plan's runs (and the candidates of a two-stage one)."""
-    return _expand(plan, STAGE_FINAL, plan.seeds)
+    """Every grid point x each task's final seeds: a one-stage plan's runs (and the candidates of a two-stage
+    one)."""
+    return _expand(plan, STAGE_FINAL, plan.seeds_of)
 
 
 def expand_final(plan: Plan, selection: dict | None = None) -> list[PlannedRun]:
@@ -109,10 +110,10 @@ def expand_final(plan: Plan, selection: dict | None = None) -> list[PlannedRun]:
         return [selection[task][method]["overrides"]]
 
     return check_unique([build_run(plan, STAGE_FINAL, task, method, seed, point)
-                         for task, method, point, seed in run_grid(plan.tasks, plan.methods, plan.seeds, chosen)])
+                         for task, method, point, seed in run_grid(plan.tasks, plan.methods, plan.seeds_of, chosen)])
 
 
-def _expand(plan: Plan, stage: str, seeds: Sequence[int]) -> list[PlannedRun]:
+def _expand(plan: Plan, stage: str, seeds: Sequence[int] | Callable[[str], Sequence[int]]) -> list[PlannedRun]:
     def grid(task: str, method: str) -> list[dict[str, Any]]:
         return grid_points(plan.grid[method])
 

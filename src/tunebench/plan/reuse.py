@@ -52,8 +52,10 @@ TMP_MARK = ".reuse-"
 
 def reused_seeds(plan: Plan) -> tuple[int, ...]:
     """The final seeds whose runs a two-stage plan copies instead of training (known before the sweep): the
-    sweep seeds among them -- the selected setting's sweep runs are all ok (tunebench.plan.select)."""
-    return tuple(s for s in plan.seeds if s in (plan.sweep_seeds or ()))
+    sweep seeds among them, over every task's final seeds -- the selected setting's sweep runs are all ok
+    (tunebench.plan.select)."""
+    final = dict.fromkeys(s for task in plan.tasks for s in plan.seeds_of(task))
+    return tuple(s for s in final if s in (plan.sweep_seeds or ()))
 
 
 def reuse_sources(runs: list[PlannedRun], sweep: list[PlannedRun]) -> dict[str, PlannedRun]:

@@ -10,6 +10,8 @@
     tasks: [sst2, mrpc, rte, squad_v2]   # default: every task of the task table (tunebench.tasks)
     methods: [lora, full]                # default: both
     seeds: [42, 43, 44, 45, 46]          # the final stage's seeds (default: these five)
+    task_seeds:                          # optional: one task's final seeds instead (e.g. a costlier task)
+      rte: [42, 43, 44]
     grid:                                # {key: [values]} for every method, or one section per method
       lora: {training.learning_rate: [1.0e-4, 2.0e-4, 5.0e-4]}
       full: {training.full_finetune_learning_rate: [1.0e-5, 2.0e-5, 5.0e-5]}
@@ -28,7 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tunebench.config import (
     METHODS,
@@ -57,6 +68,13 @@ _SET_BY_PLAN = {"task": "tasks", "method": "methods", "training.seed": "seeds", 
 Seed = Annotated[StrictInt, Field(ge=0)]
 
 
+def _no_duplicates(values: list) -> list:
+    dupes = sorted({str(v) for v in values if values.count(v) > 1})
+    if dupes:
+        raise ValueError(f"duplicate entries: {', '.join(dupes)}")
+    return values
+
+
 class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     seeds: list[Seed] = Field(default_factory=lambda: list(DEFAULT_SWEEP_SEEDS), min_length=1)
@@ -79,6 +97,8 @@ class PlanSpec(BaseModel):
     tasks: list[TaskName] = Field(default_factory=lambda: list(task_names()), min_length=1)
     methods: list[Method] = Field(default_factory=lambda: list(METHODS), min_length=1)
     seeds: list[Seed] = Field(default_factory=lambda: list(DEFAULT_SEEDS), min_length=1)
+    task_seeds: dict[TaskName, Annotated[list[Seed], Field(min_length=1), AfterValidator(_no_duplicates)]] = Field(
+        default_factory=dict)
     grid: dict[str, Any] | None = None
     sweep: SweepSpec | None = None
 
@@ -117,6 +137,16 @@ class Plan:
     overrides: dict[str, Any] = field(default_factory=dict)
     # {task: {dotted key: value}} from the plan's task_overrides, less the keys the command line sets (it wins)
     task_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # {task: final seeds} from the plan's task_seeds: those tasks run these instead of `seeds`
+    task_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def seeds_of(self, task: str) -> tuple[int, ...]:
+        """The final stage's seeds for one task: its `task_seeds` entry, else the plan's `seeds`."""
+        return self.task_seeds.get(task, self.seeds)
+
+    def seeds_text(self) -> str:
+        """`[42, 43, 44, 45, 46]`, or with task_seeds `[42, 43, 44, 45, 46]; rte [42, 43, 44]`."""
+        return "; ".join([str(list(self.seeds))] + [f"{t} {list(s)}" for t, s in self.task_seeds.items()])
 
     @property
     def two_stage(self) -> bool:
@@ -158,7 +188,7 @@ def load_plan(
         name=spec.name, path=path, base=base, tasks=tuple(spec.tasks), methods=tuple(spec.methods),
         seeds=tuple(spec.seeds), grid=grid, description=spec.description,
         sweep_seeds=tuple(spec.sweep.seeds) if spec.sweep else None, overrides=flatten_dotted(spec.overrides),
-        task_overrides=task_overrides,
+        task_overrides=task_overrides, task_seeds=_task_seeds(spec, path),
     )
 
 
@@ -202,13 +232,6 @@ def _lookup(tree: Any, loc: tuple) -> tuple[bool, Any]:
         except (KeyError, IndexError, TypeError):
             return False, None
     return True, node
-
-
-def _no_duplicates(values: list) -> list:
-    dupes = sorted({str(v) for v in values if values.count(v) > 1})
-    if dupes:
-        raise ValueError(f"duplicate entries: {', '.join(dupes)}")
-    return values
 
 
 # ---------------------------------------------------------------- base config
@@ -261,6 +284,14 @@ def _task_overrides(spec: PlanSpec, path: Path, base_tree: dict, grid: dict[str,
         if kept:
             out[task] = kept
     return out
+
+
+def _task_seeds(spec: PlanSpec, path: Path) -> dict[str, tuple[int, ...]]:
+    """Each task_seeds entry, for a task the plan runs, in the plan's task order."""
+    for task in spec.task_seeds:
+        if task not in spec.tasks:
+            raise TunebenchError(f"{path}: task_seeds.{task}: task {task!r} is not in tasks {list(spec.tasks)}")
+    return {task: tuple(spec.task_seeds[task]) for task in spec.tasks if task in spec.task_seeds}
 
 
 def _check_not_set_by_plan(key: str, where: str) -> None:
