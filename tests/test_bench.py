@@ -402,14 +402,14 @@ def test_sequential_eval_trainer_trains_exactly_like_the_stock_trainer(tmp_path,
 
 
 def test_trainer_fast_paths_switch_chooses_the_trainer_class(tmp_path):
-    """training.trainer_fast_paths: the speed patches (FastPathsMixin) on by default, off = the correctness
+    """training.trainer_fast_paths: the speed patches (tunebench.fast_paths) on by default, off = the correctness
     overrides alone (sequential evaluation, the precision policy kept)."""
     from transformers import DataCollatorWithPadding
 
+    from tunebench.fast_paths import FastPathsMixin
     from tunebench.model import load_tokenizer
     from tunebench.precision import resolve_policy
     from tunebench.train import (
-        FastPathsMixin,
         SequentialEvalTrainer,
         build_model,
         build_trainer,

@@ -37,8 +37,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data", "precision", "checkpoints", "tracking", "results", "system", "flops"),
     # model + method: records encoded into features, the model, LoRA or full, the pure metrics
     ("features", "model", "methods", "metrics"),
-    # evaluation: scoring a split and the Trainer's evaluation mechanics (sequential, in-loop outputs reused)
-    ("evaluate",),
+    # the Trainer's mechanics: evaluation (scoring a split; sequential, in-loop outputs reused) and the speed
+    # patches behind training.trainer_fast_paths
+    ("evaluate", "fast_paths"),
     # the engine: the Trainer, built once; it evaluates through tunebench.evaluate
     ("train",),
     # tools over the engine's pieces: the sanity checks (which train a little), model conversion, the

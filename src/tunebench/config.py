@@ -133,7 +133,7 @@ class TrainingConfig(_Strict):
     save_full_model: bool = False
     eval_train_examples: int = Field(512, ge=0)
     cpu_threads: int | None = Field(None, ge=1)
-    # The Trainer's per-step shortcuts (train.FastPathsMixin): the stock Trainer's numbers, less time per step.
+    # The Trainer's per-step shortcuts (tunebench.fast_paths): the stock Trainer's numbers, less time per step.
     trainer_fast_paths: bool = True
     # GPU path switches (docs/bench.md, "GPU path"); each is checked against what is installed and the device.
     gradient_checkpointing: bool = False

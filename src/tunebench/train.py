@@ -17,7 +17,6 @@ import signal
 import sys
 import threading
 import time
-import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,6 @@ from typing import Any
 import numpy as np
 import psutil
 import torch
-from accelerate.utils import DistributedType
 from datasets import Dataset
 from transformers import (
     DataCollatorWithPadding,
@@ -43,6 +41,7 @@ from tunebench.config import Config
 from tunebench.data.tasks import TaskSpec, get_task
 from tunebench.errors import TunebenchError
 from tunebench.evaluate import SequentialEvalMixin, evaluate_split, make_compute_metrics
+from tunebench.fast_paths import trainer_class
 from tunebench.features import Split, encode
 from tunebench.io import append_jsonl
 from tunebench.methods import apply_method, count_parameters
@@ -95,79 +94,8 @@ class SequentialEvalTrainer(SequentialEvalMixin, Trainer):
             apply_policy(self.model, self.precision_policy)
 
 
-class FastPathsMixin:
-    """The Trainer's speed patches, behind one switch (training.trainer_fast_paths): four per-step walks over
-    every module that the Trainer does and whose result cannot change during training (each 1-2.5 ms for a
-    PEFT model: together 15% of a stories260K CPU step, measured with cProfile, docs/bench.md). Losses, grad
-    norms and weights are the stock Trainer's (tests/test_bench.py). Measured on a 260K-parameter model only:
-    judge them (and drop them) at 1.3B on a GPU by the switch. Mixed in before a Trainer class.
-    """
-
-    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
-        """The Trainer's total_flos estimate (6 x input tokens x non-embedding parameters) with the parameter
-        count taken once per model instead of on every step."""
-        if getattr(self, "_flop_count", (None, 0))[0] is not self.model:
-            count = self.model.num_parameters(exclude_embeddings=True) if hasattr(self.model, "num_parameters") else 0
-            self._flop_count = (self.model, count)
-        main_input = getattr(self.model, "main_input_name", "input_ids")
-        return 6 * inputs[main_input].numel() * self._flop_count[1] if main_input in inputs else 0
-
-    def _trainable(self, model) -> list[torch.nn.Parameter]:
-        """The model's trainable parameters, listed once per model and train() call (tunebench never changes
-        requires_grad during training; a callback that unfreezes layers mid-run would need a fresh list)."""
-        if getattr(self, "_trainable_params", (None, []))[0] is not model:
-            self._trainable_params = (model, [p for p in model.parameters() if p.requires_grad])
-        return self._trainable_params[1]
-
-    def _clip_grad_norm(self, model):
-        """Single process: clip over the trainable parameters only (the frozen ones have no gradient and
-        leave the norm unchanged; accelerate would walk all of them on every step)."""
-        if self.accelerator.distributed_type != DistributedType.NO:
-            return super()._clip_grad_norm(model)
-        return self.accelerator.clip_grad_norm_(self._trainable(model), self.args.max_grad_norm)
-
-    def train(self, *args, **kwargs):
-        """The Trainer calls model.zero_grad() after every optimizer step: a walk over every module and
-        parameter. Single process, the trainable parameters are the only ones that receive a gradient, so
-        clearing theirs is the same (frozen ones stay None) without the walk."""
-        model = self.model
-        self._trainable_params = (None, [])
-        if self.accelerator.distributed_type != DistributedType.NO or "zero_grad" in vars(model):
-            return super().train(*args, **kwargs)
-        trainable = self._trainable
-
-        def zero_grad(module: torch.nn.Module, set_to_none: bool = True) -> None:
-            for p in trainable(module):
-                if p.grad is not None:
-                    if set_to_none:
-                        p.grad = None
-                    else:                       # as torch.nn.Module.zero_grad
-                        if p.grad.grad_fn is not None:
-                            p.grad.detach_()
-                        else:
-                            p.grad.requires_grad_(False)
-                        p.grad.zero_()
-
-        model.zero_grad = types.MethodType(zero_grad, model)   # a deep copy (EMA, snapshots) binds to itself
-        try:
-            return super().train(*args, **kwargs)
-        finally:
-            del model.zero_grad
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        """The Trainer calls model.train() on every step; an unwrapped model still in training mode (only an
-        evaluation switches it to eval, and that resets `training`) skips that walk over every module."""
-        if model is not self.model or not model.training:
-            return super().training_step(model, inputs, num_items_in_batch)
-        model.train = lambda mode=True: model if mode else type(model).train(model, mode)
-        try:
-            return super().training_step(model, inputs, num_items_in_batch)
-        finally:
-            del model.train
-
-
-class FastPathTrainer(FastPathsMixin, SequentialEvalTrainer):
-    """SequentialEvalTrainer with the speed patches (training.trainer_fast_paths=true, the default)."""
+# SequentialEvalTrainer with the speed patches (training.trainer_fast_paths=true, the default)
+FastPathTrainer = trainer_class(SequentialEvalTrainer, fast_paths=True)
 
 
 def prepare_splits(cfg: Config, task: TaskSpec, tokenizer) -> dict[str, Split]:
@@ -519,7 +447,7 @@ def build_trainer(cfg: Config, task: TaskSpec, model: torch.nn.Module, args: Tra
     if cfg.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(cfg.training.early_stopping_patience))
     optimizer = policy_optimizer(policy, args)
-    trainer_cls = FastPathTrainer if cfg.training.trainer_fast_paths else SequentialEvalTrainer
+    trainer_cls = trainer_class(SequentialEvalTrainer, fast_paths=cfg.training.trainer_fast_paths)
     trainer = trainer_cls(
         model=model, args=args, data_collator=collator, train_dataset=train_dataset,
         eval_dataset=eval_split.dataset(), compute_metrics=make_compute_metrics(task, eval_split, cfg),
@@ -560,7 +488,7 @@ def build_engine(cfg: Config, task: TaskSpec, tokenizer, train_dataset: Dataset,
     """The one assembly of tunebench's training engine, from the resolved config, the task, the data and the
     run's precision policy (built once by the caller: `resolve_policy(cfg, device)`). Every path that trains
     tunebench's way calls it: a run (`train_and_evaluate`), the benchmark's tunebench arm and raw loop
-    (`bench.measure`), the GPU check's measurements (`bench.gpu_check.measure_training`) and the overfitting
+    (`bench.measure`), the GPU check's measurements (`bench.gpu_check.training.measure_training`) and the overfitting
     sanity check (`sanity.overfit_batch`), so none of them can drift from what a run trains with.
 
     In order:
