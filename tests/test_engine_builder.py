@@ -1,5 +1,5 @@
 """One builder of the training engine: a run (train.train_and_evaluate), the benchmark's tunebench arm
-(bench.measure.run_tunebench), the GPU check's measurements (bench.gpu_check.measure_training) and the
+(bench.measure.run_tunebench), the GPU check's measurements (bench.gpu_check.training.measure_training) and the
 overfitting probe (sanity.overfit_batch) all get their engine from train.build_engine, and from one config they
 get the same engine: the same model weights, training arguments, Trainer class, collator, optimizer and scheduler.
 

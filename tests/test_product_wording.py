@@ -125,7 +125,8 @@ def wording_problems(path: Path) -> list[str]:
 def test_the_wording_checks_read_the_repository():
     files = {p.relative_to(REPO).as_posix() for p in text_files()}
     assert {"README.md", "Makefile", "pyproject.toml", "docs/bench.md", "benchmarks/gpu_check.sh",
-            "src/tunebench/bench/gpu_check.py", "src/tunebench/configs/base.yaml", "tests/test_gpu_check.py"} <= files
+            "src/tunebench/bench/gpu_check/check.py", "src/tunebench/configs/base.yaml",
+            "tests/test_gpu_check.py"} <= files
     assert "tests/test_product_wording.py" not in files
 
 

@@ -40,9 +40,15 @@ THIRD_PARTY = {
 # packaging only by this file's version checks, which are skipped without it.
 OPTIONAL = {"wandb", "ray", "gguf", "optimi", "torchao", "sentencepiece", "liger_kernel", "bitsandbytes", "packaging"}
 # tunebench's modules on the check's path: importing them tries every import at their top.
-PROJECT = ("tunebench.cli", "tunebench.commands.bench", "tunebench.bench.gpu_check", "tunebench.runner",
-           "tunebench.train", "tunebench.sanity", "tunebench.data.sources", "tunebench.report.build",
-           "tunebench.report.render")
+PROJECT = ("tunebench.cli", "tunebench.commands.bench",
+           "tunebench.bench.gpu_check.modes", "tunebench.bench.gpu_check.budget", "tunebench.bench.gpu_check.log",
+           "tunebench.bench.gpu_check.synthetic", "tunebench.bench.gpu_check.build", "tunebench.bench.gpu_check.sdpa",
+           "tunebench.bench.gpu_check.training", "tunebench.bench.gpu_check.batch_search",
+           "tunebench.bench.gpu_check.compile_child", "tunebench.bench.gpu_check.real_run",
+           "tunebench.bench.gpu_check.targets", "tunebench.bench.gpu_check.scratch",
+           "tunebench.bench.gpu_check.determinism", "tunebench.bench.gpu_check.check", "tunebench.bench.gpu_check.run",
+           "tunebench.runner", "tunebench.train", "tunebench.sanity", "tunebench.data.sources",
+           "tunebench.report.build", "tunebench.report.render")
 # Printed with their versions (what a reader of console.log wants to know first).
 VERSIONS = ("torch", "triton", "transformers", "peft", "accelerate", "datasets", "pydantic", "pandas", "pyarrow",
             "numpy", "huggingface_hub", "tokenizers", "safetensors", "xxhash", "dill", "multiprocess", "regex",
