@@ -24,9 +24,10 @@ study-cpu: setup
 	$(VENV)/bin/tunebench data import --glue-dir ../shared/data/glue --squad-dir ../shared/data/squad_v2
 	$(VENV)/bin/tunebench demo --plan study_cpu
 
-# The study on a real pretrained model that learns the task: SmolLM2-135M (the Instruct model's Q4_1 GGUF from
-# PyPI, converted once into models/smollm2-135m) on the official SST-2 files (../shared), both CPU cores at once
-# through a local Ray cluster, about an hour on 2 cores; resumable. The worked example is docs/study-smollm2/.
+# The study on a real pretrained model that learns the tasks: SmolLM2-135M (the Instruct model's Q4_1 GGUF from
+# PyPI, converted once into models/smollm2-135m) on the official SST-2 and RTE files (../shared), both CPU cores
+# at once through a local Ray cluster, about 2.5 hours on 2 cores; resumable. The worked example is
+# docs/study-smollm2/.
 SMOLLM2 := models/smollm2-135m
 study-smollm2: setup $(SMOLLM2)/config.json
 	$(VENV)/bin/tunebench demo --plan study_smollm2 --backend ray
