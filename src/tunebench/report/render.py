@@ -749,8 +749,9 @@ TABLES = ("comparison", "example_tests", "metric_summary", "efficiency", "stabil
 
 
 def verdicts_json(report: Report) -> dict[str, object]:
-    """{task: verdict row} (JSON-safe); a task without a row keeps at least its sentence."""
-    out: dict[str, object] = {str(r.get("task")): json_safe(r) for r in report.verdict_rows or []}
+    """{task: verdict row} (JSON-safe; with named arms {"task/arm": row}); a task without a row keeps at least
+    its sentence."""
+    out: dict[str, object] = {str(r.get("pair") or r.get("task")): json_safe(r) for r in report.verdict_rows or []}
     for task, sentence in report.verdicts.items():
         out.setdefault(task, {"task": task, "sentence": sentence})
     return out
