@@ -60,6 +60,7 @@ class Report:
     qa: QaBreakdown | None = None      # SQuAD v2's answerable / unanswerable breakdown (report.qa), if run
     context: str = ""                  # what the comparison holds fixed (report.groups.describe_context)
     group: str = ""                    # the comparison's name when the folder holds several (report.groups)
+    labels: dict[str, str] = field(default_factory=dict)   # named arms: arm -> label (tunebench.arms.arm_label)
 
     @property
     def n_ok(self) -> int:
@@ -119,7 +120,7 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
         example_tests=tables.build_example_tests_table(comparisons), efficiency=efficiency,
         stability=tables.build_stability_table(headline),
         generalization=tables.build_generalization_table(headline),
-        comparisons=comparisons, verdicts=verdicts, notes=notes,
+        comparisons=comparisons, verdicts=verdicts, notes=notes, labels=labels,
         verdict_rows=[verdict_row(c, verdicts[c.pair], alpha) for c in comparisons],
         qa=qa_breakdown(runs_from_headline(headline, inputs.predictions)),
     )

@@ -155,7 +155,8 @@ def plot_verdicts(rows: Sequence[dict], tost: dict[str, tuple[float, float]] | N
     """LoRA - full per task (one row each, each on its own x scale): the mean difference (diamond), its 95%
     interval (thin bar) and the equivalence test's 1 - 2 alpha interval (thick bar), both clipped to +-100,
     the +-margin band of the equivalence test, and each seed's difference as a dot; the verdict word at the
-    right. `rows`: report.verdict_rows; `tost`: {task: (low, high)} of the equivalence interval."""
+    right. `rows`: report.verdict_rows; `tost`: {task (task/arm with named arms): (low, high)} of the
+    equivalence interval."""
     if not rows:
         return None
     n = len(rows)
@@ -163,8 +164,10 @@ def plot_verdicts(rows: Sequence[dict], tost: dict[str, tuple[float, float]] | N
     axes = fig.subplots(n, 1, squeeze=False)[:, 0]
     clipped = False
     for ax, row in zip(axes, rows, strict=True):
-        clipped |= _draw_verdict_row(ax, row, (tost or {}).get(str(row.get("task"))))
-    axes[-1].set_xlabel("LoRA − full (points of the task's metric; right of 0: LoRA better)")
+        clipped |= _draw_verdict_row(ax, row, (tost or {}).get(str(row.get("pair") or row.get("task"))))
+    named = any(r.get("arm_label") for r in rows)
+    axes[-1].set_xlabel("arm − reference (points of the task's metric; right of 0: the arm better)" if named else
+                        "LoRA − full (points of the task's metric; right of 0: LoRA better)")
     handles = [Line2D([], [], marker="D", color="#444", ls="none", label="mean difference"),
                Line2D([], [], color="#444", lw=1.5, label="95% CI"),
                Line2D([], [], color="#444", lw=5, label="equivalence-test CI (TOST)"),
@@ -202,7 +205,8 @@ def _draw_verdict_row(ax, row: dict, tost: tuple[float, float] | None) -> bool:
     ax.xaxis.set_major_locator(MaxNLocator(nbins=8))
     ax.set_xlim(*_verdict_xlim([diff, lo, hi, *(tost or ()), *seeds], margin))
     metric = row.get("metric") or ""
-    ax.text(-0.012, 0.5, f"{row.get('task', '')}\n{metric}", transform=ax.transAxes, ha="right", va="center",
+    what = f"{row['arm_label']} − {row.get('reference_label')}" if row.get("arm_label") else metric
+    ax.text(-0.012, 0.5, f"{row.get('task', '')}\n{what}", transform=ax.transAxes, ha="right", va="center",
             fontsize=10, fontweight="bold")
     ax.text(1.012, 0.5, word or "?", transform=ax.transAxes, ha="left", va="center", fontsize=11,
             fontweight="bold", color=color)

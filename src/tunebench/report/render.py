@@ -206,6 +206,8 @@ def verdict_table_rows(report: Report) -> list[dict]:
     for r in rows:
         d: dict[str, object] = {"task": str(r.get("task", "")), "metric": str(r.get("metric", "")),
                                 "lora": _pts(r.get("lora")), "full": _pts(r.get("full"))}
+        if r.get("arm_label"):                          # named arms: which arm, against which reference
+            d["arm"], d["reference"] = str(r["arm_label"]), str(r.get("reference_label") or "")
         if show_baseline:
             b = r.get("baseline") or {}
             learned = _learned_text(r)
@@ -234,7 +236,7 @@ def _p_cell(r: dict) -> str:
     difference's and the equivalence test's ('diff … · equiv …'), '(examples)' when the example level decided;
     where it was not, each arm's learned test ('learned: LoRA … · full …')."""
     if r.get("compared") is False and r.get("learned"):
-        parts = [f"{_ARM[a]} {_raw_adjusted(t.get('p'), t.get('p_adjusted'))}"
+        parts = [f"{_side_name(r, a)} {_raw_adjusted(t.get('p'), t.get('p_adjusted'))}"
                  for a, t in r["learned"].items() if not math.isnan(finite_or_nan(t.get("p")))]
         return "learned: " + " · ".join(parts) if parts else "–"
     text = _raw_adjusted(r.get("p_decision", r.get("p")), r.get("p_adjusted"))
@@ -264,7 +266,13 @@ def _learned_text(r: dict) -> str:
     words = {"shown": "learned", "not shown": "not shown to learn", "unknown": "not checked"}
     if len(set(states.values())) == 1:
         return f"both {words.get(next(iter(states.values())), '?')}"
-    return ", ".join(f"{_ARM[a]} {words.get(s, '?')}" for a, s in states.items())
+    return ", ".join(f"{_side_name(r, a)} {words.get(s, '?')}" for a, s in states.items())
+
+
+def _side_name(r: dict, side: str) -> str:
+    """A verdict row's side ("lora" / "full") by its arm's name: LoRA / full, or the named arm's label."""
+    label = r.get("arm_label") if side == "lora" else r.get("reference_label")
+    return str(label) if label else _ARM[side]
 
 
 def _holm_shown(report: Report) -> bool:
@@ -278,11 +286,15 @@ def verdict_table_html(report: Report) -> str:
     esc = html.escape
     baseline = "baseline" in rows[0]
     p_head = "p (raw → Holm)" if _holm_shown(report) else "p"
-    heads = ["task", "metric", "LoRA", "full", *(["best constant predictor"] if baseline else []),
-             "LoRA − full [95% CI]", p_head, "verdict", "seeds"]
+    named = "arm" in rows[0]
+    reference = str(rows[0].get("reference", "")) if named else "full"
+    heads = ["task", "metric", *(["arm", "score", reference] if named else ["LoRA", "full"]),
+             *(["best constant predictor"] if baseline else []),
+             f"{'arm' if named else 'LoRA'} − {'reference' if named else 'full'} [95% CI]", p_head, "verdict", "seeds"]
     body = []
     for d in rows:
         cells = [f'<td><b>{esc(d["task"])}</b></td>', f'<td>{esc(d["metric"])}</td>',
+                 *([f"<td>{esc(str(d['arm']))}</td>"] if named else []),
                  f"<td>{esc(d['lora'])}</td>", f"<td>{esc(d['full'])}</td>"]
         if baseline:
             value, name = d["baseline"]  # type: ignore[misc]
@@ -344,11 +356,15 @@ def verdict_display(report: Report) -> pd.DataFrame:
     rows = verdict_table_rows(report)
     out = []
     for d in rows:
-        row = {"task": d["task"], "metric": d["metric"], "LoRA": d["lora"], "full": d["full"]}
+        named = "arm" in d
+        row = ({"task": d["task"], "metric": d["metric"], "arm": d["arm"], "score": d["lora"],
+                str(d["reference"]): d["full"]} if named else
+               {"task": d["task"], "metric": d["metric"], "LoRA": d["lora"], "full": d["full"]})
         if "baseline" in d:
             value, name = d["baseline"]  # type: ignore[misc]
             row["best constant predictor"] = f"{value} ({name})" if name else value
-        row |= {"LoRA - full [95% CI]": d["difference"], "p": d["p"], "verdict": d["word"], "seeds": d["seeds"]}
+        row |= {"arm - reference [95% CI]" if named else "LoRA - full [95% CI]": d["difference"], "p": d["p"],
+                "verdict": d["word"], "seeds": d["seeds"]}
         out.append(row)
     return pd.DataFrame(out)
 
@@ -376,7 +392,7 @@ def headline_display(comparison: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def efficiency_display(efficiency: pd.DataFrame) -> pd.DataFrame:
+def efficiency_display(efficiency: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
     """Efficiency in human units: parameters (k / M) with their share, memory in MiB / GiB, times in s / min."""
     from tunebench.report.plots import human_count, human_mib, human_seconds
 
@@ -385,7 +401,7 @@ def efficiency_display(efficiency: pd.DataFrame) -> pd.DataFrame:
     e = efficiency
     share = [f" ({_share(s)})" if pd.notna(s) else "" for s in e["params_trainable_share"]]
     return pd.DataFrame({
-        "task": e["task"], "method": e["method"].map(_method_name),
+        "task": e["task"], **_arm_column(e, labels),
         "seeds": e["n_seeds"],
         "trainable params": [human_count(p) + s for p, s in zip(e["params_trainable"], share, strict=True)],
         "peak memory": [human_mib(m) for m in e["peak_memory_mib"]],
@@ -400,17 +416,26 @@ def _method_name(m: object) -> object:
     return {"lora": "LoRA", "full": "full"}.get(m, m) if isinstance(m, str) else m
 
 
+def _arm_column(df: pd.DataFrame, labels: dict[str, str] | None) -> dict[str, list]:
+    """{"method": LoRA / full} for the study's two arms, {"arm": each arm's label} when a table holds named
+    arms (tunebench.arms)."""
+    arms = df["arm"] if "arm" in df else df["method"]
+    if all(a == m for a, m in zip(arms, df["method"], strict=True)):
+        return {"method": [_method_name(m) for m in df["method"]]}
+    return {"arm": [(labels or {}).get(a) or _method_name(a) for a in arms]}
+
+
 def _share(fraction: float) -> str:
     pct = 100 * float(fraction)
     return f"{pct:.0f}%" if pct >= 10 else f"{pct:.2g}%"
 
 
-def stability_display(stability: pd.DataFrame) -> pd.DataFrame:
+def stability_display(stability: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
     if stability.empty:
         return stability
     s = stability
     return pd.DataFrame({
-        "task": s["task"], "method": s["method"].map(_method_name), "seeds": s["n_seeds"],
+        "task": s["task"], **_arm_column(s, labels), "seeds": s["n_seeds"],
         "test sd (points)": [_pts(v, 2) for v in s["test_sd"]],
         "test range": [f"{_pts(a)} – {_pts(b)}" for a, b in zip(s["test_min"], s["test_max"], strict=True)],
         "validation sd": [_pts(v, 2) for v in s["validation_sd"]],
@@ -419,7 +444,7 @@ def stability_display(stability: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def generalization_display(generalization: pd.DataFrame) -> pd.DataFrame:
+def generalization_display(generalization: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
     if generalization.empty:
         return generalization
     g = generalization
@@ -427,7 +452,7 @@ def generalization_display(generalization: pd.DataFrame) -> pd.DataFrame:
     for m, lo, hi in zip(g["gap_mean"], g["gap_ci_low"], g["gap_ci_high"], strict=True):
         ci, cut = clipped_interval_text(lo, hi)
         gaps.append(_pts(m, 2, sign=True) + (f" {ci}" if ci else "") + (CLIPPED_MARK if cut else ""))
-    return pd.DataFrame({"task": g["task"], "method": g["method"].map(_method_name), "seeds": g["n"],
+    return pd.DataFrame({"task": g["task"], **_arm_column(g, labels), "seeds": g["n"],
                          "train": [_pts(v) for v in g["train_mean"]], "test": [_pts(v) for v in g["test_mean"]],
                          "gap train − test [95% CI]": gaps})
 
@@ -553,10 +578,11 @@ def render_markdown(report: Report) -> str:
               *([SEEDS_NEEDED_HEAD + "\n", *[f"- {line}" for line in seeds], ""] if seeds else []),
               *[f"- {v}" for v in report.verdicts.values()], "", *qa_markdown(report.qa),
               "## Efficiency (means over seeds of the headline setting)\n",
-              markdown_table(efficiency_display(report.efficiency)),
-              "## Stability (seed spread, points)\n", markdown_table(stability_display(report.stability)),
+              markdown_table(efficiency_display(report.efficiency, report.labels)),
+              "## Stability (seed spread, points)\n",
+              markdown_table(stability_display(report.stability, report.labels)),
               "## Generalization (train_eval - test, points)\n",
-              markdown_table(generalization_display(report.generalization)),
+              markdown_table(generalization_display(report.generalization, report.labels)),
               "## Failed runs (not averaged)\n", markdown_table(report.failed),
               "## Every test of LoRA vs full (test primary metric, points)\n",
               markdown_table(headline_display(report.comparison)),
@@ -591,8 +617,9 @@ def ensure_verdict_figure(report: Report) -> None:
 def _tost_intervals(comparison: pd.DataFrame) -> dict[str, tuple[float, float]]:
     if comparison.empty or "tost_ci_low" not in comparison:
         return {}
+    keys = comparison["pair"].fillna(comparison["task"]) if "pair" in comparison else comparison["task"]
     return {str(t): (float(lo), float(hi)) for t, lo, hi in
-            zip(comparison["task"], comparison["tost_ci_low"], comparison["tost_ci_high"], strict=True)
+            zip(keys, comparison["tost_ci_low"], comparison["tost_ci_high"], strict=True)
             if pd.notna(lo) and pd.notna(hi)}
 
 
@@ -647,11 +674,11 @@ def render_html(report: Report, analysis_label: str | None = None) -> str:
                                                                 for v in report.verdicts.values()) + "</ul>"))
     body.append(qa_html(report.qa))
     sections = [
-        ("Efficiency", "efficiency", efficiency_display(report.efficiency),
+        ("Efficiency", "efficiency", efficiency_display(report.efficiency, report.labels),
          "Means over seeds of each task's headline setting."),
-        ("Stability across seeds", "stability", stability_display(report.stability),
+        ("Stability across seeds", "stability", stability_display(report.stability, report.labels),
          "Spread of the test score (points) over seeds."),
-        ("Generalization", "generalization", generalization_display(report.generalization),
+        ("Generalization", "generalization", generalization_display(report.generalization, report.labels),
          "Score on a re-scored subset of train minus the test score (points)."),
     ]
     for title, key, df, lede in sections:

@@ -118,6 +118,8 @@ def build_comparison_table(comparisons: list[TaskComparison]) -> pd.DataFrame:
     rows = []
     for c in comparisons:
         row = {"task": c.task, "metric": c.primary_metric}
+        if c.pair != c.task:             # named arms: the arm's values under lora_*, the reference's under full_*
+            row |= {"pair": c.pair, "arm": c.arm, "reference": c.reference}
         for name, s in (("lora", c.lora), ("full", c.full)):
             row |= {f"{name}_n": s.n, f"{name}_mean": s.mean, f"{name}_sd": s.sd,
                     f"{name}_ci_low": s.ci_low, f"{name}_ci_high": s.ci_high}
