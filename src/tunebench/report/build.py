@@ -180,8 +180,10 @@ def add_seeds_needed(rows: list[dict], headline: pd.DataFrame, margin: float, al
         row["seeds_needed"] = None        # the same fields on every row; a plan only under "inconclusive"
         if row.get("word") != "inconclusive":
             continue
-        plan = plan_seeds(row["task"], list(row["seed_differences"].values()), margin, alpha, k)
-        per_seed = hours.get(row["task"])
+        pair = row.get("pair") or row["task"]     # named arms: "sst2/dora_r16", its arm's and the reference's hours
+        plan = plan_seeds(pair, list(row["seed_differences"].values()), margin, alpha, k)
+        per_seed = (hours.get(row["task"]) if pair == row["task"] else
+                    pair_hours(headline, row["task"], row["arm"], row["reference"]))
         n = plan.seeds[0]
         row["seeds_needed"] = {
             "line": describe(plan, per_seed, unit), "seeds": n, "power": plan.powers[0],
@@ -189,6 +191,13 @@ def add_seeds_needed(rows: list[dict], headline: pd.DataFrame, margin: float, al
             "alpha_per_test": plan.alpha_per_test, "family_size": k, "reason": plan.reason,
             "hours": n * per_seed if n is not None and per_seed is not None else None, "hours_unit": unit,
         }
+
+
+def pair_hours(headline: pd.DataFrame, task: str, arm: str, reference: str) -> float | None:
+    """Hours of one run of `arm` and one of `reference` on `task`: their headline runs' mean wall times."""
+    runs = headline[headline["task"] == task]
+    means = [pd.to_numeric(runs.loc[runs["arm"] == a, "wall_s"], errors="coerce").mean() for a in (arm, reference)]
+    return None if any(pd.isna(x) for x in means) else float(sum(means)) / 3600
 
 
 def add_analysis(report: Report, pairs: list[tuple[dict, dict]], with_figures: bool) -> None:
