@@ -176,8 +176,8 @@ def plot_verdicts(rows: Sequence[dict], tost: dict[str, tuple[float, float]] | N
     if clipped:
         handles.append(Line2D([], [], marker=">", color="#444", ls="none", label="clipped at ±100"))
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.subplots_adjust(left=0.2 if named else 0.13, right=0.86, top=1 - 0.55 / (0.95 + 0.95 * n), bottom=0.6 / (0.95 + 0.95 * n),
-                        hspace=0.55)
+    fig.subplots_adjust(left=0.2 if named else 0.13, right=0.86, top=1 - 0.55 / (0.95 + 0.95 * n),
+                        bottom=0.6 / (0.95 + 0.95 * n), hspace=0.55)
     return fig
 
 
