@@ -142,3 +142,17 @@ def test_a_key_an_arm_sets_cannot_come_from_the_command_line_or_a_task(tmp_path)
     with pytest.raises(TunebenchError, match="task_overrides.rte: lora.use_dora is set by arm dora_r16"):
         load_plan(per_task)
     assert load_plan(path, overrides=["lora.dropout=0.0"]).base.lora.dropout == 0.0    # no arm sets it
+
+
+def test_plan_show_lists_each_arm_its_adapters_cost_and_memory(tmp_path):
+    from tunebench.commands.plan import describe_plan
+
+    lines = describe_plan(load_plan(write_plan(tmp_path, ARMS)))
+    assert "tasks: sst2, rte; arms: full (reference), lora_r16 (LoRA r=16), lora_r64 (LoRA r=64), dora_r16 " \
+           "(DoRA r=16)" in lines
+    adapters = {line.split(" (")[0].strip(): int(line.rsplit(": ", 1)[1].split()[0].replace(",", ""))
+                for line in lines if "adapter parameters" in line}
+    assert adapters["lora_r64"] == 4 * adapters["lora_r16"] and adapters["dora_r16"] > adapters["lora_r16"]
+    assert "  lora_r64: training.learning_rate: [5e-05]  -> 1 setting" in lines
+    assert any(line.startswith("    rte       dora_r16   2 runs x") for line in lines)
+    assert any(line.startswith("  sst2 rte         lora_r64  ") for line in lines)
