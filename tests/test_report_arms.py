@@ -83,3 +83,10 @@ def test_a_pair_has_the_statistics_of_a_two_arm_study_of_the_same_runs(report, t
         assert (c.seeds.mean_diff, c.seeds.t_p, c.equivalence.p) == (a.seeds.mean_diff, a.seeds.t_p, a.equivalence.p)
         assert c.decision_p_adjusted >= a.decision_p_adjusted and not math.isnan(c.decision_p_adjusted)
     assert all(c.pair == c.task for c in alone.values())           # the study's arms: keyed by task, as before
+
+
+def test_named_arms_get_the_pareto_figure_and_the_study_does_not(tmp_path):
+    _write(tmp_path / "named", tasks=("sst2",))
+    assert "pareto.png" in build_report(tmp_path / "named", n_resamples=50).figures
+    _write(tmp_path / "two", arms={"lora": ARMS["dora_r16"], "full": ARMS["full"]}, named=False, tasks=("sst2",))
+    assert "pareto.png" not in build_report(tmp_path / "two", n_resamples=50).figures

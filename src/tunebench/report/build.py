@@ -136,6 +136,12 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
         from tunebench.report.plots import build_figures  # matplotlib is slow to import; only when drawing
 
         report.figures = build_figures(report.comparison, inputs.curves, headline, efficiency, settings)
+        if labels and comparisons:        # named arms: quality against cost, the front through decided arms
+            from tunebench.report.plots import plot_pareto, render_png
+
+            pareto = plot_pareto(efficiency, report.verdict_rows, labels, comparisons[0].reference)
+            if pareto is not None:
+                report.figures["pareto.png"] = render_png(pareto)
     if inputs.analysis_pairs:
         add_analysis(report, inputs.analysis_pairs, with_figures)
     return report

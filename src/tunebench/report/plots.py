@@ -338,6 +338,71 @@ def plot_metric_vs_cost(efficiency: pd.DataFrame, cost: str, xlabel: str, log_x:
     return fig
 
 
+PARETO_COSTS = (("params_trainable", "trainable parameters", True, human_count),
+                ("peak_memory_mib", "peak memory", False, human_mib),
+                ("wall_s", "time per run", False, human_seconds))
+FRONT_COLOR = "#2a9d8f"
+
+
+def plot_pareto(efficiency: pd.DataFrame, rows: Sequence[dict], labels: dict[str, str],
+                reference: str) -> Figure | None:
+    """Per task (rows) and cost (columns: trainable parameters, peak memory, time per run), every arm's test
+    primary metric (mean, 95% CI over seeds) against its cost, and the Pareto front (report.pareto: through the
+    arms whose comparison with the reference is decided; an undecided arm is a hollow marker). `rows`: the
+    verdict rows (named arms); None when there is nothing to draw."""
+    from tunebench.report.pareto import REFERENCE, pareto_front
+
+    tasks = ordered_tasks(efficiency["task"]) if len(efficiency) else []
+    if not tasks:
+        return None
+    words = {(r["task"], r.get("arm")): r.get("word") for r in rows}
+    fig = Figure(figsize=(4.2 * len(PARETO_COSTS), 3.3 * len(tasks)))
+    axes = fig.subplots(len(tasks), len(PARETO_COSTS), squeeze=False)
+    for i, task in enumerate(tasks):
+        arms = efficiency[efficiency["task"] == task]
+        for j, (cost, xlabel, log_x, fmt) in enumerate(PARETO_COSTS):
+            ax = axes[i][j]
+            points = {}
+            for _, r in arms.iterrows():
+                x = finite_or_nan(r.get(cost))
+                if math.isnan(x):
+                    continue
+                word = REFERENCE if r["arm"] == reference else words.get((task, r["arm"]))
+                points[r["arm"]] = (x, word)
+                decided = word in (REFERENCE, "better", "matches", "worse")
+                color = COLORS.get(str(r["method"]), "#555")
+                _draw_interval(ax, x, r["test_primary_mean"], r["test_primary_ci_low"], r["test_primary_ci_high"],
+                               SCORE_RANGE, color, vertical=True, marker=None)
+                ax.plot(x, r["test_primary_mean"], "o", ms=7, color=color if decided else "white", mec=color,
+                        mew=1.5, zorder=5)
+                ax.annotate(labels.get(r["arm"]) or LABELS.get(str(r["arm"]), str(r["arm"])),
+                            (x, r["test_primary_mean"]), xytext=(5, 4), textcoords="offset points", fontsize=7)
+            front = pareto_front(points)
+            if len(front) > 1:
+                by_arm = arms.set_index("arm")
+                ax.plot([points[a][0] for a in front], [by_arm.loc[a, "test_primary_mean"] for a in front],
+                        color=FRONT_COLOR, lw=2, alpha=0.6, zorder=1)
+            for a in front:
+                ax.plot(points[a][0], arms.set_index("arm").loc[a, "test_primary_mean"], "o", ms=13,
+                        mfc="none", mec=FRONT_COLOR, mew=2, zorder=4)
+            log = log_x and all(p[0] > 0 for p in points.values())
+            if log:
+                ax.set_xscale("log")
+            ax.margins(x=0.25)
+            _human_axis(ax.xaxis, fmt, log, nbins=3 if not log else 4)
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.3)
+            if j == 0:
+                ax.set_ylabel(f"{task}: test primary metric (points)")
+    handles = [Line2D([], [], marker="o", color="#555", ls="none", label="decided against the reference"),
+               Line2D([], [], marker="o", color="#555", mfc="white", ls="none", label="undecided"),
+               Line2D([], [], marker="o", ms=11, mfc="none", mec=FRONT_COLOR, mew=2, color=FRONT_COLOR, lw=2,
+                      alpha=0.8, label="Pareto front (decided arms)")]
+    fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (3.3 * len(tasks))))
+    return fig
+
+
 def plot_lr_sweep(settings: pd.DataFrame) -> Figure | None:
     """Validation primary metric (mean +- sd over seeds) against learning rate (log x), per task and
     method; None when no task x method ran more than one learning rate."""

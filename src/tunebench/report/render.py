@@ -56,6 +56,12 @@ FIGURE_CAPTIONS = {
     "generalization.png": "Generalization: train score (a re-scored subset of train, triangle) against test score "
                           "(dot), means over seeds; the number is the gap train − test in points.",
     "loss_curves.png": "Training and validation loss, aligned on step; line = mean over seeds, band = ±1 sd.",
+    "pareto.png": "Each arm's test primary metric (mean, 95% CI over seeds) against its trainable parameters, peak "
+                  "memory and time per run. The Pareto front (green) reads the verdicts, not the means: an arm's "
+                  "quality is better / matches / worse than the reference as its tests decided (the reference "
+                  "counts as matching itself); an undecided arm (hollow: inconclusive or not learned) is never on "
+                  "it; a decided arm is on it when no other decided arm costs no more and is better, or costs less "
+                  "and is as good.",
     "metric_vs_params.png": "Test primary metric (mean, 95% CI) against trainable parameters (log scale).",
     "metric_vs_memory.png": "Test primary metric (mean, 95% CI) against peak memory.",
     "lr_sweep.png": "Learning-rate sweep: validation primary metric (mean ± sd over seeds); star = headline.",
@@ -668,6 +674,8 @@ def render_html(report: Report, analysis_label: str | None = None) -> str:
     if report.n_ok == 0:
         body.append("<p><strong>No run finished ok: nothing can be compared.</strong></p>")
     body += [figure("verdict.png"), verdict_table_html(report)]
+    if "pareto.png" in report.figures:
+        body += ["<h2>Quality against cost</h2>", figure("pareto.png")]
     if report.verdicts:
         body.append(_details("Each verdict in a sentence (tests, p-values, efficiency)",
                              '<ul class="sentences">' + "".join(f"<li>{esc(v)}</li>"
