@@ -156,3 +156,15 @@ def test_plan_show_lists_each_arm_its_adapters_cost_and_memory(tmp_path):
     assert "  lora_r64: training.learning_rate: [5e-05]  -> 1 setting" in lines
     assert any(line.startswith("    rte       dora_r16   2 runs x") for line in lines)
     assert any(line.startswith("  sst2 rte         lora_r64  ") for line in lines)
+
+
+def test_analysis_names_runs_by_arm_and_family():
+    from tunebench.analysis.tables import run_keys
+
+    dora = run_keys({"method": "lora", "lora_r": 16, "config": {"method": "lora", "arm": "dora_r16",
+                                                                   "lora": {"r": 16, "use_dora": True}}}, {})
+    assert (dora["arm"], dora["family"], dora["setting"]) == ("dora_r16", "DoRA", "DoRA r=16")
+    plain = run_keys({"method": "lora", "lora_r": 8, "config": {"method": "lora", "lora": {"r": 8}}}, {})
+    assert (plain["arm"], plain["family"], plain["setting"]) == ("lora", "LoRA", "LoRA r=8")
+    full = run_keys({"method": "full", "config": {"method": "full", "arm": "full"}}, {})
+    assert (full["arm"], full["family"], full["setting"]) == ("full", "full", "full")
