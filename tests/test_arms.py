@@ -31,7 +31,7 @@ sweep: {seeds: [1]}
 
 
 @pytest.mark.parametrize(("method", "lora", "label"), [
-    ("full", None, "full"),
+    ("full", None, "full fine-tuning"),
     ("lora", {}, "LoRA r=16"),
     ("lora", {"r": 64, "alpha": 128}, "LoRA r=64"),
     ("lora", {"r": 64}, "LoRA r=64 α=32"),
@@ -167,4 +167,4 @@ def test_analysis_names_runs_by_arm_and_family():
     plain = run_keys({"method": "lora", "lora_r": 8, "config": {"method": "lora", "lora": {"r": 8}}}, {})
     assert (plain["arm"], plain["family"], plain["setting"]) == ("lora", "LoRA", "LoRA r=8")
     full = run_keys({"method": "full", "config": {"method": "full", "arm": "full"}}, {})
-    assert (full["arm"], full["family"], full["setting"]) == ("full", "full", "full")
+    assert (full["arm"], full["family"], full["setting"]) == ("full", "full", "full fine-tuning")

@@ -50,14 +50,14 @@ def test_every_arm_is_compared_with_the_reference(report):
     assert pairs == [("sst2", "dora_r16", "full"), ("sst2", "lora_r8", "full"),
                      ("rte", "dora_r16", "full"), ("rte", "lora_r8", "full")]
     assert [c.pair for c in report.comparisons] == ["sst2/dora_r16", "sst2/lora_r8", "rte/dora_r16", "rte/lora_r8"]
-    assert report.labels == {"full": "full", "lora_r8": "LoRA r=8", "dora_r16": "DoRA r=16"}
+    assert report.labels == {"full": "full fine-tuning", "lora_r8": "LoRA r=8", "dora_r16": "DoRA r=16"}
     rows = {r["pair"]: r for r in report.verdict_rows}
     r8 = rows["sst2/lora_r8"]
     assert (r8["arm"], r8["reference"], r8["arm_label"], r8["reference_label"]) == ("lora_r8", "full", "LoRA r=8",
-                                                                                    "full")
+                                                                                    "full fine-tuning")
     assert r8["lora"] == pytest.approx(71.333333) and r8["full"] == pytest.approx(81.0)
     assert r8["difference"] == pytest.approx(-9.666667) and r8["word"] == "worse"
-    assert "full is significantly better than LoRA r=8" in r8["sentence"]
+    assert "full fine-tuning is significantly better than LoRA r=8" in r8["sentence"]
     assert "DoRA r=16 - full" in rows["sst2/dora_r16"]["sentence"]
     assert set(report.verdicts) == set(rows)
 

@@ -28,6 +28,7 @@ ARM_NAME = re.compile(ARM_NAME_PATTERN)
 # the keys that may define an arm, per method (sections included): what the method reads and the others do not
 ARM_KEYS = {"lora": ("lora",), "full": ()}
 DEFAULT_REFERENCE = "full"
+FULL_LABEL = "full fine-tuning"
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,11 @@ def reference_of(arms: Iterable[Arm], reference: str | None = None) -> str:
 
 
 def arm_label(method: str, lora: Mapping[str, Any] | None = None) -> str:
-    """An arm's defining settings in words, from its run's config: `full`, `LoRA r=16`, `DoRA r=16`,
+    """An arm's defining settings in words, from its run's config: `full fine-tuning`, `LoRA r=16`, `DoRA r=16`,
     `rsLoRA r=64`, with alpha when it is not twice r (`LoRA r=64 α=32`) and any other LoRA setting that
     differs from the study's default (dropout, target modules)."""
     if method != "lora":
-        return method
+        return FULL_LABEL
     defaults = LoraConfig().model_dump()
     cfg = {**defaults, **dict(lora or {})}
     kind = "DoRA" if cfg["use_dora"] else "LoRA"

@@ -139,7 +139,8 @@ class TaskComparison:
     def short(self, side: str) -> str:
         """The short name, in "LoRA - full": "LoRA" / "full" for the study's arms, else the arm's label."""
         arm = self.sides[side]
-        return self.labels.get(arm) or _SHORT.get(arm, arm)
+        label = self.labels.get(arm)
+        return "full" if label == "full fine-tuning" else label or _SHORT.get(arm, arm)
 
     @property
     def pair(self) -> str:

@@ -573,8 +573,23 @@ def context_lines(report: Report) -> list[str]:
     return lines
 
 
+def page_question(report: Report) -> str:
+    """The page's question: the study's, or with named arms which of them match the reference."""
+    if not report.labels or not report.comparisons:
+        return "Does LoRA match full fine-tuning?"
+    reference = report.comparisons[0].name("full")
+    return f"Which arms match {reference}?"
+
+
+def page_title(report: Report) -> str:
+    if not report.labels or not report.comparisons:
+        return "LoRA vs full fine-tuning"
+    arms = list(dict.fromkeys(c.name("lora") for c in report.comparisons))
+    return f"{', '.join(arms)} vs {report.comparisons[0].name('full')}"
+
+
 def render_markdown(report: Report) -> str:
-    parts = [f"# LoRA vs full fine-tuning: report for `{report.results_dir}`\n",
+    parts = [f"# {page_title(report)}: report for `{report.results_dir}`\n",
              f"{len(report.runs)} runs read, {report.n_ok} ok, {len(report.failed)} not ok.\n"]
     parts += [f"{line}\n" for line in context_lines(report)]
     if report.n_ok == 0:
@@ -666,7 +681,7 @@ def render_html(report: Report, analysis_label: str | None = None) -> str:
         return _figure_html(report, name, tost_level)
 
     n_bad = len(report.failed)
-    body = [f"<h1>Does LoRA match full fine-tuning?</h1><p class=\"lede\">Results: "
+    body = [f"<h1>{esc(page_question(report))}</h1><p class=\"lede\">Results: "
             f"<code>{esc(str(report.results_dir))}</code> &mdash; {len(report.runs)} runs read, {report.n_ok} ok"
             + (f", <b>{n_bad} not ok</b> (listed under “Runs not ok”, never averaged)" if n_bad else "")
             + ".</p>"]
