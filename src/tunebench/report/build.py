@@ -135,7 +135,7 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
     if with_figures:
         from tunebench.report.plots import build_figures  # matplotlib is slow to import; only when drawing
 
-        report.figures = build_figures(report.comparison, inputs.curves, headline, efficiency, settings)
+        report.figures = build_figures(report.comparison, inputs.curves, headline, efficiency, settings, labels)
         if labels and comparisons:        # named arms: quality against cost, the front through decided arms
             from tunebench.report.plots import plot_pareto, render_png
 

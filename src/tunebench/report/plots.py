@@ -439,23 +439,45 @@ EFFICIENCY_PANELS = (  # column, title, formatter, log scale
 )
 
 
-def plot_efficiency(efficiency: pd.DataFrame) -> Figure | None:
-    """Per task, LoRA and full side by side: trainable parameters (log), peak memory, wall time and training
-    throughput, each bar labelled in human units."""
+ARM_PALETTE = ("#1f77b4", "#2a9d8f", "#e9c46a", "#9d4edd", "#f4a261", "#6c757d", "#8ecae6")
+
+
+def arm_styles(efficiency: pd.DataFrame, labels: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """(arm, colour, legend label) per arm of a table, in its row order: the study's two arms in their
+    colours (LoRA, full FT); named arms one palette colour each, full fine-tuning's red (tunebench.arms)."""
+    arms = efficiency["arm"] if "arm" in efficiency else efficiency["method"]
+    methods = dict(zip(arms, efficiency["method"], strict=True))
+    out, k = [], 0
+    for arm in dict.fromkeys(arms):
+        if arm in COLORS:
+            out.append((arm, COLORS[arm], LABELS[arm]))
+            continue
+        color = COLORS["full"] if methods[arm] == "full" else ARM_PALETTE[k % len(ARM_PALETTE)]
+        k += methods[arm] != "full"
+        out.append((arm, color, (labels or {}).get(arm, arm)))
+    return out
+
+
+def plot_efficiency(efficiency: pd.DataFrame, labels: dict[str, str] | None = None) -> Figure | None:
+    """Per task, the arms side by side (LoRA and full in the study): trainable parameters (log), peak memory,
+    wall time and training throughput, each bar labelled in human units."""
     tasks = ordered_tasks(efficiency["task"])
     if not tasks:
         return None
-    fig = Figure(figsize=(12, 1.3 + 0.62 * len(tasks)))
+    styles = arm_styles(efficiency, labels)
+    fig = Figure(figsize=(12, 1.3 + 0.31 * len(tasks) * max(len(styles), 2)))
     axes = fig.subplots(1, len(EFFICIENCY_PANELS), squeeze=False)[0]
     y = np.arange(len(tasks))
+    height = 0.76 / len(styles)
+    arms = efficiency["arm"] if "arm" in efficiency else efficiency["method"]
     for ax, (column, title, fmt, log) in zip(axes, EFFICIENCY_PANELS, strict=True):
         values_all = []
-        for i, method in enumerate(METHODS):
-            e = efficiency[efficiency["method"] == method].set_index("task")
+        for i, (arm, color, label) in enumerate(styles):
+            e = efficiency[arms == arm].set_index("task")
             values = np.array([finite_or_nan(e[column].get(t)) if column in e else math.nan for t in tasks])
-            pos = y + (i - 0.5) * 0.38
+            pos = y + (i - (len(styles) - 1) / 2) * height
             ok = ~np.isnan(values)
-            ax.barh(pos[ok], values[ok], height=0.36, color=COLORS[method], label=LABELS[method])
+            ax.barh(pos[ok], values[ok], height=height * 0.95, color=color, label=label)
             for p, v in zip(pos[ok], values[ok], strict=True):
                 ax.text(v, p, " " + fmt(v), va="center", ha="left", fontsize=7.5)
             values_all += list(values[ok])
@@ -557,7 +579,8 @@ def plot_generalization(headline: pd.DataFrame) -> Figure | None:
 
 
 def build_figures(comparison: pd.DataFrame, curves: pd.DataFrame, headline: pd.DataFrame,
-                  efficiency: pd.DataFrame, settings: pd.DataFrame) -> dict[str, bytes]:
+                  efficiency: pd.DataFrame, settings: pd.DataFrame,
+                  labels: dict[str, str] | None = None) -> dict[str, bytes]:
     """Every report figure as {file name: PNG bytes}; plots with nothing to show are left out. The verdict
     figure needs the verdict rows and is drawn by render (`plot_verdicts`)."""
     figs: dict[str, Figure | None] = {}
@@ -566,7 +589,7 @@ def build_figures(comparison: pd.DataFrame, curves: pd.DataFrame, headline: pd.D
     if len(comparison):
         figs["metric_by_task.png"] = plot_metric_by_task(comparison, headline)
     if len(efficiency):
-        figs["efficiency.png"] = plot_efficiency(efficiency)
+        figs["efficiency.png"] = plot_efficiency(efficiency, labels)
     if len(headline):
         figs["stability.png"] = plot_stability(headline)
         figs["generalization.png"] = plot_generalization(headline)
