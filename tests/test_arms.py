@@ -168,3 +168,21 @@ def test_analysis_names_runs_by_arm_and_family():
     assert (plain["arm"], plain["family"], plain["setting"]) == ("lora", "LoRA", "LoRA r=8")
     full = run_keys({"method": "full", "config": {"method": "full", "arm": "full"}}, {})
     assert (full["arm"], full["family"], full["setting"]) == ("full", "full", "full fine-tuning")
+
+
+def test_the_rank_sweep_as_arms_runs_what_the_rank_grid_ran(tmp_path):
+    """Each rank an arm: the same runs (ids) as gridding lora.r under one LoRA arm, now each reported on its own."""
+    from plan_helpers import PLANS_DIR
+
+    arms = load_plan(PLANS_DIR / "rank_sweep.yaml")
+    grid = load_plan(write_plan(tmp_path, """
+        name: rank_sweep
+        overrides: {data.source: local, tracking.group: rank_sweep}
+        tasks: [mrpc, rte]
+        methods: [lora, full]
+        seeds: [42, 43, 44]
+        grid:
+          lora: {lora.r: [1, 2, 4, 8, 16, 32, 64, 128, 256]}
+        """))
+    assert {r.run_id for r in expand_grid_final(arms)} == {r.run_id for r in expand_grid_final(grid)}
+    assert len(expand_grid_final(arms)) == 2 * 10 * 3
