@@ -25,7 +25,7 @@ def _predictions(score: float, seed: int, n: int = 200) -> list[dict]:
     return [{"idx": i, "label": i % 2, "prediction": i % 2 if i in right else 1 - i % 2} for i in range(n)]
 
 
-def _write(root, arms=ARMS, named=True, tasks=("sst2", "rte")):
+def _write(root, arms=ARMS, named=True, tasks=("sst2", "rte"), reference=None):
     for task in tasks:
         for arm, (method, lora, scores) in arms.items():
             for seed, score in zip((42, 43, 44), scores, strict=True):
@@ -33,7 +33,7 @@ def _write(root, arms=ARMS, named=True, tasks=("sst2", "rte")):
                                   "arms")
                 cfg["lora"] |= lora
                 if named:
-                    cfg["arm"] = arm
+                    cfg["arm"], cfg["reference"] = arm, reference
                 write_fake_run(root, task, method, seed, test=score, validation=score, experiment="arms",
                                lora_r=lora.get("r", 16), config=cfg, predictions=_predictions(score, seed))
 
@@ -90,3 +90,18 @@ def test_named_arms_get_the_pareto_figure_and_the_study_does_not(tmp_path):
     assert "pareto.png" in build_report(tmp_path / "named", n_resamples=50).figures
     _write(tmp_path / "two", arms={"lora": ARMS["dora_r16"], "full": ARMS["full"]}, named=False, tasks=("sst2",))
     assert "pareto.png" not in build_report(tmp_path / "two", n_resamples=50).figures
+
+
+def test_the_plans_reference_is_the_one_every_arm_is_compared_with(tmp_path):
+    _write(tmp_path, tasks=("sst2",), reference="dora_r16")
+    report = build_report(tmp_path, n_resamples=50, with_figures=False)
+    assert [(c.arm, c.reference) for c in report.comparisons] == [("lora_r8", "dora_r16"), ("full", "dora_r16")]
+
+
+def test_an_unreadable_run_leaves_the_two_arm_study_keyed_by_task(tmp_path):
+    _write(tmp_path, arms={"lora": ARMS["dora_r16"], "full": ARMS["full"]}, named=False, tasks=("sst2",))
+    bad = tmp_path / "arms" / "sst2-qlora-s42-00000000"
+    bad.mkdir(parents=True)
+    (bad / "metrics.json").write_text('{"task": "sst2", "method": "qlora", "status": "ok"}', encoding="utf-8")
+    report = build_report(tmp_path, n_resamples=50, with_figures=False)
+    assert [c.pair for c in report.comparisons] == ["sst2"] and set(report.verdicts) == {"sst2"}

@@ -194,6 +194,7 @@ class Config(_Strict):
     # the plan's name for the arm this run belongs to (tunebench.arms); None: the method's own arm. Not part of
     # the run's id (tunebench.results.NOT_COMPUTED): it names a computation, it does not change it
     arm: str | None = Field(None, pattern=ARM_NAME_PATTERN, max_length=40)
+    reference: str | None = Field(None, pattern=ARM_NAME_PATTERN, max_length=40)   # the plan's reference arm
     model: ModelConfig = ModelConfig()
     lora: LoraConfig = LoraConfig()
     training: TrainingConfig = TrainingConfig()

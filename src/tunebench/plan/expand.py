@@ -87,9 +87,9 @@ def expand_runs(cfg: Config, tasks: Sequence[str] | None, methods: Sequence[str]
 
 def build_run(plan: Plan, stage: str, task: str, arm: str, seed: int, overrides: dict[str, Any]) -> PlannedRun:
     """One run of `arm` (a name of plan.arms): its settings under the grid point; a plan that names its arms
-    records the name in the run's config (`arm`, not part of its id)."""
+    records the name and the reference arm's in the run's config (`arm`, `reference`: not part of its id)."""
     a = plan.arm(arm)
-    named = {"arm": a.name} if plan.named_arms else {}
+    named = {"arm": a.name, "reference": plan.reference} if plan.named_arms else {}
     cfg = with_overrides(plan.base, {**plan.task_overrides.get(task, {}), **a.settings, **overrides,
                                      **run_keys(task, a.method, seed), **named, "experiment": plan.experiment(stage)})
     return PlannedRun(stage, task, a.method, seed, dict(overrides), cfg, run_id(cfg), a.name)

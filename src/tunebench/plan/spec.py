@@ -74,7 +74,7 @@ SWEEP_SUFFIX = "-sweep"
 
 # Keys a plan sets itself (tasks/methods/seeds/name): a grid or an override may not touch them.
 _SET_BY_PLAN = {"task": "tasks", "method": "methods", "training.seed": "seeds", "experiment": "name",
-                "arm": "arms"}
+                "arm": "arms", "reference": "reference"}
 
 Seed = Annotated[StrictInt, Field(ge=0)]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from tunebench.arms import Arm, reference_of
+from tunebench.config import METHODS
 from tunebench.data.tasks import TASKS
 from tunebench.errors import TunebenchError
 from tunebench.report import collect, tables
@@ -261,12 +262,15 @@ def comparison_pairs(runs: pd.DataFrame) -> list[tuple[str, str, str]]:
     study's two arms give one per task, LoRA against full fine-tuning (also while one of them has no run yet);
     named arms (tunebench.arms) one per arm other than the reference -- full fine-tuning's arm, the one named
     `full` when there are several (a plan's `reference:` decides in the plan; the report reads the runs)."""
-    known = runs[runs["task"].isin(list(TASKS))].drop_duplicates(["task", "arm"])
+    known = runs[runs["task"].isin(list(TASKS)) & runs["method"].isin(METHODS) & runs["arm"].notna()]
+    known = known.drop_duplicates(["task", "arm"])
     arms = tables.sort_by_task(known[["task", "method", "arm"]].drop_duplicates("arm").assign(task="sst2"))
     if set(arms["arm"]) <= {"lora", "full"}:
         return [(task, "lora", "full") for task in tasks_present(runs)]
+    recorded = sorted(set(runs["reference"].dropna())) if "reference" in runs else []
     try:
-        reference = reference_of([Arm(a, m) for a, m in zip(arms["arm"], arms["method"], strict=True)])
+        reference = reference_of([Arm(a, m) for a, m in zip(arms["arm"], arms["method"], strict=True)],
+                                 recorded[0] if len(recorded) == 1 and recorded[0] in set(arms["arm"]) else None)
     except ValueError as e:
         raise TunebenchError(f"the runs hold arms {', '.join(arms['arm'])} and no reference: {e}") from None
     order = [a for a in arms["arm"] if a != reference]

@@ -136,6 +136,7 @@ def flatten_metrics(m: dict[str, Any]) -> dict[str, Any]:
     named = cfg.get("arm") and m.get("method") in METHODS
     row["arm_label"] = arm_label(str(m["method"]), cfg.get("lora") if isinstance(cfg.get("lora"), dict) else None) \
         if named else None                                                # "DoRA r=16": how the report names it
+    row["reference"] = cfg.get("reference") if named else None           # the plan's reference arm
     row["primary_metric"] = m.get("primary_metric") or (spec.primary_metric if spec else None)
     row["setting_id"] = compute_setting_id(m)
     for split in ("test", "validation", "train_eval"):

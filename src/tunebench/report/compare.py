@@ -290,9 +290,13 @@ def adjust_across_tasks(comparisons: list[TaskComparison]) -> list[TaskCompariso
     unique = sorted(set(first.values()))
     adjusted = dict(zip(unique, adjust_learned([comparisons[flat[n][0]].learned[flat[n][1]] for n in unique]),
                         strict=True))
+    by_key = {key: adjusted[n] for key, n in first.items()}
     learned: list[dict[str, LearnedTest]] = [dict(c.learned) for c in comparisons]
-    for (i, side), key in zip(flat, identity, strict=True):
-        learned[i][side] = replace(adjusted[first[key]], arm=comparisons[i].learned[side].arm)
+    for i, c in enumerate(comparisons):          # every pair holding a tested arm shows its one adjusted test
+        for side, t in c.learned.items():
+            key = (c.task, c.sides[side])
+            if key in by_key:
+                learned[i][side] = replace(by_key[key], arm=t.arm)
     staged = [replace(c, learned=lt) for c, lt in zip(comparisons, learned, strict=True)]
     # The comparison family is fixed before any test: every task with both arms, whatever its gate says (a family
     # chosen by the gate's outcome would be data-dependent); a gated task's tests count but make no claim.
@@ -324,7 +328,6 @@ def compare_task(
     runs = headline[headline["task"] == task]
     arms = runs["arm"] if "arm" in runs else runs["method"]
     lora, full = runs[arms == arm], runs[arms == reference]
-    pair = pd.concat([lora, full])
     common = sorted(set(_seeds(lora)) & set(_seeds(full)))
     seeds = equivalence = None
     if len(lora) and len(full):
@@ -334,7 +337,7 @@ def compare_task(
         tests = compare_example_level(task, lora, full, common, predictions, n_resamples, bootstrap_seed)
         example_equivalence = discordance_test(task, lora, full, common, predictions, margin, alpha)
     preds = predictions or {}
-    baseline = trivial_baseline(task, [preds.get(r) for r in pair["run_dir"]])
+    baseline = trivial_baseline(task, [preds.get(r) for r in runs["run_dir"]])   # every arm's: one per task
     learned = {}
     for side, g in (("lora", lora), ("full", full)):
         if len(g):
