@@ -105,3 +105,20 @@ def test_an_unreadable_run_leaves_the_two_arm_study_keyed_by_task(tmp_path):
     (bad / "metrics.json").write_text('{"task": "sst2", "method": "qlora", "status": "ok"}', encoding="utf-8")
     report = build_report(tmp_path, n_resamples=50, with_figures=False)
     assert [c.pair for c in report.comparisons] == ["sst2"] and set(report.verdicts) == {"sst2"}
+
+
+def test_plan_seeds_reads_a_runs_csv_from_before_arms_and_refuses_named_arms_in_one_line(tmp_path, capsys):
+    from tunebench.cli import main
+
+    _write(tmp_path / "two", arms={"lora": ARMS["dora_r16"], "full": ARMS["full"]}, named=False, tasks=("sst2",))
+    build = build_report(tmp_path / "two", n_resamples=50, with_figures=False)
+    old = tmp_path / "old.csv"
+    build.runs.drop(columns=["arm", "arm_label", "reference"]).to_csv(old, index=False)
+    assert main(["plan", "seeds", "--runs", str(old)]) == 0
+    assert "sst2" in capsys.readouterr().out
+    _write(tmp_path / "named", tasks=("sst2",))
+    named = tmp_path / "named.csv"
+    build_report(tmp_path / "named", n_resamples=50, with_figures=False).runs.to_csv(named, index=False)
+    assert main(["plan", "seeds", "--runs", str(named)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "named arms (dora_r16, lora_r8): `plan seeds` plans a two-arm study" in err and "\n" not in err
