@@ -582,8 +582,12 @@ def build_figures(comparison: pd.DataFrame, curves: pd.DataFrame, headline: pd.D
                   efficiency: pd.DataFrame, settings: pd.DataFrame,
                   labels: dict[str, str] | None = None) -> dict[str, bytes]:
     """Every report figure as {file name: PNG bytes}; plots with nothing to show are left out. The verdict
-    figure needs the verdict rows and is drawn by render (`plot_verdicts`)."""
+    figure needs the verdict rows and is drawn by render (`plot_verdicts`). With named arms (`labels`) only the
+    efficiency figure, by arm: the others compare LoRA with full fine-tuning (the report adds the Pareto figure)."""
     figs: dict[str, Figure | None] = {}
+    if labels:      # named arms: the figures below draw LoRA and full; the Pareto figure and the tables by arm
+        return {"efficiency.png": render_png(f)} if len(efficiency) and (f := plot_efficiency(efficiency, labels)) \
+            else {}
     if len(comparison):
         comparison = comparison[comparison["lora_n"] + comparison["full_n"] > 0]  # tasks with ok runs
     if len(comparison):

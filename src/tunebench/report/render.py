@@ -381,12 +381,15 @@ def verdict_display(report: Report) -> pd.DataFrame:
 def headline_display(comparison: pd.DataFrame) -> pd.DataFrame:
     """The comparison table for people: mean [95% CI] per method, the difference and its tests."""
     rows = []
+    named = "arm" in comparison
+    a, f = ("arm", "reference") if named else ("LoRA", "full")
     for _, r in comparison.iterrows():
-        row = {"task": r["task"], "metric": r["metric"],
-               "LoRA (points)": _ci(r["lora_mean"], r["lora_ci_low"], r["lora_ci_high"]), "LoRA n": r["lora_n"],
-               "full (points)": _ci(r["full_mean"], r["full_ci_low"], r["full_ci_high"]), "full n": r["full_n"]}
+        row = {"task": r["task"], **({"arm": r["arm"], "reference": r["reference"]} if named else {}),
+               "metric": r["metric"],
+               f"{a} (points)": _ci(r["lora_mean"], r["lora_ci_low"], r["lora_ci_high"]), f"{a} n": r["lora_n"],
+               f"{f} (points)": _ci(r["full_mean"], r["full_ci_low"], r["full_ci_high"]), f"{f} n": r["full_n"]}
         if pd.notna(r.get("design")):
-            row |= {"LoRA - full": _ci(r["diff"], r["diff_ci_low"], r["diff_ci_high"]), "design": r["design"],
+            row |= {f"{a} - {f}": _ci(r["diff"], r["diff_ci_low"], r["diff_ci_high"]), "design": r["design"],
                     "pairs": r["n_pairs"], "t-test p": r["t_p"], "rank test p": r["rank_p"],
                     "effect size": r["effect_size"]}
         if pd.notna(r.get("p_adjusted")):
@@ -573,6 +576,16 @@ def context_lines(report: Report) -> list[str]:
     return lines
 
 
+def _minus_text(report: Report) -> str:
+    """"LoRA - full", or "arm - reference" with named arms."""
+    return "arm - reference" if report.labels else "LoRA - full"
+
+
+def _versus_text(report: Report) -> str:
+    """"LoRA vs full", or "each arm vs the reference" with named arms."""
+    return "each arm vs the reference" if report.labels else "LoRA vs full"
+
+
 def page_question(report: Report) -> str:
     """The page's question: the study's, or with named arms which of them match the reference."""
     if not report.labels or not report.comparisons:
@@ -595,7 +608,7 @@ def render_markdown(report: Report) -> str:
     if report.n_ok == 0:
         parts.append("**No run finished ok: nothing can be compared; see the failed runs below.**\n")
     seeds = seeds_needed_lines(report)
-    parts += ["## Verdicts (LoRA - full, points)\n", markdown_table(verdict_display(report)),
+    parts += [f"## Verdicts ({_minus_text(report)}, points)\n", markdown_table(verdict_display(report)),
               *([SEEDS_NEEDED_HEAD + "\n", *[f"- {line}" for line in seeds], ""] if seeds else []),
               *[f"- {v}" for v in report.verdicts.values()], "", *qa_markdown(report.qa),
               "## Efficiency (means over seeds of the headline setting)\n",
@@ -605,7 +618,7 @@ def render_markdown(report: Report) -> str:
               "## Generalization (train_eval - test, points)\n",
               markdown_table(generalization_display(report.generalization, report.labels)),
               "## Failed runs (not averaged)\n", markdown_table(report.failed),
-              "## Every test of LoRA vs full (test primary metric, points)\n",
+              f"## Every test of {_versus_text(report)} (test primary metric, points)\n",
               markdown_table(headline_display(report.comparison)),
               "## Example-level tests (test-set noise only)\n", markdown_table(report.example_tests),
               "## Headline settings\n", markdown_table(_selected_settings(report.settings))]
@@ -709,7 +722,7 @@ def render_html(report: Report, analysis_label: str | None = None) -> str:
                     f"{figure(SECTION_FIGURES[key])}")
     if report.analysis:
         body.append(_analysis_html(report, analysis_label, figure))
-    more = [("Every test of LoRA vs full (seed level, equivalence)", headline_display(report.comparison)),
+    more = [(f"Every test of {_versus_text(report)} (seed level, equivalence)", headline_display(report.comparison)),
             (f"Example-level tests, per seed pair and combined ({len(report.example_tests)} rows)",
              report.example_tests),
             (f"All metrics over seeds, headline settings, raw units ({len(report.metric_summary)} rows)",

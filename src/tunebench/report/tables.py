@@ -142,10 +142,12 @@ def build_comparison_table(comparisons: list[TaskComparison]) -> pd.DataFrame:
 
 
 def build_example_tests_table(comparisons: list[TaskComparison]) -> pd.DataFrame:
-    rows = [r for c in comparisons for r in c.example_tests]
-    return pd.DataFrame(rows, columns=["task", "comparison", "seeds", "test", "metric", "n_examples", "b", "c",
-                                       "odds_ratio", "mean_diff", "ci_low", "ci_high", "statistic", "p",
-                                       "effect_size"])
+    """Every example-level test; with named arms a `pair` column ("sst2/dora_r16") says which arm's."""
+    named = any(c.pair != c.task for c in comparisons)
+    rows = [({"pair": c.pair} if named else {}) | r for c in comparisons for r in c.example_tests]
+    return pd.DataFrame(rows, columns=[*(["pair"] if named else []), "task", "comparison", "seeds", "test", "metric",
+                                       "n_examples", "b", "c", "odds_ratio", "mean_diff", "ci_low", "ci_high",
+                                       "statistic", "p", "effect_size"])
 
 
 def build_efficiency_table(headline: pd.DataFrame) -> pd.DataFrame:
