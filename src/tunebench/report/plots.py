@@ -176,7 +176,7 @@ def plot_verdicts(rows: Sequence[dict], tost: dict[str, tuple[float, float]] | N
     if clipped:
         handles.append(Line2D([], [], marker=">", color="#444", ls="none", label="clipped at ±100"))
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.subplots_adjust(left=0.2 if named else 0.13, right=0.86, top=1 - 0.55 / (0.95 + 0.95 * n),
+    fig.subplots_adjust(left=0.16 if named else 0.13, right=0.86, top=1 - 0.55 / (0.95 + 0.95 * n),
                         bottom=0.6 / (0.95 + 0.95 * n), hspace=0.55)
     return fig
 
@@ -205,7 +205,8 @@ def _draw_verdict_row(ax, row: dict, tost: tuple[float, float] | None) -> bool:
     ax.xaxis.set_major_locator(MaxNLocator(nbins=8))
     ax.set_xlim(*_verdict_xlim([diff, lo, hi, *(tost or ()), *seeds], margin))
     metric = row.get("metric") or ""
-    what = f"{row['arm_label']} − {row.get('reference_label')}" if row.get("arm_label") else metric
+    reference = "full" if row.get("reference_label") == "full fine-tuning" else row.get("reference_label")
+    what = f"{row['arm_label']} − {reference}" if row.get("arm_label") else metric
     ax.text(-0.012, 0.5, f"{row.get('task', '')}\n{what}", transform=ax.transAxes, ha="right", va="center",
             fontsize=10, fontweight="bold")
     ax.text(1.012, 0.5, word or "?", transform=ax.transAxes, ha="left", va="center", fontsize=11,
