@@ -19,6 +19,10 @@ A plan file (details: tunebench.plan.spec; shipped plans: configs/plans/):
     methods: [lora, full]
     seeds: [42, 43, 44, 45, 46]          # final-stage seeds
     task_seeds: {rte: [42, 43, 44]}      # optional: one task's own final seeds
+    arms:                                # or instead of methods (not both): named arms, each against the reference
+      full: {method: full}
+      dora_r16: {method: lora, lora.use_dora: true}
+    reference: full                      # default: full fine-tuning
     grid:                                # crossed with everything; flat or per method
       lora: {training.learning_rate: [1.0e-4, 2.0e-4, 5.0e-4]}
       full: {training.full_finetune_learning_rate: [1.0e-5, 2.0e-5, 5.0e-5]}
