@@ -33,8 +33,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("config",),
     # what stands on the config alone: the data sources (re-exporting the task table), the precision policy,
     # checkpoints, tracking, the run-folder contract (results), the process and machine (system: errors as lines,
-    # memory, environment, locks) and the FLOPs convention with the peak table (flops), shared by plan and bench
-    ("data", "precision", "checkpoints", "tracking", "results", "system", "flops"),
+    # memory, environment, locks), the FLOPs convention with the peak table (flops), shared by plan and bench, and
+    # the arms a study compares (a method plus the settings that define it)
+    ("data", "precision", "checkpoints", "tracking", "results", "system", "flops", "arms"),
     # model + method: records encoded into features, the model, LoRA or full, the pure metrics
     ("features", "model", "methods", "metrics"),
     # the Trainer's mechanics: evaluation (scoring a split; sequential, in-loop outputs reused) and the speed

@@ -164,7 +164,8 @@ def test_shipped_plans_match_the_study():
     phase2a = load_plan(PLANS_DIR / "phase2a.yaml")
     assert phase2a.two_stage and len(phase2a.seeds) == 5 and set(phase2a.tasks) == {"sst2", "mrpc", "rte", "squad_v2"}
     ranks = load_plan(PLANS_DIR / "rank_sweep.yaml")
-    assert ranks.grid["lora"]["lora.r"] == [2**i for i in range(9)] and "full" in ranks.methods
+    assert [a.name for a in ranks.arms] == ["full", *(f"lora_r{2**i}" for i in range(9))]
+    assert [a.settings for a in ranks.arms[1:]] == [{"lora.r": 2**i} for i in range(9)] and ranks.reference == "full"
     assert not (PLANS_DIR / "phase2b.yaml").exists()  # phase 2b is the report, not a plan
 
 

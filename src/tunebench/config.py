@@ -183,11 +183,18 @@ class DataConfig(_Strict):
         return _fraction_or_count(v, "examples")
 
 
+ARM_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"     # an arm's name (tunebench.arms): lora_r64, dora_r16, full
+
+
 class Config(_Strict):
     experiment: str = Field("default", min_length=1)
     output_dir: str = "results"
     task: TaskName = "sst2"
     method: Method = "lora"
+    # the plan's name for the arm this run belongs to (tunebench.arms); None: the method's own arm. Not part of
+    # the run's id (tunebench.results.NOT_COMPUTED): it names a computation, it does not change it
+    arm: str | None = Field(None, pattern=ARM_NAME_PATTERN, max_length=40)
+    reference: str | None = Field(None, pattern=ARM_NAME_PATTERN, max_length=40)   # the plan's reference arm
     model: ModelConfig = ModelConfig()
     lora: LoraConfig = LoraConfig()
     training: TrainingConfig = TrainingConfig()

@@ -37,8 +37,8 @@ SELECTION_FILE = "selection.json"  # written by the plan engine beside a plan's 
 
 # ---------------------------------------------------------------- run identity
 
-# Keys that say where results go or how they are tracked, not what is computed.
-NOT_COMPUTED = ("experiment", "output_dir", "tracking", "data.dir")
+# Keys that say where results go, how they are tracked or what a plan calls them, not what is computed.
+NOT_COMPUTED = ("experiment", "arm", "reference", "output_dir", "tracking", "data.dir")
 # Keys a method never reads: full fine-tuning has no adapters and its own learning rate
 # (training.full_finetune_learning_rate); LoRA reads training.learning_rate.
 IGNORED_BY_METHOD = {

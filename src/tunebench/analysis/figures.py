@@ -92,8 +92,8 @@ def plot_rank_by_layer(modules: pd.DataFrame, column: str = "energy_rank",
     tasks = sorted(modules["task"].dropna().unique())
     fig = Figure(figsize=(4.5 * max(len(tasks), 1), 6.5))
     axes = fig.subplots(len(GROUPS), max(len(tasks), 1), squeeze=False)
-    per_layer = (modules.groupby(["task", "method", "lora_r", "group", "layer"], dropna=False)[column]
-                 .mean().reset_index())
+    keys = ["task", "method", *(["family"] if "family" in modules else []), "lora_r", "group", "layer"]
+    per_layer = modules.groupby(keys, dropna=False)[column].mean().reset_index()
     for j, task in enumerate(tasks):
         for i, group in enumerate(GROUPS):
             ax = axes[i][j]
@@ -112,12 +112,16 @@ def plot_rank_by_layer(modules: pd.DataFrame, column: str = "energy_rank",
 
 
 def _draw_layer_lines(ax, data: pd.DataFrame, column: str) -> None:
-    ranks = sorted(int(r) for r in data.loc[data["method"] == "lora", "lora_r"].dropna().unique())
+    lora = data[data["method"] == "lora"]
+    families = lora["family"] if "family" in lora else pd.Series("LoRA", index=lora.index)
+    series = sorted({(str(f), int(r)) for f, r in zip(families, lora["lora_r"], strict=True) if pd.notna(r)},
+                    key=lambda fr: (fr[0] != "LoRA", fr))
     cmap = colormaps["viridis"]
-    for k, r in enumerate(ranks):
-        line = data[(data["method"] == "lora") & (data["lora_r"] == r)].sort_values("layer")
-        color = cmap(k / max(len(ranks) - 1, 1))
-        ax.plot(line["layer"], line[column], marker="o", ms=3, color=color, label=f"LoRA r={r}")
+    for k, (family, r) in enumerate(series):
+        line = lora[(families == family) & (lora["lora_r"] == r)].sort_values("layer")
+        color = cmap(k / max(len(series) - 1, 1))
+        ax.plot(line["layer"], line[column], marker="o", ms=3, color=color, ls="-" if family == "LoRA" else ":",
+                label=f"{family} r={r}")
     full = data[data["method"] == "full"].sort_values("layer")
     if not full.empty:
         ax.plot(full["layer"], full[column], ls="--", lw=2, color=FULL_COLOR, label="full FT")
@@ -131,7 +135,9 @@ def _draw_layer_lines(ax, data: pd.DataFrame, column: str) -> None:
 
 
 def plot_vs_rank(by_rank: pd.DataFrame, column: str, ylabel: str, title: str) -> Figure:
-    """One panel per task: LoRA mean +- sd against rank, full fine-tuning as a reference line."""
+    """One panel per task: each LoRA family's (LoRA, DoRA, rsLoRA: tunebench.arms) mean with its 95% interval
+    over seeds against rank (the sd where a setting has too few seeds for an interval), full fine-tuning as a
+    reference line."""
     tasks = sorted(by_rank["task"].dropna().unique())
     fig = Figure(figsize=(4.5 * max(len(tasks), 1), 3.8))
     axes = fig.subplots(1, max(len(tasks), 1), squeeze=False)[0]
@@ -146,7 +152,7 @@ def plot_vs_rank(by_rank: pd.DataFrame, column: str, ylabel: str, title: str) ->
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.suptitle(f"{title} (mean +- sd over seeds)")
+    fig.suptitle(f"{title} (mean, 95% CI over seeds; +- sd where one seed)")
     fig.tight_layout()
     return fig
 
@@ -169,18 +175,35 @@ def clipped_error(mean: np.ndarray, sd: np.ndarray, bounds: tuple[float, float])
     return np.vstack([np.minimum(sd, np.maximum(mean - lo, 0.0)), np.minimum(sd, np.maximum(hi - mean, 0.0))])
 
 
+FAMILY_COLORS = {"LoRA": LORA_COLOR, "DoRA": "#2a9d8f", "rsLoRA": "#e9c46a", "rsDoRA": "#9d4edd"}
+
+
 def _draw_lora_points(ax, lora: pd.DataFrame, column: str,
                       bounds: tuple[float, float] = (-math.inf, math.inf)) -> None:
     lora = lora.dropna(subset=["lora_r"]).sort_values("lora_r")
     if lora.empty:
         return
-    r = lora["lora_r"].to_numpy(float)
-    sd = np.nan_to_num(lora[f"{column}_sd"].to_numpy(float))
-    mean = lora[f"{column}_mean"].to_numpy(float)
-    ax.errorbar(r, mean, yerr=clipped_error(mean, sd, bounds), fmt="o-", capsize=3, color=LORA_COLOR,
-                label="LoRA")
+    families = lora["family"] if "family" in lora else pd.Series("LoRA", index=lora.index)
+    ticks: set[float] = set()
+    for family in sorted(families.unique(), key=lambda f: (f != "LoRA", f)):
+        g = lora[families == family]
+        r = g["lora_r"].to_numpy(float)
+        mean = g[f"{column}_mean"].to_numpy(float)
+        half = _half_interval(g, column)
+        ax.errorbar(r, mean, yerr=clipped_error(mean, half, bounds), fmt="o-", capsize=3,
+                    color=FAMILY_COLORS.get(str(family), "#555"), label=str(family))
+        ticks |= set(r.tolist())
     ax.set_xscale("log", base=2)
-    ax.set_xticks(r, [str(int(v)) for v in r])
+    ax.set_xticks(sorted(ticks), [str(int(v)) for v in sorted(ticks)])
+
+
+def _half_interval(g: pd.DataFrame, column: str) -> np.ndarray:
+    """The 95% interval's half width per setting; the sd where there is none (one seed: 0)."""
+    sd = np.nan_to_num(g[f"{column}_sd"].to_numpy(float))
+    if f"{column}_ci_high" not in g:
+        return sd
+    half = g[f"{column}_ci_high"].to_numpy(float) - g[f"{column}_mean"].to_numpy(float)
+    return np.where(np.isnan(half), sd, half)
 
 
 def _draw_full_reference(ax, full: pd.DataFrame, column: str,

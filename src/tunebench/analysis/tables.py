@@ -3,17 +3,19 @@
 `analysis_tables(pairs)` returns four tables (pure: no files read or written; get the pairs with
 `tunebench.analysis.run.load_analysis_pairs(results_dir)`):
 
-  runs     one row per run: run_id, experiment, task, method, seed, lora_r (<NA> for full), setting
-           ("LoRA r=8" | "full"), primary_metric, test_primary (the test split's primary metric, on the scale
-           metrics.json uses), forgetting (loss_before, loss_after, ppl_before, ppl_after, delta_loss,
-           tokens, text), spectrum summary (n_matrices, mean_energy_rank, max_energy_rank,
-           mean_effective_rank, mean_stable_rank, intruders_total, fro_norm_total) and per group the same with
-           a suffix (mean_energy_rank_attention, intruders_total_mlp, ...).
+  runs     one row per run: run_id, experiment, task, method, arm (tunebench.arms; the method without named
+           arms), family (LoRA / DoRA / rsLoRA / full: the rank curve it belongs to), seed, lora_r (<NA> for
+           full), setting ("LoRA r=8" | "full", a named arm's label: "DoRA r=16"), primary_metric,
+           test_primary (the test split's primary metric, on the scale metrics.json uses), forgetting
+           (loss_before, loss_after, ppl_before, ppl_after, delta_loss, tokens, text), spectrum summary
+           (n_matrices, mean_energy_rank, max_energy_rank, mean_effective_rank, mean_stable_rank,
+           intruders_total, fro_norm_total) and per group the same with a suffix (mean_energy_rank_attention,
+           intruders_total_mlp, ...).
   modules  one row per run and adapted matrix: the run's keys, module, layer, type, group, energy_rank,
            effective_rank, stable_rank, intruders, fro_norm, rel_fro_norm, top_singular_value, energy.
   layers   per task x method x lora_r x layer x module type: means over seeds of energy_rank, effective_rank,
            stable_rank, intruders and fro_norm, and n_runs.
-  by_rank  per task x method x lora_r: mean and sd over seeds (sd NaN for one seed) of test_primary,
+  by_rank  per task x arm x lora_r: mean, sd and 95% t-interval over seeds (NaN for one seed) of test_primary,
            delta_loss, intruders_total, mean_energy_rank, mean_effective_rank and mean_stable_rank, and n_runs.
 
 Two ranks, two names (tunebench.analysis.spectrum): energy_rank is the number of singular values holding
@@ -30,8 +32,11 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-RUN_KEYS = ["run_id", "experiment", "task", "method", "seed", "lora_r", "setting"]
+from tunebench.arms import arm_label, run_arm
+
+RUN_KEYS = ["run_id", "experiment", "task", "method", "arm", "family", "seed", "lora_r", "setting"]
 FORGETTING_COLUMNS = ["loss_before", "loss_after", "ppl_before", "ppl_after", "delta_loss", "tokens", "text"]
 SUMMARY_COLUMNS = ["n_matrices", "mean_energy_rank", "max_energy_rank", "mean_effective_rank", "mean_stable_rank",
                    "intruders_total", "fro_norm_total"]
@@ -41,7 +46,7 @@ MODULE_COLUMNS = ["module", "layer", "type", "group", "energy_rank", "effective_
 LAYER_MEASURES = ["energy_rank", "effective_rank", "stable_rank", "intruders", "fro_norm"]
 BY_RANK_MEASURES = ["test_primary", "delta_loss", "intruders_total", "mean_energy_rank", "mean_effective_rank",
                     "mean_stable_rank"]
-SETTING_KEYS = ["task", "method", "lora_r"]
+SETTING_KEYS = ["task", "method", "arm", "family", "lora_r"]
 DEFAULT_ENERGY = 0.9   # tunebench.analysis.run's default, for records without settings.energy
 
 # What a reader should see for the rank columns (the tables keep the short keys; `mean_` / `max_` are over the
@@ -106,14 +111,22 @@ def run_keys(metrics: dict, analysis: dict) -> dict:
     """The identifying columns of a run (metrics.json first, analysis.json as a fallback)."""
     method = metrics.get("method", analysis.get("method"))
     r = metrics.get("lora_r", analysis.get("lora_r")) if method == "lora" else None
+    config = metrics.get("config") if isinstance(metrics.get("config"), dict) else {}
+    lora = config.get("lora") if isinstance(config.get("lora"), dict) else {}
+    family = ("DoRA" if lora.get("use_dora") else "LoRA") if method == "lora" else "full"
+    family = "rs" + family if method == "lora" and lora.get("use_rslora") else family
+    named = bool(config.get("arm")) and method in ("lora", "full")
     return {
         "run_id": metrics.get("run_id", analysis.get("run_id")),
         "experiment": metrics.get("experiment"),
         "task": metrics.get("task", analysis.get("task")),
         "method": method,
+        "arm": run_arm({**metrics, "method": method}) if method is not None else None,
+        "family": family,          # LoRA / DoRA / rsLoRA / full: the curve a rank belongs to
         "seed": metrics.get("seed"),
         "lora_r": r,
-        "setting": f"LoRA r={r}" if method == "lora" else "full",
+        "setting": (arm_label(method, {**lora, "r": r or lora.get("r", 16)}) if named else
+                    f"LoRA r={r}" if method == "lora" else "full"),
     }
 
 
@@ -170,12 +183,17 @@ def layers_table(modules: pd.DataFrame) -> pd.DataFrame:
 
 
 def by_rank_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sd over seeds per task x method x lora_r (the rank sweep's points)."""
+    """Mean, sd and 95% t-interval over seeds per task x arm x lora_r (the rank sweep's points; the interval is
+    NaN for one seed)."""
     grouped = runs.groupby(SETTING_KEYS, dropna=False, sort=False)
     parts = {}
     for c in BY_RANK_MEASURES:
         parts[f"{c}_mean"] = grouped[c].mean()
         parts[f"{c}_sd"] = grouped[c].std(ddof=1)
+        n = grouped[c].count()
+        half = pd.Series(stats.t.ppf(0.975, (n - 1).clip(lower=1)), index=n.index) * parts[f"{c}_sd"] / np.sqrt(n)
+        half[n < 2] = np.nan
+        parts[f"{c}_ci_low"], parts[f"{c}_ci_high"] = parts[f"{c}_mean"] - half, parts[f"{c}_mean"] + half
     out = pd.DataFrame(parts)
     out["n_runs"] = grouped["run_id"].nunique()
     return _sorted(out.reset_index())

@@ -19,6 +19,10 @@ A plan file (details: tunebench.plan.spec; shipped plans: configs/plans/):
     methods: [lora, full]
     seeds: [42, 43, 44, 45, 46]          # final-stage seeds
     task_seeds: {rte: [42, 43, 44]}      # optional: one task's own final seeds
+    arms:                                # or instead of methods (not both): named arms, each against the reference
+      full: {method: full}
+      dora_r16: {method: lora, lora.use_dora: true}
+    reference: full                      # default: full fine-tuning
     grid:                                # crossed with everything; flat or per method
       lora: {training.learning_rate: [1.0e-4, 2.0e-4, 5.0e-4]}
       full: {training.full_finetune_learning_rate: [1.0e-5, 2.0e-5, 5.0e-5]}
@@ -35,6 +39,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tunebench.arms import arm_label
 from tunebench.commands import plan_seeds
 from tunebench.commands._common import add_config_args, shipped_plan
 from tunebench.config import Config
@@ -64,6 +69,7 @@ from tunebench.plan.execute import (
 from tunebench.plan.expand import (
     STAGE_FINAL,
     PlannedRun,
+    build_run,
     expand_grid_final,
     expand_sweep,
     grid_points,
@@ -156,16 +162,16 @@ def _show(args: argparse.Namespace) -> int:
 def describe_plan(plan: Plan, utilization: Utilization = ASSUMED) -> list[str]:
     lines = [f"plan {plan.name} ({plan.path})" + (f": {plan.description}" if plan.description else ""),
              f"results: {plan.output_dir}" + (f" (sweep runs: {plan.output_dir}-sweep)" if plan.two_stage else ""),
-             f"tasks: {', '.join(plan.tasks)}; methods: {', '.join(plan.methods)}",
+             f"tasks: {', '.join(plan.tasks)}; {_arms_text(plan)}",
              *_model_lines(plan),
              *(f"  {task} only: " + ", ".join(f"{k}={v}" for k, v in updates.items())
                for task, updates in plan.task_overrides.items()),
              "grid:"]
-    for method in plan.methods:
-        axes = plan.grid[method]
+    for arm in plan.arms:
+        axes = plan.grid[arm.name]
         points = len(grid_points(axes))
         text = "; ".join(f"{k}: {v}" for k, v in axes.items()) or "(base setting only)"
-        lines.append(f"  {method}: {text}  -> {points} setting{'s' if points > 1 else ''}")
+        lines.append(f"  {arm.name}: {text}  -> {points} setting{'s' if points > 1 else ''}")
     lines += _stage_lines(plan, utilization)
     lines.append(f"conventions: {CONVENTIONS}; {utilization.describe()}")
     lines += _memory_lines(plan)
@@ -183,11 +189,32 @@ def _model_lines(plan: Plan) -> list[str]:
                 "table): FLOPs are not estimated"]
     total = f"{size.total:,} parameters, " if size.total is not None else ""
     lines = [f"model: {model.name}: {total}{size.non_embedding:,} non-embedding (N) [{size.source}]"]
-    if "lora" in plan.methods:
+    if "lora" in plan.methods and not plan.named_arms:
         adapters = lora_params(size, plan.base.lora)
         lines.append(f"  LoRA r={plan.base.lora.r} on {len(plan.base.lora.target_modules)} projections: "
                      f"{adapters:,} adapter parameters at the base setting")
+    for arm in plan.arms if plan.named_arms else ():
+        if arm.method == "lora":
+            lora = arm_config(plan, arm.name).lora
+            lines.append(f"  {arm.name} ({arm_label('lora', lora.model_dump())}) on {len(lora.target_modules)} "
+                         f"projections: {lora_params(size, lora):,} adapter parameters")
     return lines
+
+
+def _arms_text(plan: Plan) -> str:
+    """"methods: lora, full", or with named arms "arms: full (reference), lora_r8 (LoRA r=8), ..."."""
+    if not plan.named_arms:
+        return f"methods: {', '.join(plan.methods)}"
+    names = []
+    for arm in plan.arms:
+        label = arm_label(arm.method, arm_config(plan, arm.name).lora.model_dump())
+        names.append(f"{arm.name} ({'reference' if arm.name == plan.reference else label})")
+    return f"arms: {', '.join(names)}"
+
+
+def arm_config(plan: Plan, arm: str) -> Config:
+    """The config of one of the arm's runs (its settings over the plan's base): what defines the arm."""
+    return build_run(plan, "final", plan.tasks[0], arm, plan.seeds[0], {}).cfg
 
 
 def _stage_lines(plan: Plan, utilization: Utilization) -> list[str]:
@@ -227,11 +254,12 @@ def _cost_block(title: str, runs: list[PlannedRun], costs: list[RunCost],
              f"{format_flops(total.flops, _hours(runs, costs, utilization), unit)}"]
     groups: dict[tuple[str, str], list[tuple[PlannedRun, RunCost]]] = defaultdict(list)
     for r, c in zip(runs, costs, strict=True):
-        groups[(r.task, r.method)].append((r, c))
-    for (task, method), group in groups.items():
+        groups[(r.task, r.arm)].append((r, c))
+    width = max([5, *(len(arm) for _, arm in groups)])
+    for (task, arm), group in groups.items():
         g_runs, g_costs = [r for r, _ in group], [c for _, c in group]
         t = total_cost(g_costs)
-        lines.append(f"    {task:<9} {method:<5} {len(group):>3} run{'s' if len(group) > 1 else ' '} x "
+        lines.append(f"    {task:<9} {arm:<{width}} {len(group):>3} run{'s' if len(group) > 1 else ' '} x "
                      f"{_run_length(g_costs[0])}: {format_count(t.train_tokens)} tokens, "
                      f"{format_flops(t.flops, _hours(g_runs, g_costs, utilization), unit)}")
     return lines
@@ -276,7 +304,7 @@ def _memory_lines(plan: Plan) -> list[str]:
 @dataclass(frozen=True)
 class MemoryRow:
     tasks: tuple[str, ...]
-    method: str               # "lora r16" for LoRA
+    method: str               # "lora r16" for LoRA; a named arm's name (tunebench.arms)
     precision: str
     planned: bool             # the plan's own precision (resolved on a GPU)
     batch: int
@@ -301,7 +329,7 @@ def memory_rows(cfgs: list[Config], size: ModelSize) -> list[MemoryRow]:
                 continue                       # not allowed with this model.dtype
             est = estimate_memory(size, cfg.method, lora, cfg.task, policy, t.optim, t.per_device_train_batch_size,
                                   cfg.model.max_length, t.gradient_accumulation_steps)
-            method = f"lora r{lora.r}" if cfg.method == "lora" else cfg.method
+            method = (cfg.arm if cfg.arm else f"lora r{lora.r}" if cfg.method == "lora" else cfg.method)
             row = MemoryRow((), method, precision, precision == planned, t.per_device_train_batch_size,
                             cfg.model.max_length, est)
             tasks, _ = found.setdefault(dataclasses.astuple(row)[1:], ([], row))

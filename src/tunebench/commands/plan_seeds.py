@@ -208,6 +208,8 @@ def pilot_from_csv(path: Path) -> Pilot:
         raise TunebenchError(f"{where}: no column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (expected a "
                              "report's tables/runs.csv)")
     runs["seed"] = pd.to_numeric(runs["seed"], errors="coerce")
+    if "arm" not in runs.columns:                 # a runs.csv written before arms: each method is its arm
+        runs["arm"] = runs["method"]
     bad = runs.loc[runs["seed"].isna() & (runs["status"] == STATUS_OK), "run_dir"].tolist()
     if bad:
         raise TunebenchError(f"{where}: column seed: not a number for the ok run {bad[0]}")
@@ -306,6 +308,10 @@ def run_seeds(args: argparse.Namespace) -> int:
         hours, unit = measured_hours_per_seed(pilot.headline)
         tasks = pilot.tasks
         cost_source = "cost: the runs' measured wall time (mean of each method's headline runs)"
+    named = sorted(set(pilot.headline["arm"]) - {"lora", "full"}) if "arm" in pilot.headline else []
+    if named:
+        raise TunebenchError(f"{pilot.source}: named arms ({', '.join(named)}): `plan seeds` plans a two-arm study; "
+                             "the report states the seeds each inconclusive task and arm would need (seeds_needed)")
     k = 2 * len(tasks) if options.family_size == "tasks" else int(options.family_size)
     plans = [plan_seeds(task, differences(pilot.headline, task)[1], options.margin, options.alpha, max(k, 1),
                         options.powers, options.true_diff, options.use_bound, options.bound_confidence)

@@ -113,11 +113,11 @@ def run_cost(cfg: Config) -> RunCost:
 
 
 def costliest_per_slot(runs: list[PlannedRun]) -> tuple[list[PlannedRun], list[RunCost]]:
-    """Before the sweep, a final run's setting is unknown: per task x method x seed, its costliest candidate."""
+    """Before the sweep, a final run's setting is unknown: per task x arm x seed, its costliest candidate."""
     best: dict[tuple, tuple[PlannedRun, RunCost]] = {}
     for r in runs:
         cost = run_cost(r.cfg)
-        key = (r.task, r.method, r.seed)
+        key = (r.task, r.arm, r.seed)
         if key not in best or cost.weight > best[key][1].weight:
             best[key] = (r, cost)
     return [v[0] for v in best.values()], [v[1] for v in best.values()]
@@ -150,13 +150,13 @@ def sweep_rows(runs: list[PlannedRun], results: dict[str, dict | None]) -> tuple
         if run_state(metrics) in (PENDING, INTERRUPTED):
             missing.append(r)
             continue
-        rows.append({**(metrics or {}), "run_id": r.run_id, "task": r.task, "method": r.method, "seed": r.seed,
-                     "overrides": r.overrides, "learning_rate": r.cfg.learning_rate})
+        rows.append({**(metrics or {}), "run_id": r.run_id, "task": r.task, "method": r.method, "arm": r.arm,
+                     "seed": r.seed, "overrides": r.overrides, "learning_rate": r.cfg.learning_rate})
     return rows, missing
 
 
 def compute_selection(plan: Plan) -> dict[str, dict[str, dict]]:
-    """The sweep's choice per task and method; refuses while any sweep run (on any shard) is unfinished."""
+    """The sweep's choice per task and arm; refuses while any sweep run (on any shard) is unfinished."""
     runs = expand_sweep(plan)
     rows, missing = sweep_rows(runs, read_results(runs))
     if missing:
@@ -166,8 +166,8 @@ def compute_selection(plan: Plan) -> dict[str, dict[str, dict]]:
             f"are not finished (e.g. {m.run_dir}); run `tunebench plan run {plan.path} --stage sweep` "
             "(on every shard) first")
     selection = select_sweep(rows)
-    for task, method, reasons in unresolved(selection):
-        raise TunebenchError(f"{plan.path}: every sweep candidate of {task}/{method} failed "
+    for task, arm, reasons in unresolved(selection):
+        raise TunebenchError(f"{plan.path}: every sweep candidate of {task}/{arm} failed "
                              f"({reasons[0] if reasons else 'no reason'}); fix it and re-run --stage sweep")
     return selection
 
@@ -270,7 +270,7 @@ def build_board(title: str, runs: list[PlannedRun], states: dict[str, str], todo
         state = states[r.run_id]
         shown = "pending" if r.run_id in todo else ("done" if state == DONE else "failed")
         weight = 0.0 if r.run_id in free else run_cost(r.cfg).weight
-        rows.append(RunRow(r.run_id, f"{r.task}/{r.method}", weight, shown, earlier=r.run_id not in todo))
+        rows.append(RunRow(r.run_id, f"{r.task}/{r.arm}", weight, shown, earlier=r.run_id not in todo))
     return Board(title, rows)
 
 

@@ -34,6 +34,11 @@ class PlannedRun:
     overrides: dict[str, Any]
     cfg: Config
     run_id: str
+    arm: str = ""               # the plan's arm (tunebench.arms); "" = the method's own arm
+
+    def __post_init__(self) -> None:
+        if not self.arm:
+            object.__setattr__(self, "arm", self.method)
 
     @property
     def run_dir(self) -> Path:
@@ -55,15 +60,16 @@ def grid_points(axes: dict[str, list]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(axes[k] for k in keys))]
 
 
-def run_grid(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int] | Callable[[str], Sequence[int]],
-             points: Callable[[str, str], list[dict[str, Any]]] = lambda task, method: [{}],
+def run_grid(tasks: Sequence[str], arms: Sequence[str], seeds: Sequence[int] | Callable[[str], Sequence[int]],
+             points: Callable[[str, str], list[dict[str, Any]]] = lambda task, arm: [{}],
              ) -> Iterator[tuple[str, str, dict[str, Any], int]]:
-    """(task, method, grid point, seed) per run: per task, per method, per grid point (`points(task, method)`,
-    default the base setting alone), per seed (`seeds`, or `seeds(task)` for per-task seeds)."""
-    for task, method in itertools.product(tasks, methods):
-        for point in points(task, method):
+    """(task, arm, grid point, seed) per run: per task, per arm (a plan's arm names; `tunebench run`'s
+    methods), per grid point (`points(task, arm)`, default the base setting alone), per seed (`seeds`, or
+    `seeds(task)` for per-task seeds)."""
+    for task, arm in itertools.product(tasks, arms):
+        for point in points(task, arm):
             for seed in (seeds(task) if callable(seeds) else seeds):
-                yield task, method, point, seed
+                yield task, arm, point, seed
 
 
 def run_keys(task: str, method: str, seed: int) -> dict[str, Any]:
@@ -79,10 +85,14 @@ def expand_runs(cfg: Config, tasks: Sequence[str] | None, methods: Sequence[str]
                                                   seeds or [cfg.training.seed])]
 
 
-def build_run(plan: Plan, stage: str, task: str, method: str, seed: int, overrides: dict[str, Any]) -> PlannedRun:
-    cfg = with_overrides(plan.base, {**plan.task_overrides.get(task, {}), **overrides, **run_keys(task, method, seed),
-                                     "experiment": plan.experiment(stage)})
-    return PlannedRun(stage, task, method, seed, dict(overrides), cfg, run_id(cfg))
+def build_run(plan: Plan, stage: str, task: str, arm: str, seed: int, overrides: dict[str, Any]) -> PlannedRun:
+    """One run of `arm` (a name of plan.arms): its settings under the grid point; a plan that names its arms
+    records the name and the reference arm's in the run's config (`arm`, `reference`: not part of its id)."""
+    a = plan.arm(arm)
+    named = {"arm": a.name, "reference": plan.reference} if plan.named_arms else {}
+    cfg = with_overrides(plan.base, {**plan.task_overrides.get(task, {}), **a.settings, **overrides,
+                                     **run_keys(task, a.method, seed), **named, "experiment": plan.experiment(stage)})
+    return PlannedRun(stage, task, a.method, seed, dict(overrides), cfg, run_id(cfg), a.name)
 
 
 def expand_sweep(plan: Plan) -> list[PlannedRun]:
@@ -106,19 +116,23 @@ def expand_final(plan: Plan, selection: dict | None = None) -> list[PlannedRun]:
     if selection is None:
         raise ValueError("a two-stage plan's final stage needs the sweep's selection")
 
-    def chosen(task: str, method: str) -> list[dict[str, Any]]:
-        return [selection[task][method]["overrides"]]
+    def chosen(task: str, arm: str) -> list[dict[str, Any]]:
+        return [selection[task][arm]["overrides"]]
 
-    return check_unique([build_run(plan, STAGE_FINAL, task, method, seed, point)
-                         for task, method, point, seed in run_grid(plan.tasks, plan.methods, plan.seeds_of, chosen)])
+    return check_unique([build_run(plan, STAGE_FINAL, task, arm, seed, point)
+                         for task, arm, point, seed in run_grid(plan.tasks, arm_names(plan), plan.seeds_of, chosen)])
 
 
 def _expand(plan: Plan, stage: str, seeds: Sequence[int] | Callable[[str], Sequence[int]]) -> list[PlannedRun]:
-    def grid(task: str, method: str) -> list[dict[str, Any]]:
-        return grid_points(plan.grid[method])
+    def grid(task: str, arm: str) -> list[dict[str, Any]]:
+        return grid_points(plan.grid[arm])
 
-    return check_unique([build_run(plan, stage, task, method, seed, point)
-                         for task, method, point, seed in run_grid(plan.tasks, plan.methods, seeds, grid)])
+    return check_unique([build_run(plan, stage, task, arm, seed, point)
+                         for task, arm, point, seed in run_grid(plan.tasks, arm_names(plan), seeds, grid)])
+
+
+def arm_names(plan: Plan) -> list[str]:
+    return [a.name for a in plan.arms]
 
 
 def check_unique(runs: list[PlannedRun]) -> list[PlannedRun]:
@@ -127,8 +141,10 @@ def check_unique(runs: list[PlannedRun]) -> list[PlannedRun]:
     for r in runs:
         if r.run_id in seen:
             other = seen[r.run_id]
-            raise TunebenchError(f"grid points {other.overrides} and {r.overrides} give the same run "
-                                 f"{r.run_id} ({r.task}/{r.method}); remove one")
+            what = (f"arms {other.arm} and {r.arm}" if other.arm != r.arm
+                    else f"grid points {other.overrides} and {r.overrides}")
+            raise TunebenchError(f"{what} give the same run {r.run_id} ({r.task}/{r.arm}): they compute the same "
+                                 "thing; remove one")
         seen[r.run_id] = r
     return runs
 

@@ -1,9 +1,10 @@
-"""The sweep stage's decision: per task and method, the grid point with the best mean validation value (pure).
+"""The sweep stage's decision: per task and arm, the grid point with the best mean validation value (pure).
 
 Input: one dict per sweep run -- its metrics.json (docs/results.md) plus the plan's `overrides` (the grid
-point), `task`, `method`, `seed`, `run_id` and `learning_rate`. Output: selection.json's content,
+point), `task`, `method`, `arm` (tunebench.arms; default the method), `seed`, `run_id` and `learning_rate`.
+Output: selection.json's content (arms named by their method in a plan without `arms:`),
 
-    {"<task>": {"<method>": {"overrides": {...}, "learning_rate": x, "validation_value": v,
+    {"<task>": {"<arm>": {"overrides": {...}, "learning_rate": x, "validation_value": v,
                              "primary_metric": "accuracy", "sweep_seeds": [42],
                              "candidates": [{"overrides", "learning_rate", "validation_value", "values",
                                              "seeds", "run_ids", "status", "reasons"}, ...]}}}
@@ -34,14 +35,15 @@ from tunebench.results import STATUS_OK
 
 
 def select_sweep(results: Iterable[dict]) -> dict[str, dict[str, dict]]:
-    """Group sweep results by task, method and grid point; pick the best point of each task and method."""
+    """Group sweep results by task, arm (`arm`, else the method: tunebench.arms) and grid point; pick the best
+    point of each task and arm."""
     groups: dict[str, dict[str, dict[str, list[dict]]]] = {}
     for r in results:
         point = setting_key(r.get("overrides") or {})
-        groups.setdefault(r["task"], {}).setdefault(r["method"], {}).setdefault(point, []).append(r)
-    return {task: {method: select_candidate(task, list(points.values()))
-                   for method, points in sorted(by_method.items())}
-            for task, by_method in sorted(groups.items())}
+        groups.setdefault(r["task"], {}).setdefault(r.get("arm") or r["method"], {}).setdefault(point, []).append(r)
+    return {task: {arm: select_candidate(task, list(points.values()))
+                   for arm, points in sorted(by_arm.items())}
+            for task, by_arm in sorted(groups.items())}
 
 
 def select_candidate(task: str, candidates: list[list[dict]]) -> dict[str, Any]:

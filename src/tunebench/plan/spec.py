@@ -8,19 +8,28 @@
     task_overrides:                  # optional: dotted keys for one task's runs only (on top of `overrides`)
       squad_v2: {training.max_steps: 600}
     tasks: [sst2, mrpc, rte, squad_v2]   # default: every task of the task table (tunebench.tasks)
-    methods: [lora, full]                # default: both
+    methods: [lora, full]                # default: both, one arm each, named by the method
+    arms:                                # optional, instead of methods: named arms (tunebench.arms)
+      full: {method: full}
+      lora_r64: {method: lora, lora.r: 64, lora.alpha: 128}
+      dora_r16: {method: lora, lora.use_dora: true}
+    reference: full                      # the arm the others are compared with (default: full)
     seeds: [42, 43, 44, 45, 46]          # the final stage's seeds (default: these five)
     task_seeds:                          # optional: one task's final seeds instead (e.g. a costlier task)
       rte: [42, 43, 44]
-    grid:                                # {key: [values]} for every method, or one section per method
+    grid:                                # {key: [values]} for every arm, or sections per arm or method
       lora: {training.learning_rate: [1.0e-4, 2.0e-4, 5.0e-4]}
       full: {training.full_finetune_learning_rate: [1.0e-5, 2.0e-5, 5.0e-5]}
     sweep:                               # optional: two stages (see tunebench.plan)
       seeds: [42]                        # default: [42]
 
 Each run's config, last wins: schema defaults <- the plan's `config` files <- its `overrides` <- its
-`task_overrides` for the run's task <- the command line's --config files and key=value overrides <- the grid
-point <- task, method, seed and experiment.
+`task_overrides` for the run's task <- the command line's --config files and key=value overrides <- the arm's
+settings <- the grid point <- task, method, seed, arm and experiment.
+
+A grid section named like an arm is that arm's; one named like a method (and no arm) is every arm of that
+method without a section of its own. A key an arm sets may not be swept, overridden per task or set on the
+command line: the arm is defined by it.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from pydantic import (
     model_validator,
 )
 
+from tunebench.arms import ARM_NAME, Arm, arm_key_problem, default_arms, reference_of
 from tunebench.config import (
     METHODS,
     Config,
@@ -63,7 +73,8 @@ DEFAULT_SWEEP_SEEDS = (42,)
 SWEEP_SUFFIX = "-sweep"
 
 # Keys a plan sets itself (tasks/methods/seeds/name): a grid or an override may not touch them.
-_SET_BY_PLAN = {"task": "tasks", "method": "methods", "training.seed": "seeds", "experiment": "name"}
+_SET_BY_PLAN = {"task": "tasks", "method": "methods", "training.seed": "seeds", "experiment": "name",
+                "arm": "arms", "reference": "reference"}
 
 Seed = Annotated[StrictInt, Field(ge=0)]
 
@@ -99,6 +110,8 @@ class PlanSpec(BaseModel):
     seeds: list[Seed] = Field(default_factory=lambda: list(DEFAULT_SEEDS), min_length=1)
     task_seeds: dict[TaskName, Annotated[list[Seed], Field(min_length=1), AfterValidator(_no_duplicates)]] = Field(
         default_factory=dict)
+    arms: dict[str, dict[str, Any]] | None = Field(None, min_length=1)
+    reference: str | None = None
     grid: dict[str, Any] | None = None
     sweep: SweepSpec | None = None
 
@@ -139,6 +152,22 @@ class Plan:
     task_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     # {task: final seeds} from the plan's task_seeds: those tasks run these instead of `seeds`
     task_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # what the plan compares (tunebench.arms): its `arms:`, or one arm per method named by it; `grid` is keyed
+    # by arm name. `reference`: the arm every other is compared with (None: a plan without full fine-tuning)
+    arms: tuple[Arm, ...] = ()
+    reference: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.arms:
+            object.__setattr__(self, "arms", default_arms(self.methods))
+
+    @property
+    def named_arms(self) -> bool:
+        """Whether the plan names its arms (`arms:`) rather than running one per method."""
+        return any(a.name != a.method or a.settings for a in self.arms)
+
+    def arm(self, name: str) -> Arm:
+        return next(a for a in self.arms if a.name == name)
 
     def seeds_of(self, task: str) -> tuple[int, ...]:
         """The final stage's seeds for one task: its `task_seeds` entry, else the plan's `seeds`."""
@@ -178,18 +207,76 @@ def load_plan(
     tree = read_plan_yaml(path)
     spec = validate_spec(tree, path)
     base_tree = _plan_base_tree(spec, path)
-    grid = normalize_grid(spec.grid, spec.methods, path)
-    validate_grid(grid, base_tree, path, flat=bool(spec.grid) and not set(spec.grid) & set(METHODS))
-    base_tree, command_line = _apply_command_line(base_tree, config_files, overrides, grid)
+    arms = _arms(spec, path, base_tree)
+    grid = normalize_grid(spec.grid, arms, path)
+    flat = bool(spec.grid) and not set(spec.grid) & ({a.name for a in arms} | set(METHODS))
+    validate_grid(grid, base_tree, path, arms, flat=flat)
+    base_tree, command_line = _apply_command_line(base_tree, config_files, overrides, grid, arms)
     base_tree["experiment"] = spec.name
     base = validate_config(base_tree, source=str(path))
-    task_overrides = _task_overrides(spec, path, base_tree, grid, command_line)
+    task_overrides = _task_overrides(spec, path, base_tree, grid, command_line, arms)
     return Plan(
-        name=spec.name, path=path, base=base, tasks=tuple(spec.tasks), methods=tuple(spec.methods),
+        name=spec.name, path=path, base=base, tasks=tuple(spec.tasks), methods=_methods(arms),
         seeds=tuple(spec.seeds), grid=grid, description=spec.description,
         sweep_seeds=tuple(spec.sweep.seeds) if spec.sweep else None, overrides=flatten_dotted(spec.overrides),
-        task_overrides=task_overrides, task_seeds=_task_seeds(spec, path),
+        task_overrides=task_overrides, task_seeds=_task_seeds(spec, path), arms=arms,
+        reference=_reference(spec, path, arms),
     )
+
+
+def _methods(arms: tuple[Arm, ...]) -> tuple[str, ...]:
+    """The methods the arms use, in the order they first appear."""
+    return tuple(dict.fromkeys(a.method for a in arms))
+
+
+# ---------------------------------------------------------------- arms
+
+
+def _arms(spec: PlanSpec, path: Path, base_tree: dict) -> tuple[Arm, ...]:
+    """The plan's arms: `arms:` checked (a name, a method, settings its method reads), else one per method."""
+    if spec.arms is None:
+        return default_arms(spec.methods)
+    if "methods" in spec.model_fields_set:
+        raise TunebenchError(f"{path}: methods and arms: give one (each arm names its method)")
+    out = []
+    for name, body in spec.arms.items():
+        where = f"{path}: arms.{name}"
+        if not isinstance(name, str) or not ARM_NAME.match(name):
+            raise TunebenchError(f"{where}: an arm's name is lowercase letters, digits and _, starting with a "
+                                 "letter (e.g. lora_r64)")
+        if not isinstance(body, dict) or body.get("method") not in METHODS:
+            raise TunebenchError(f"{where}: expected a mapping with `method:` ({' or '.join(METHODS)}) and the "
+                                 "keys that define the arm, e.g. {method: lora, lora.r: 64}")
+        method = body["method"]
+        settings = flatten_dotted({k: v for k, v in body.items() if k != "method"})
+        tree = deep_merge(base_tree, {"method": method})
+        for key, value in settings.items():
+            problem = arm_key_problem(key, method)
+            if problem:
+                raise TunebenchError(f"{where}: {problem}")
+            set_dotted(tree, key, value)
+        validate_config(tree, source=where)
+        out.append(Arm(name, method, settings))
+    return tuple(out)
+
+
+def _reference(spec: PlanSpec, path: Path, arms: tuple[Arm, ...]) -> str | None:
+    """The reference arm: `reference:`, else full fine-tuning's (tunebench.arms.reference_of); a plan without
+    one may leave it out only while it has a single arm or runs no full fine-tuning and names no arms."""
+    try:
+        return reference_of(arms, spec.reference)
+    except ValueError as e:
+        if spec.reference is None and (len(arms) == 1 or spec.arms is None):
+            return None
+        raise TunebenchError(f"{path}: {e}") from None
+
+
+def _set_by_arm(key: str, arms: tuple[Arm, ...]) -> str | None:
+    """The arm whose settings hold `key`, a section of it or a key inside it (None: no arm sets it)."""
+    for arm in arms:
+        if any(key == k or k.startswith(key + ".") or key.startswith(k + ".") for k in arm.settings):
+            return arm.name
+    return None
 
 
 def read_plan_yaml(path: Path) -> dict:
@@ -255,10 +342,10 @@ def _plan_base_tree(spec: PlanSpec, path: Path) -> dict:
 
 
 def _task_overrides(spec: PlanSpec, path: Path, base_tree: dict, grid: dict[str, dict[str, list]],
-                    command_line: set[str]) -> dict[str, dict[str, Any]]:
+                    command_line: set[str], arms: tuple[Arm, ...] = ()) -> dict[str, dict[str, Any]]:
     """Each task's overrides, checked: a task the plan runs, keys it may set (not the plan's own, not a swept
     one), values that give a valid config with every grid point; keys the command line sets are dropped."""
-    swept = {key: method for method, axes in grid.items() for key in axes}
+    swept = {key: arm for arm, axes in grid.items() for key in axes}
     out: dict[str, dict[str, Any]] = {}
     for task, updates in spec.task_overrides.items():
         where = f"{path}: task_overrides.{task}"
@@ -269,6 +356,7 @@ def _task_overrides(spec: PlanSpec, path: Path, base_tree: dict, grid: dict[str,
         flat = flatten_dotted(updates)
         for key in flat:
             _check_not_set_by_plan(key, where)
+            _check_not_set_by_arm(key, arms, where)
             if key in swept:
                 raise TunebenchError(f"{where}: {key} is swept by the plan's grid ({swept[key]})")
             if key == "output_dir":
@@ -280,7 +368,7 @@ def _task_overrides(spec: PlanSpec, path: Path, base_tree: dict, grid: dict[str,
         for key, value in kept.items():
             set_dotted(tree, key, value)
         validate_config(tree, source=where)
-        validate_grid(grid, tree, path, context=f" with task_overrides.{task}")  # e.g. a stride vs a swept length
+        validate_grid(grid, tree, path, arms, context=f" with task_overrides.{task}")  # e.g. a stride vs a swept length
         if kept:
             out[task] = kept
     return out
@@ -294,24 +382,33 @@ def _task_seeds(spec: PlanSpec, path: Path) -> dict[str, tuple[int, ...]]:
     return {task: tuple(spec.task_seeds[task]) for task in spec.tasks if task in spec.task_seeds}
 
 
+def _check_not_set_by_arm(key: str, arms: tuple[Arm, ...], where: str) -> None:
+    arm = _set_by_arm(key, arms)
+    if arm is not None:
+        raise TunebenchError(f"{where}: {key} is set by arm {arm} (arms.{arm}): the arm is defined by it")
+
+
 def _check_not_set_by_plan(key: str, where: str) -> None:
     if key in _SET_BY_PLAN:
         raise TunebenchError(f"{where}: {key} is set by the plan's `{_SET_BY_PLAN[key]}:`, not here")
 
 
 def _apply_command_line(tree: dict, files: list[str] | tuple[str, ...], overrides: list[str] | tuple[str, ...],
-                        grid: dict[str, dict[str, list]]) -> tuple[dict, set[str]]:
+                        grid: dict[str, dict[str, list]], arms: tuple[Arm, ...] = ()) -> tuple[dict, set[str]]:
     """The tree with the command line's config files and overrides applied, and the dotted keys they set."""
-    swept = {key: method for method, axes in grid.items() for key in axes}
+    swept = {key: arm for arm, axes in grid.items() for key in axes}
     keys: set[str] = set()
     for f in files:
         update = read_yaml(f)
+        for key in flatten_dotted(update):
+            _check_not_set_by_arm(key, arms, str(f))
         keys |= set(flatten_dotted(update))
         tree = deep_merge(tree, update)
         validate_config(tree, source=str(f))
     for text in overrides:
         key, value = parse_override(text)
         _check_not_set_by_plan(key, f"override {text}")
+        _check_not_set_by_arm(key, arms, f"override {text}")
         if key in swept:
             raise TunebenchError(f"override {text}: {key} is swept by the plan's grid ({swept[key]})")
         keys.add(key)
@@ -323,23 +420,37 @@ def _apply_command_line(tree: dict, files: list[str] | tuple[str, ...], override
 # ---------------------------------------------------------------- grid
 
 
-def normalize_grid(grid: dict[str, Any] | None, methods: list[str], path: Path) -> dict[str, dict[str, list]]:
-    """A flat grid applies to every method; a per-method grid names methods. Always {method: axes}."""
+def normalize_grid(grid: dict[str, Any] | None, arms: tuple[Arm, ...] | list[str],
+                   path: Path) -> dict[str, dict[str, list]]:
+    """{arm name: axes}. A flat grid applies to every arm; a section named like an arm is that arm's, one
+    named like a method (and no arm) every arm of that method without its own section. `arms` may be method
+    names (one arm each)."""
+    arms = tuple(a if isinstance(a, Arm) else Arm(a, a) for a in arms)
     if grid is None:
-        return {m: {} for m in methods}
+        return {a.name: {} for a in arms}
     if not grid:
         raise TunebenchError(f"{path}: grid: empty (leave `grid` out to run the base setting only)")
-    per_method = [k for k in grid if k in METHODS]
-    if per_method and len(per_method) < len(grid):
-        others = [k for k in grid if k not in METHODS]
-        raise TunebenchError(f"{path}: grid: mixes method sections ({', '.join(per_method)}) with config keys "
-                             f"({', '.join(others)}); put every key under a method")
-    if not per_method:
-        return {m: _check_axes(grid, f"{path}: grid") for m in methods}
-    for m in per_method:
-        if m not in methods:
-            raise TunebenchError(f"{path}: grid.{m}: method {m!r} is not in methods {list(methods)}")
-    return {m: _check_axes(grid[m], f"{path}: grid.{m}") if m in grid else {} for m in methods}
+    names = {a.name for a in arms}
+    sections = [k for k in grid if k in names or k in METHODS]
+    if sections and len(sections) < len(grid):
+        others = [k for k in grid if k not in names and k not in METHODS]
+        for k in others:
+            if isinstance(grid[k], dict):        # a section, not a key: a misspelt or missing arm
+                raise TunebenchError(f"{path}: grid.{k}: no arm or method named {k!r} (arms: "
+                                     f"{', '.join(a.name for a in arms)})")
+        raise TunebenchError(f"{path}: grid: mixes sections ({', '.join(sections)}) with config keys "
+                             f"({', '.join(others)}); put every key under an arm or a method")
+    if not sections:
+        return {a.name: _check_axes(grid, f"{path}: grid") for a in arms}
+    methods = list(dict.fromkeys(a.method for a in arms))
+    for k in sections:
+        if k not in names and k not in methods:       # a method no arm uses
+            raise TunebenchError(f"{path}: grid.{k}: method {k!r} is not in methods {methods}")
+    out = {}
+    for a in arms:
+        section = a.name if a.name in grid else (a.method if a.method in grid and a.method not in names else None)
+        out[a.name] = _check_axes(grid[section], f"{path}: grid.{section}") if section else {}
+    return out
 
 
 def _check_axes(axes: Any, where: str) -> dict[str, list]:
@@ -356,16 +467,24 @@ def _check_axes(axes: Any, where: str) -> dict[str, list]:
     return dict(axes)
 
 
-def validate_grid(grid: dict[str, dict[str, list]], base_tree: dict, path: Path, flat: bool = False,
-                  context: str = "") -> None:
-    """Every value of every axis must give a valid config, and no axis may be one its method ignores.
-    `context` ends the error's location (e.g. " with task_overrides.rte" when base_tree is one task's)."""
-    for method, axes in grid.items():
-        where = (f"{path}: grid" if flat else f"{path}: grid.{method}") + context
+def validate_grid(grid: dict[str, dict[str, list]], base_tree: dict, path: Path,
+                  arms: tuple[Arm, ...] = (), flat: bool = False, context: str = "") -> None:
+    """Every value of every axis must give a valid config, and no axis may be one its arm's method ignores
+    or its arm sets. `arms` default: one per method, named by it. `context` ends the error's location (e.g.
+    " with task_overrides.rte" when base_tree is one task's)."""
+    by_name = {a.name: a for a in arms}
+    for name, axes in grid.items():
+        arm = by_name.get(name, Arm(name, name))
+        where = (f"{path}: grid" if flat else f"{path}: grid.{name}") + context
         for key, values in axes.items():
-            _check_method_reads(key, method, where, flat)
+            _check_method_reads(key, arm.method, where, flat)
+            if _set_by_arm(key, (arm,)):
+                raise TunebenchError(f"{where}: {key} is set by arm {arm.name} (arms.{arm.name}): the arm is "
+                                     "defined by it; make one arm per value instead")
             for value in values:
-                tree = deep_merge(base_tree, {"method": method})
+                tree = deep_merge(base_tree, {"method": arm.method})
+                for k, v in arm.settings.items():
+                    set_dotted(tree, k, v)
                 set_dotted(tree, key, value)
                 validate_config(tree, source=where)
 

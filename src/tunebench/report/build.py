@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from tunebench.arms import Arm, reference_of
+from tunebench.config import METHODS
 from tunebench.data.tasks import TASKS
 from tunebench.errors import TunebenchError
 from tunebench.report import collect, tables
@@ -59,6 +61,7 @@ class Report:
     qa: QaBreakdown | None = None      # SQuAD v2's answerable / unanswerable breakdown (report.qa), if run
     context: str = ""                  # what the comparison holds fixed (report.groups.describe_context)
     group: str = ""                    # the comparison's name when the folder holds several (report.groups)
+    labels: dict[str, str] = field(default_factory=dict)   # named arms: arm -> label (tunebench.arms.arm_label)
 
     @property
     def n_ok(self) -> int:
@@ -101,14 +104,15 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
     held = held_fixed(inputs)   # one comparison only: MixedResultsError otherwise (groups.split_inputs first)
     runs = tables.add_primary_columns(inputs.runs)
     ok, settings, headline, notes = select_headline(runs, inputs.selections, inputs.configs)
+    labels = arm_labels(headline)
     comparisons = [
         compare_task(task, headline, inputs.predictions, _count_not_ok(runs, task), n_resamples, bootstrap_seed,
-                     margin, alpha, learn_margin)
-        for task in tasks_present(runs)
+                     margin, alpha, learn_margin, arm, reference, labels)
+        for task, arm, reference in comparison_pairs(runs)
     ]
     comparisons = adjust_across_tasks(comparisons)   # Holm needs every task's p before any word is said
     efficiency = tables.build_efficiency_table(headline)
-    verdicts = {c.task: compose_verdict(c, tables.efficiency_ratios(efficiency, c.task), alpha)
+    verdicts = {c.pair: compose_verdict(c, tables.efficiency_ratios(efficiency, c.task, c.arm, c.reference), alpha)
                 for c in comparisons}
     report = Report(
         results_dir=inputs.results_dir, alpha=alpha, runs=runs, failed=tables.build_failed_table(runs),
@@ -117,8 +121,8 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
         example_tests=tables.build_example_tests_table(comparisons), efficiency=efficiency,
         stability=tables.build_stability_table(headline),
         generalization=tables.build_generalization_table(headline),
-        comparisons=comparisons, verdicts=verdicts, notes=notes,
-        verdict_rows=[verdict_row(c, verdicts[c.task], alpha) for c in comparisons],
+        comparisons=comparisons, verdicts=verdicts, notes=notes, labels=labels,
+        verdict_rows=[verdict_row(c, verdicts[c.pair], alpha) for c in comparisons],
         qa=qa_breakdown(runs_from_headline(headline, inputs.predictions)),
     )
     report.context, report.notes = held.line, report.notes + held.notes
@@ -132,7 +136,13 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
     if with_figures:
         from tunebench.report.plots import build_figures  # matplotlib is slow to import; only when drawing
 
-        report.figures = build_figures(report.comparison, inputs.curves, headline, efficiency, settings)
+        report.figures = build_figures(report.comparison, inputs.curves, headline, efficiency, settings, labels)
+        if labels and comparisons:        # named arms: quality against cost, the front through decided arms
+            from tunebench.report.plots import plot_pareto, render_png
+
+            pareto = plot_pareto(efficiency, report.verdict_rows, labels, comparisons[0].reference)
+            if pareto is not None:
+                report.figures["pareto.png"] = render_png(pareto)
     if inputs.analysis_pairs:
         add_analysis(report, inputs.analysis_pairs, with_figures)
     return report
@@ -141,10 +151,10 @@ def analyze(inputs: Inputs, alpha: float = 0.05, n_resamples: int = DEFAULT_BOOT
 def select_headline(runs: pd.DataFrame, selections: dict[str, dict[str, dict]], configs: dict[str, dict],
                     selected: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
     """(ok runs, settings, headline runs, notes): one run per seed of each setting (drop_duplicate_seeds), then the
-    headline setting per task x method (report.select: the one selection.json names, else the plan engine's rule
-    on the validation scores, which ranks a setting with a failed seed last), or the (task, method, setting_id)
-    rows of `selected` (e.g. a report's settings.csv). `runs` needs the primary columns
-    (tables.add_primary_columns). Pure; `tunebench plan seeds` uses it too."""
+    headline setting per task x arm (report.select: the one selection.json names, else the plan engine's rule
+    on the validation scores, which ranks a setting with a failed seed last), or the (task, arm, setting_id)
+    rows of `selected` (e.g. a report's settings.csv; a table without `arm`: the method). `runs` needs the primary
+    columns (tables.add_primary_columns). Pure; `tunebench plan seeds` uses it too."""
     ok, notes = drop_duplicate_seeds(runs[(runs["status"] == STATUS_OK) & runs["task"].isin(list(TASKS))])
     settings = summarize_settings(ok)
     if selected is None:
@@ -153,12 +163,13 @@ def select_headline(runs: pd.DataFrame, selections: dict[str, dict[str, dict]], 
         settings = tables.sort_by_task(mark_selected(settings, chosen))
         notes += [s.note for s in chosen.values() if s.note]
     else:
-        keys = set(zip(selected["task"], selected["method"], selected["setting_id"], strict=True))
+        arms = selected["arm"] if "arm" in selected else selected["method"]
+        keys = set(zip(selected["task"], arms, selected["setting_id"], strict=True))
         settings = tables.sort_by_task(settings.assign(
-            selected=[k in keys for k in zip(settings["task"], settings["method"], settings["setting_id"],
+            selected=[k in keys for k in zip(settings["task"], settings["arm"], settings["setting_id"],
                                              strict=True)], selection="given"))
-    headline = ok.merge(settings.loc[settings["selected"], ["task", "method", "setting_id"]],
-                        on=["task", "method", "setting_id"])
+    headline = ok.merge(settings.loc[settings["selected"], ["task", "arm", "setting_id"]],
+                        on=["task", "arm", "setting_id"])
     return ok, settings, headline, notes
 
 
@@ -176,8 +187,10 @@ def add_seeds_needed(rows: list[dict], headline: pd.DataFrame, margin: float, al
         row["seeds_needed"] = None        # the same fields on every row; a plan only under "inconclusive"
         if row.get("word") != "inconclusive":
             continue
-        plan = plan_seeds(row["task"], list(row["seed_differences"].values()), margin, alpha, k)
-        per_seed = hours.get(row["task"])
+        pair = row.get("pair") or row["task"]     # named arms: "sst2/dora_r16", its arm's and the reference's hours
+        plan = plan_seeds(pair, list(row["seed_differences"].values()), margin, alpha, k)
+        per_seed = (hours.get(row["task"]) if pair == row["task"] else
+                    pair_hours(headline, row["task"], row["arm"], row["reference"]))
         n = plan.seeds[0]
         row["seeds_needed"] = {
             "line": describe(plan, per_seed, unit), "seeds": n, "power": plan.powers[0],
@@ -185,6 +198,13 @@ def add_seeds_needed(rows: list[dict], headline: pd.DataFrame, margin: float, al
             "alpha_per_test": plan.alpha_per_test, "family_size": k, "reason": plan.reason,
             "hours": n * per_seed if n is not None and per_seed is not None else None, "hours_unit": unit,
         }
+
+
+def pair_hours(headline: pd.DataFrame, task: str, arm: str, reference: str) -> float | None:
+    """Hours of one run of `arm` and one of `reference` on `task`: their headline runs' mean wall times."""
+    runs = headline[headline["task"] == task]
+    means = [pd.to_numeric(runs.loc[runs["arm"] == a, "wall_s"], errors="coerce").mean() for a in (arm, reference)]
+    return None if any(pd.isna(x) for x in means) else float(sum(means)) / 3600
 
 
 def add_analysis(report: Report, pairs: list[tuple[dict, dict]], with_figures: bool) -> None:
@@ -201,17 +221,17 @@ def add_analysis(report: Report, pairs: list[tuple[dict, dict]], with_figures: b
 
 
 def drop_duplicate_seeds(ok: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Keep one run per task x method x setting x seed and say which were dropped.
+    """Keep one run per task x arm x setting x seed and say which were dropped.
 
     The same config and seed in two experiment folders is the same run (a plan's final stage copies the
     chosen sweep point's sweep-seed run into its final folder: `reused_from`). The copy kept is the one from
     the experiment holding more seeds of that setting -- the final stage rather than the 1-seed sweep -- then
     path order.
     """
-    keys = ["task", "method", "setting_id", "seed"]
+    keys = ["task", "arm", "setting_id", "seed"]
     if ok.empty:
         return ok.reset_index(drop=True), []
-    size = ok.groupby(["task", "method", "setting_id", "experiment"], dropna=False)["run_dir"].transform("size")
+    size = ok.groupby(["task", "arm", "setting_id", "experiment"], dropna=False)["run_dir"].transform("size")
     ranked = ok.assign(_size=size).sort_values(["_size", "run_dir"], ascending=[False, True])
     dup = ranked.duplicated(keys, keep="first")
     notes = [f"same setting and seed as another run, counted once: {r} left out" for r in ranked.loc[dup, "run_dir"]]
@@ -222,9 +242,9 @@ def drop_duplicate_seeds(ok: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 def mark_selected(settings: pd.DataFrame, chosen: dict[tuple[str, str], Selection]) -> pd.DataFrame:
     out = settings.copy()
     ids = {k: s.setting_id for k, s in chosen.items()}
-    out["selected"] = [ids.get((t, m)) == sid for t, m, sid in zip(out["task"], out["method"], out["setting_id"],
+    out["selected"] = [ids.get((t, a)) == sid for t, a, sid in zip(out["task"], out["arm"], out["setting_id"],
                                                                       strict=True)]
-    out["selection"] = [chosen[(t, m)].source if sel else "" for t, m, sel in zip(out["task"], out["method"],
+    out["selection"] = [chosen[(t, a)].source if sel else "" for t, a, sel in zip(out["task"], out["arm"],
                                                                                    out["selected"], strict=True)]
     return out
 
@@ -235,6 +255,36 @@ def _configs_by_setting(ok: pd.DataFrame, configs: dict[str, dict]) -> dict[str,
         if rel in configs:
             out.setdefault(sid, configs[rel])
     return out
+
+
+def comparison_pairs(runs: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(task, arm, reference) per comparison, in the task table's order and the arms' (tables.sort_by_task): the
+    study's two arms give one per task, LoRA against full fine-tuning (also while one of them has no run yet);
+    named arms (tunebench.arms) one per arm other than the reference -- full fine-tuning's arm, the one named
+    `full` when there are several (a plan's `reference:` decides in the plan; the report reads the runs)."""
+    known = runs[runs["task"].isin(list(TASKS)) & runs["method"].isin(METHODS) & runs["arm"].notna()]
+    known = known.drop_duplicates(["task", "arm"])
+    arms = tables.sort_by_task(known[["task", "method", "arm"]].drop_duplicates("arm").assign(task="sst2"))
+    if set(arms["arm"]) <= {"lora", "full"}:
+        return [(task, "lora", "full") for task in tasks_present(runs)]
+    recorded = sorted(set(runs["reference"].dropna())) if "reference" in runs else []
+    try:
+        reference = reference_of([Arm(a, m) for a, m in zip(arms["arm"], arms["method"], strict=True)],
+                                 recorded[0] if len(recorded) == 1 and recorded[0] in set(arms["arm"]) else None)
+    except ValueError as e:
+        raise TunebenchError(f"the runs hold arms {', '.join(arms['arm'])} and no reference: {e}") from None
+    order = [a for a in arms["arm"] if a != reference]
+    present = {(t, a) for t, a in zip(known["task"], known["arm"], strict=True)}
+    return [(task, arm, reference) for task in tasks_present(runs) for arm in order
+            if (task, arm) in present or (task, reference) in present]
+
+
+def arm_labels(headline: pd.DataFrame) -> dict[str, str]:
+    """{arm: label} of the named arms among the runs ("dora_r16": "DoRA r=16"; tunebench.arms.arm_label)."""
+    if "arm_label" not in headline:
+        return {}
+    named = headline.dropna(subset=["arm_label"])
+    return dict(zip(named["arm"], named["arm_label"], strict=True))
 
 
 def tasks_present(runs: pd.DataFrame) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from tunebench.arms import arm_label, run_arm
 from tunebench.config import METHODS
 from tunebench.data.tasks import TASKS
 from tunebench.findings import findings_text
@@ -37,7 +38,7 @@ TEST_PREDICTIONS = Path("predictions") / "test.jsonl"
 # A folder with one of these but no metrics.json is a run that died before writing its result.
 _RUN_MARKERS = ("config.yaml", LOG_FILE)
 
-ID_COLUMNS = ["task", "method", "seed", "learning_rate", "lora_r", "experiment", "run_id", "status", "reason",
+ID_COLUMNS = ["task", "method", "arm", "seed", "learning_rate", "lora_r", "experiment", "run_id", "status", "reason",
               "primary_metric", "setting_id", "run_dir"]
 EFFICIENCY_COLUMNS = ["params_trainable", "params_total", "params_trainable_share", "peak_memory_bytes",
                       "memory_kind", "wall_s", "train_s", "eval_s", "eval_share", "train_tokens",
@@ -130,6 +131,12 @@ def flatten_metrics(m: dict[str, Any]) -> dict[str, Any]:
     spec = TASKS.get(task) if isinstance(task, str) else None
     row: dict[str, Any] = {k: m.get(k) for k in ("task", "method", "seed", "learning_rate", "lora_r",
                                                   "experiment", "run_id", "status", "reason")}
+    row["arm"] = run_arm(m) if m.get("method") is not None else None   # the plan's arm name, else the method
+    cfg = m.get("config") if isinstance(m.get("config"), dict) else {}
+    named = cfg.get("arm") and m.get("method") in METHODS
+    row["arm_label"] = arm_label(str(m["method"]), cfg.get("lora") if isinstance(cfg.get("lora"), dict) else None) \
+        if named else None                                                # "DoRA r=16": how the report names it
+    row["reference"] = cfg.get("reference") if named else None           # the plan's reference arm
     row["primary_metric"] = m.get("primary_metric") or (spec.primary_metric if spec else None)
     row["setting_id"] = compute_setting_id(m)
     for split in ("test", "validation", "train_eval"):
@@ -193,7 +200,8 @@ def order_columns(df: pd.DataFrame) -> pd.DataFrame:
                 "train_loss", "qa_null_threshold"):
         if col in df.columns:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    return df.sort_values(["task", "method", "setting_id", "seed", "run_dir"], na_position="last",
+    df["arm"] = df["arm"].where(df["arm"].notna(), df["method"])      # a table written before arms: the method
+    return df.sort_values(["task", "method", "arm", "setting_id", "seed", "run_dir"], na_position="last",
                           ignore_index=True)
 
 

@@ -1,5 +1,10 @@
 """LoRA versus full fine-tuning per task, on the headline setting (pure: DataFrames in, values out).
 
+With named arms (tunebench.arms) every arm is compared with the reference arm the same way: one
+TaskComparison per task and arm, whose `lora` side is the compared arm and whose `full` side is the reference
+(in the study, LoRA and full fine-tuning); everything below holds per pair, and the families span every task
+and arm (the learned test of an arm counted once however many pairs it is in).
+
 Order of decisions, each made before and independently of the next:
 
 1. Did each arm learn? (`tunebench.report.learned`) A one-sided test per arm against the best constant
@@ -84,7 +89,9 @@ from tunebench.report.stats import (
 __all__ = ["Baseline", "TaskComparison", "adjust_across_tasks", "compare_task", "trivial_baseline"]
 
 Predictions = dict[str, pd.DataFrame]  # run_dir -> predictions/test.jsonl rows
-ARMS = ("lora", "full")
+ARMS = ("lora", "full")     # the two sides of a comparison: the compared arm and the reference
+_NAMES = {"lora": "LoRA", "full": "full fine-tuning"}
+_SHORT = {"lora": "LoRA", "full": "full"}
 
 
 @dataclass
@@ -113,6 +120,32 @@ class TaskComparison:
     example_equivalence: DiscordanceEquivalence | None = None   # the example-level equivalence test
     p_equivalence_adjusted: float | None = None   # equivalence_p Holm-adjusted in the same family
     alpha: float = 0.05
+    # the arms compared (tunebench.arms): `arm` on the `lora` side, `reference` on the `full` side, and how the
+    # text names them ({} for the study's two arms: LoRA and full fine-tuning)
+    arm: str = "lora"
+    reference: str = "full"
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sides(self) -> dict[str, str]:
+        """{"lora": the compared arm's name, "full": the reference's}."""
+        return {"lora": self.arm, "full": self.reference}
+
+    def name(self, side: str) -> str:
+        """How the text names a side: "LoRA" / "full fine-tuning" for the study's arms, else the arm's label."""
+        arm = self.sides[side]
+        return self.labels.get(arm) or _NAMES.get(arm, arm)
+
+    def short(self, side: str) -> str:
+        """The short name, in "LoRA - full": "LoRA" / "full" for the study's arms, else the arm's label."""
+        arm = self.sides[side]
+        label = self.labels.get(arm)
+        return "full" if label == "full fine-tuning" else label or _SHORT.get(arm, arm)
+
+    @property
+    def pair(self) -> str:
+        """"sst2" for the study's two arms, "sst2/dora_r16" when arms are named: the comparison's key."""
+        return self.task if (self.arm, self.reference) == ("lora", "full") else f"{self.task}/{self.arm}"
 
     @property
     def methods_present(self) -> list[str]:
@@ -249,11 +282,21 @@ def adjust_across_tasks(comparisons: list[TaskComparison]) -> list[TaskCompariso
     each such task's difference p and equivalence p together, a family fixed before any test (a task gated out
     by its learned test keeps its place in it but makes no claim). Copies; pure. Tests that do not exist (NaN)
     are not part of a family and stay NaN."""
-    flat = [(i, arm) for i, c in enumerate(comparisons) if c.seeds is not None for arm in ARMS if arm in c.learned]
-    adjusted_learned = adjust_learned([comparisons[i].learned[arm] for i, arm in flat])
+    # one learned test per task and arm: the reference's is in every pair of its task, counted once
+    flat = [(i, side) for i, c in enumerate(comparisons) if c.seeds is not None for side in ARMS
+            if side in c.learned]
+    identity = [(comparisons[i].task, comparisons[i].sides[side]) for i, side in flat]
+    first = {key: n for n, key in reversed(list(enumerate(identity)))}
+    unique = sorted(set(first.values()))
+    adjusted = dict(zip(unique, adjust_learned([comparisons[flat[n][0]].learned[flat[n][1]] for n in unique]),
+                        strict=True))
+    by_key = {key: adjusted[n] for key, n in first.items()}
     learned: list[dict[str, LearnedTest]] = [dict(c.learned) for c in comparisons]
-    for (i, arm), t in zip(flat, adjusted_learned, strict=True):
-        learned[i][arm] = t
+    for i, c in enumerate(comparisons):          # every pair holding a tested arm shows its one adjusted test
+        for side, t in c.learned.items():
+            key = (c.task, c.sides[side])
+            if key in by_key:
+                learned[i][side] = replace(by_key[key], arm=t.arm)
     staged = [replace(c, learned=lt) for c, lt in zip(comparisons, learned, strict=True)]
     # The comparison family is fixed before any test: every task with both arms, whatever its gate says (a family
     # chosen by the gate's outcome would be data-dependent); a gated task's tests count but make no claim.
@@ -274,12 +317,17 @@ def compare_task(
     margin: float = 1.0,
     alpha: float = 0.05,
     learn_margin: float = 0.0,
+    arm: str = "lora",
+    reference: str = "full",
+    labels: dict[str, str] | None = None,
 ) -> TaskComparison:
-    """Compare the headline runs of one task (columns: method, seed, test_primary, run_dir); `margin` is
-    the equivalence margin in points of the primary metric; `learn_margin` the points over the best constant
-    predictor an arm must beat to count as learned (learned.py)."""
+    """Compare the headline runs of one task (columns: method or arm, seed, test_primary, run_dir): `arm`
+    against `reference` (the study: LoRA against full fine-tuning); `margin` is the equivalence margin in points
+    of the primary metric; `learn_margin` the points over the best constant predictor an arm must beat to count
+    as learned (learned.py); `labels`: how the text names arms other than the study's two."""
     runs = headline[headline["task"] == task]
-    lora, full = runs[runs["method"] == "lora"], runs[runs["method"] == "full"]
+    arms = runs["arm"] if "arm" in runs else runs["method"]
+    lora, full = runs[arms == arm], runs[arms == reference]
     common = sorted(set(_seeds(lora)) & set(_seeds(full)))
     seeds = equivalence = None
     if len(lora) and len(full):
@@ -289,19 +337,20 @@ def compare_task(
         tests = compare_example_level(task, lora, full, common, predictions, n_resamples, bootstrap_seed)
         example_equivalence = discordance_test(task, lora, full, common, predictions, margin, alpha)
     preds = predictions or {}
-    baseline = trivial_baseline(task, [preds.get(r) for r in runs["run_dir"]])
+    baseline = trivial_baseline(task, [preds.get(r) for r in runs["run_dir"]])   # every arm's: one per task
     learned = {}
-    for arm, g in (("lora", lora), ("full", full)):
+    for side, g in (("lora", lora), ("full", full)):
         if len(g):
             ordered = g.dropna(subset=["seed"]).sort_values("seed")
-            learned[arm] = learned_test(task, arm, _values(g), baseline, [preds.get(r) for r in ordered["run_dir"]],
-                                        learn_margin, alpha, n_resamples, bootstrap_seed)
+            learned[side] = learned_test(task, side, _values(g), baseline, [preds.get(r) for r in ordered["run_dir"]],
+                                         learn_margin, alpha, n_resamples, bootstrap_seed)
     return TaskComparison(
         task=task, primary_metric=TASKS[task].primary_metric, lora=summarize(lora["test_primary"]),
         full=summarize(full["test_primary"]), lora_seeds=_seeds(lora), full_seeds=_seeds(full),
         common_seeds=common, seeds=seeds, example_tests=tests, n_not_ok=n_not_ok, equivalence=equivalence,
         lora_values=_values(lora), full_values=_values(full), margin=margin, baseline=baseline, learned=learned,
-        learn_margin=learn_margin, example_equivalence=example_equivalence, alpha=alpha,
+        learn_margin=learn_margin, example_equivalence=example_equivalence, alpha=alpha, arm=arm,
+        reference=reference, labels=dict(labels or {}),
     )
 
 

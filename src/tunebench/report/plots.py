@@ -155,7 +155,8 @@ def plot_verdicts(rows: Sequence[dict], tost: dict[str, tuple[float, float]] | N
     """LoRA - full per task (one row each, each on its own x scale): the mean difference (diamond), its 95%
     interval (thin bar) and the equivalence test's 1 - 2 alpha interval (thick bar), both clipped to +-100,
     the +-margin band of the equivalence test, and each seed's difference as a dot; the verdict word at the
-    right. `rows`: report.verdict_rows; `tost`: {task: (low, high)} of the equivalence interval."""
+    right. `rows`: report.verdict_rows; `tost`: {task (task/arm with named arms): (low, high)} of the
+    equivalence interval."""
     if not rows:
         return None
     n = len(rows)
@@ -163,8 +164,10 @@ def plot_verdicts(rows: Sequence[dict], tost: dict[str, tuple[float, float]] | N
     axes = fig.subplots(n, 1, squeeze=False)[:, 0]
     clipped = False
     for ax, row in zip(axes, rows, strict=True):
-        clipped |= _draw_verdict_row(ax, row, (tost or {}).get(str(row.get("task"))))
-    axes[-1].set_xlabel("LoRA − full (points of the task's metric; right of 0: LoRA better)")
+        clipped |= _draw_verdict_row(ax, row, (tost or {}).get(str(row.get("pair") or row.get("task"))))
+    named = any(r.get("arm_label") for r in rows)
+    axes[-1].set_xlabel("arm − reference (points of the task's metric; right of 0: the arm better)" if named else
+                        "LoRA − full (points of the task's metric; right of 0: LoRA better)")
     handles = [Line2D([], [], marker="D", color="#444", ls="none", label="mean difference"),
                Line2D([], [], color="#444", lw=1.5, label="95% CI"),
                Line2D([], [], color="#444", lw=5, label="equivalence-test CI (TOST)"),
@@ -173,8 +176,8 @@ def plot_verdicts(rows: Sequence[dict], tost: dict[str, tuple[float, float]] | N
     if clipped:
         handles.append(Line2D([], [], marker=">", color="#444", ls="none", label="clipped at ±100"))
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.subplots_adjust(left=0.13, right=0.86, top=1 - 0.55 / (0.95 + 0.95 * n), bottom=0.6 / (0.95 + 0.95 * n),
-                        hspace=0.55)
+    fig.subplots_adjust(left=0.16 if named else 0.13, right=0.86, top=1 - 0.55 / (0.95 + 0.95 * n),
+                        bottom=0.6 / (0.95 + 0.95 * n), hspace=0.55)
     return fig
 
 
@@ -202,7 +205,9 @@ def _draw_verdict_row(ax, row: dict, tost: tuple[float, float] | None) -> bool:
     ax.xaxis.set_major_locator(MaxNLocator(nbins=8))
     ax.set_xlim(*_verdict_xlim([diff, lo, hi, *(tost or ()), *seeds], margin))
     metric = row.get("metric") or ""
-    ax.text(-0.012, 0.5, f"{row.get('task', '')}\n{metric}", transform=ax.transAxes, ha="right", va="center",
+    reference = "full" if row.get("reference_label") == "full fine-tuning" else row.get("reference_label")
+    what = f"{row['arm_label']} − {reference}" if row.get("arm_label") else metric
+    ax.text(-0.012, 0.5, f"{row.get('task', '')}\n{what}", transform=ax.transAxes, ha="right", va="center",
             fontsize=10, fontweight="bold")
     ax.text(1.012, 0.5, word or "?", transform=ax.transAxes, ha="left", va="center", fontsize=11,
             fontweight="bold", color=color)
@@ -334,6 +339,71 @@ def plot_metric_vs_cost(efficiency: pd.DataFrame, cost: str, xlabel: str, log_x:
     return fig
 
 
+PARETO_COSTS = (("params_trainable", "trainable parameters", True, human_count),
+                ("peak_memory_mib", "peak memory", False, human_mib),
+                ("wall_s", "time per run", False, human_seconds))
+FRONT_COLOR = "#2a9d8f"
+
+
+def plot_pareto(efficiency: pd.DataFrame, rows: Sequence[dict], labels: dict[str, str],
+                reference: str) -> Figure | None:
+    """Per task (rows) and cost (columns: trainable parameters, peak memory, time per run), every arm's test
+    primary metric (mean, 95% CI over seeds) against its cost, and the Pareto front (report.pareto: through the
+    arms whose comparison with the reference is decided; an undecided arm is a hollow marker). `rows`: the
+    verdict rows (named arms); None when there is nothing to draw."""
+    from tunebench.report.pareto import REFERENCE, pareto_front
+
+    tasks = ordered_tasks(efficiency["task"]) if len(efficiency) else []
+    if not tasks:
+        return None
+    words = {(r["task"], r.get("arm")): r.get("word") for r in rows}
+    fig = Figure(figsize=(4.2 * len(PARETO_COSTS), 3.3 * len(tasks)))
+    axes = fig.subplots(len(tasks), len(PARETO_COSTS), squeeze=False)
+    for i, task in enumerate(tasks):
+        arms = efficiency[efficiency["task"] == task]
+        for j, (cost, xlabel, log_x, fmt) in enumerate(PARETO_COSTS):
+            ax = axes[i][j]
+            points = {}
+            for _, r in arms.iterrows():
+                x = finite_or_nan(r.get(cost))
+                if math.isnan(x):
+                    continue
+                word = REFERENCE if r["arm"] == reference else words.get((task, r["arm"]))
+                points[r["arm"]] = (x, word)
+                decided = word in (REFERENCE, "better", "matches", "worse")
+                color = COLORS.get(str(r["method"]), "#555")
+                _draw_interval(ax, x, r["test_primary_mean"], r["test_primary_ci_low"], r["test_primary_ci_high"],
+                               SCORE_RANGE, color, vertical=True, marker=None)
+                ax.plot(x, r["test_primary_mean"], "o", ms=7, color=color if decided else "white", mec=color,
+                        mew=1.5, zorder=5)
+                ax.annotate(labels.get(r["arm"]) or LABELS.get(str(r["arm"]), str(r["arm"])),
+                            (x, r["test_primary_mean"]), xytext=(5, 4), textcoords="offset points", fontsize=7)
+            front = pareto_front(points)
+            if len(front) > 1:
+                by_arm = arms.set_index("arm")
+                ax.plot([points[a][0] for a in front], [by_arm.loc[a, "test_primary_mean"] for a in front],
+                        color=FRONT_COLOR, lw=2, alpha=0.6, zorder=1)
+            for a in front:
+                ax.plot(points[a][0], arms.set_index("arm").loc[a, "test_primary_mean"], "o", ms=13,
+                        mfc="none", mec=FRONT_COLOR, mew=2, zorder=4)
+            log = log_x and all(p[0] > 0 for p in points.values())
+            if log:
+                ax.set_xscale("log")
+            ax.margins(x=0.25)
+            _human_axis(ax.xaxis, fmt, log, nbins=3 if not log else 4)
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.3)
+            if j == 0:
+                ax.set_ylabel(f"{task}: test primary metric (points)")
+    handles = [Line2D([], [], marker="o", color="#555", ls="none", label="decided against the reference"),
+               Line2D([], [], marker="o", color="#555", mfc="white", ls="none", label="undecided"),
+               Line2D([], [], marker="o", ms=11, mfc="none", mec=FRONT_COLOR, mew=2, color=FRONT_COLOR, lw=2,
+                      alpha=0.8, label="Pareto front (decided arms)")]
+    fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (3.3 * len(tasks))))
+    return fig
+
+
 def plot_lr_sweep(settings: pd.DataFrame) -> Figure | None:
     """Validation primary metric (mean +- sd over seeds) against learning rate (log x), per task and
     method; None when no task x method ran more than one learning rate."""
@@ -370,23 +440,45 @@ EFFICIENCY_PANELS = (  # column, title, formatter, log scale
 )
 
 
-def plot_efficiency(efficiency: pd.DataFrame) -> Figure | None:
-    """Per task, LoRA and full side by side: trainable parameters (log), peak memory, wall time and training
-    throughput, each bar labelled in human units."""
+ARM_PALETTE = ("#1f77b4", "#2a9d8f", "#e9c46a", "#9d4edd", "#f4a261", "#6c757d", "#8ecae6")
+
+
+def arm_styles(efficiency: pd.DataFrame, labels: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """(arm, colour, legend label) per arm of a table, in its row order: the study's two arms in their
+    colours (LoRA, full FT); named arms one palette colour each, full fine-tuning's red (tunebench.arms)."""
+    arms = efficiency["arm"] if "arm" in efficiency else efficiency["method"]
+    methods = dict(zip(arms, efficiency["method"], strict=True))
+    out, k = [], 0
+    for arm in dict.fromkeys(arms):
+        if arm in COLORS:
+            out.append((arm, COLORS[arm], LABELS[arm]))
+            continue
+        color = COLORS["full"] if methods[arm] == "full" else ARM_PALETTE[k % len(ARM_PALETTE)]
+        k += methods[arm] != "full"
+        out.append((arm, color, (labels or {}).get(arm, arm)))
+    return out
+
+
+def plot_efficiency(efficiency: pd.DataFrame, labels: dict[str, str] | None = None) -> Figure | None:
+    """Per task, the arms side by side (LoRA and full in the study): trainable parameters (log), peak memory,
+    wall time and training throughput, each bar labelled in human units."""
     tasks = ordered_tasks(efficiency["task"])
     if not tasks:
         return None
-    fig = Figure(figsize=(12, 1.3 + 0.62 * len(tasks)))
+    styles = arm_styles(efficiency, labels)
+    fig = Figure(figsize=(12, 1.3 + 0.31 * len(tasks) * max(len(styles), 2)))
     axes = fig.subplots(1, len(EFFICIENCY_PANELS), squeeze=False)[0]
     y = np.arange(len(tasks))
+    height = 0.76 / len(styles)
+    arms = efficiency["arm"] if "arm" in efficiency else efficiency["method"]
     for ax, (column, title, fmt, log) in zip(axes, EFFICIENCY_PANELS, strict=True):
         values_all = []
-        for i, method in enumerate(METHODS):
-            e = efficiency[efficiency["method"] == method].set_index("task")
+        for i, (arm, color, label) in enumerate(styles):
+            e = efficiency[arms == arm].set_index("task")
             values = np.array([finite_or_nan(e[column].get(t)) if column in e else math.nan for t in tasks])
-            pos = y + (i - 0.5) * 0.38
+            pos = y + (i - (len(styles) - 1) / 2) * height
             ok = ~np.isnan(values)
-            ax.barh(pos[ok], values[ok], height=0.36, color=COLORS[method], label=LABELS[method])
+            ax.barh(pos[ok], values[ok], height=height * 0.95, color=color, label=label)
             for p, v in zip(pos[ok], values[ok], strict=True):
                 ax.text(v, p, " " + fmt(v), va="center", ha="left", fontsize=7.5)
             values_all += list(values[ok])
@@ -488,16 +580,21 @@ def plot_generalization(headline: pd.DataFrame) -> Figure | None:
 
 
 def build_figures(comparison: pd.DataFrame, curves: pd.DataFrame, headline: pd.DataFrame,
-                  efficiency: pd.DataFrame, settings: pd.DataFrame) -> dict[str, bytes]:
+                  efficiency: pd.DataFrame, settings: pd.DataFrame,
+                  labels: dict[str, str] | None = None) -> dict[str, bytes]:
     """Every report figure as {file name: PNG bytes}; plots with nothing to show are left out. The verdict
-    figure needs the verdict rows and is drawn by render (`plot_verdicts`)."""
+    figure needs the verdict rows and is drawn by render (`plot_verdicts`). With named arms (`labels`) only the
+    efficiency figure, by arm: the others compare LoRA with full fine-tuning (the report adds the Pareto figure)."""
     figs: dict[str, Figure | None] = {}
+    if labels:      # named arms: the figures below draw LoRA and full; the Pareto figure and the tables by arm
+        return {"efficiency.png": render_png(f)} if len(efficiency) and (f := plot_efficiency(efficiency, labels)) \
+            else {}
     if len(comparison):
         comparison = comparison[comparison["lora_n"] + comparison["full_n"] > 0]  # tasks with ok runs
     if len(comparison):
         figs["metric_by_task.png"] = plot_metric_by_task(comparison, headline)
     if len(efficiency):
-        figs["efficiency.png"] = plot_efficiency(efficiency)
+        figs["efficiency.png"] = plot_efficiency(efficiency, labels)
     if len(headline):
         figs["stability.png"] = plot_stability(headline)
         figs["generalization.png"] = plot_generalization(headline)

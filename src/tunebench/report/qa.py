@@ -481,7 +481,8 @@ def newcombe_interval(k1: int, n1: int, k2: int, n2: int, confidence: float = CO
 def runs_from_headline(headline: pd.DataFrame, predictions: Mapping[str, pd.DataFrame] | None = None,
                        task: str = QA_TASK) -> dict[str, list[dict]]:
     """The task's headline runs (the report's tidy rows: test_* columns, qa_null_threshold) as `qa_breakdown`
-    input, each with its answered share from its predictions when present."""
+    input, keyed by arm (the method in the study), each with its answered share from its predictions when
+    present."""
     rows = headline[headline["task"] == task] if "task" in headline else headline.iloc[0:0]
     out: dict[str, list[dict]] = {}
     for _, r in rows.iterrows():
@@ -489,7 +490,8 @@ def runs_from_headline(headline: pd.DataFrame, predictions: Mapping[str, pd.Data
                 if c.startswith("test_") and c != "test_primary" and pd.notna(r[c])}
         run_dir = r.get("run_dir")
         frame = (predictions or {}).get(run_dir) if run_dir else None
-        out.setdefault(str(r["method"]), []).append({
+        arm = r.get("arm") if "arm" in rows and pd.notna(r.get("arm")) else r["method"]   # tunebench.arms
+        out.setdefault(str(arm), []).append({
             "seed": r.get("seed"), "test": test, "null_threshold": r.get("qa_null_threshold"),
             "has_ans_answered": has_ans_answered(frame), "abstention": abstention_counts(frame)})
     return out

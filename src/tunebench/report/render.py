@@ -56,6 +56,12 @@ FIGURE_CAPTIONS = {
     "generalization.png": "Generalization: train score (a re-scored subset of train, triangle) against test score "
                           "(dot), means over seeds; the number is the gap train − test in points.",
     "loss_curves.png": "Training and validation loss, aligned on step; line = mean over seeds, band = ±1 sd.",
+    "pareto.png": "Each arm's test primary metric (mean, 95% CI over seeds) against its trainable parameters, peak "
+                  "memory and time per run. The Pareto front (green) reads the verdicts, not the means: an arm's "
+                  "quality is better / matches / worse than the reference as its tests decided (the reference "
+                  "counts as matching itself); an undecided arm (hollow: inconclusive or not learned) is never on "
+                  "it; a decided arm is on it when no other decided arm costs no more and is better, or costs less "
+                  "and is as good.",
     "metric_vs_params.png": "Test primary metric (mean, 95% CI) against trainable parameters (log scale).",
     "metric_vs_memory.png": "Test primary metric (mean, 95% CI) against peak memory.",
     "lr_sweep.png": "Learning-rate sweep: validation primary metric (mean ± sd over seeds); star = headline.",
@@ -206,6 +212,8 @@ def verdict_table_rows(report: Report) -> list[dict]:
     for r in rows:
         d: dict[str, object] = {"task": str(r.get("task", "")), "metric": str(r.get("metric", "")),
                                 "lora": _pts(r.get("lora")), "full": _pts(r.get("full"))}
+        if r.get("arm_label"):                          # named arms: which arm, against which reference
+            d["arm"], d["reference"] = str(r["arm_label"]), str(r.get("reference_label") or "")
         if show_baseline:
             b = r.get("baseline") or {}
             learned = _learned_text(r)
@@ -234,7 +242,7 @@ def _p_cell(r: dict) -> str:
     difference's and the equivalence test's ('diff … · equiv …'), '(examples)' when the example level decided;
     where it was not, each arm's learned test ('learned: LoRA … · full …')."""
     if r.get("compared") is False and r.get("learned"):
-        parts = [f"{_ARM[a]} {_raw_adjusted(t.get('p'), t.get('p_adjusted'))}"
+        parts = [f"{_side_name(r, a)} {_raw_adjusted(t.get('p'), t.get('p_adjusted'))}"
                  for a, t in r["learned"].items() if not math.isnan(finite_or_nan(t.get("p")))]
         return "learned: " + " · ".join(parts) if parts else "–"
     text = _raw_adjusted(r.get("p_decision", r.get("p")), r.get("p_adjusted"))
@@ -264,7 +272,13 @@ def _learned_text(r: dict) -> str:
     words = {"shown": "learned", "not shown": "not shown to learn", "unknown": "not checked"}
     if len(set(states.values())) == 1:
         return f"both {words.get(next(iter(states.values())), '?')}"
-    return ", ".join(f"{_ARM[a]} {words.get(s, '?')}" for a, s in states.items())
+    return ", ".join(f"{_side_name(r, a)} {words.get(s, '?')}" for a, s in states.items())
+
+
+def _side_name(r: dict, side: str) -> str:
+    """A verdict row's side ("lora" / "full") by its arm's name: LoRA / full, or the named arm's label."""
+    label = r.get("arm_label") if side == "lora" else r.get("reference_label")
+    return str(label) if label else _ARM[side]
 
 
 def _holm_shown(report: Report) -> bool:
@@ -278,11 +292,15 @@ def verdict_table_html(report: Report) -> str:
     esc = html.escape
     baseline = "baseline" in rows[0]
     p_head = "p (raw → Holm)" if _holm_shown(report) else "p"
-    heads = ["task", "metric", "LoRA", "full", *(["best constant predictor"] if baseline else []),
-             "LoRA − full [95% CI]", p_head, "verdict", "seeds"]
+    named = "arm" in rows[0]
+    reference = str(rows[0].get("reference", "")) if named else "full"
+    heads = ["task", "metric", *(["arm", "score", reference] if named else ["LoRA", "full"]),
+             *(["best constant predictor"] if baseline else []),
+             f"{'arm' if named else 'LoRA'} − {'reference' if named else 'full'} [95% CI]", p_head, "verdict", "seeds"]
     body = []
     for d in rows:
         cells = [f'<td><b>{esc(d["task"])}</b></td>', f'<td>{esc(d["metric"])}</td>',
+                 *([f"<td>{esc(str(d['arm']))}</td>"] if named else []),
                  f"<td>{esc(d['lora'])}</td>", f"<td>{esc(d['full'])}</td>"]
         if baseline:
             value, name = d["baseline"]  # type: ignore[misc]
@@ -344,11 +362,15 @@ def verdict_display(report: Report) -> pd.DataFrame:
     rows = verdict_table_rows(report)
     out = []
     for d in rows:
-        row = {"task": d["task"], "metric": d["metric"], "LoRA": d["lora"], "full": d["full"]}
+        named = "arm" in d
+        row = ({"task": d["task"], "metric": d["metric"], "arm": d["arm"], "score": d["lora"],
+                str(d["reference"]): d["full"]} if named else
+               {"task": d["task"], "metric": d["metric"], "LoRA": d["lora"], "full": d["full"]})
         if "baseline" in d:
             value, name = d["baseline"]  # type: ignore[misc]
             row["best constant predictor"] = f"{value} ({name})" if name else value
-        row |= {"LoRA - full [95% CI]": d["difference"], "p": d["p"], "verdict": d["word"], "seeds": d["seeds"]}
+        row |= {"arm - reference [95% CI]" if named else "LoRA - full [95% CI]": d["difference"], "p": d["p"],
+                "verdict": d["word"], "seeds": d["seeds"]}
         out.append(row)
     return pd.DataFrame(out)
 
@@ -359,12 +381,15 @@ def verdict_display(report: Report) -> pd.DataFrame:
 def headline_display(comparison: pd.DataFrame) -> pd.DataFrame:
     """The comparison table for people: mean [95% CI] per method, the difference and its tests."""
     rows = []
+    named = "arm" in comparison
+    a, f = ("arm", "reference") if named else ("LoRA", "full")
     for _, r in comparison.iterrows():
-        row = {"task": r["task"], "metric": r["metric"],
-               "LoRA (points)": _ci(r["lora_mean"], r["lora_ci_low"], r["lora_ci_high"]), "LoRA n": r["lora_n"],
-               "full (points)": _ci(r["full_mean"], r["full_ci_low"], r["full_ci_high"]), "full n": r["full_n"]}
+        row = {"task": r["task"], **({"arm": r["arm"], "reference": r["reference"]} if named else {}),
+               "metric": r["metric"],
+               f"{a} (points)": _ci(r["lora_mean"], r["lora_ci_low"], r["lora_ci_high"]), f"{a} n": r["lora_n"],
+               f"{f} (points)": _ci(r["full_mean"], r["full_ci_low"], r["full_ci_high"]), f"{f} n": r["full_n"]}
         if pd.notna(r.get("design")):
-            row |= {"LoRA - full": _ci(r["diff"], r["diff_ci_low"], r["diff_ci_high"]), "design": r["design"],
+            row |= {f"{a} - {f}": _ci(r["diff"], r["diff_ci_low"], r["diff_ci_high"]), "design": r["design"],
                     "pairs": r["n_pairs"], "t-test p": r["t_p"], "rank test p": r["rank_p"],
                     "effect size": r["effect_size"]}
         if pd.notna(r.get("p_adjusted")):
@@ -376,7 +401,7 @@ def headline_display(comparison: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def efficiency_display(efficiency: pd.DataFrame) -> pd.DataFrame:
+def efficiency_display(efficiency: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
     """Efficiency in human units: parameters (k / M) with their share, memory in MiB / GiB, times in s / min."""
     from tunebench.report.plots import human_count, human_mib, human_seconds
 
@@ -385,7 +410,7 @@ def efficiency_display(efficiency: pd.DataFrame) -> pd.DataFrame:
     e = efficiency
     share = [f" ({_share(s)})" if pd.notna(s) else "" for s in e["params_trainable_share"]]
     return pd.DataFrame({
-        "task": e["task"], "method": e["method"].map(_method_name),
+        "task": e["task"], **_arm_column(e, labels),
         "seeds": e["n_seeds"],
         "trainable params": [human_count(p) + s for p, s in zip(e["params_trainable"], share, strict=True)],
         "peak memory": [human_mib(m) for m in e["peak_memory_mib"]],
@@ -400,17 +425,26 @@ def _method_name(m: object) -> object:
     return {"lora": "LoRA", "full": "full"}.get(m, m) if isinstance(m, str) else m
 
 
+def _arm_column(df: pd.DataFrame, labels: dict[str, str] | None) -> dict[str, list]:
+    """{"method": LoRA / full} for the study's two arms, {"arm": each arm's label} when a table holds named
+    arms (tunebench.arms)."""
+    arms = df["arm"] if "arm" in df else df["method"]
+    if all(a == m for a, m in zip(arms, df["method"], strict=True)):
+        return {"method": [_method_name(m) for m in df["method"]]}
+    return {"arm": [(labels or {}).get(a) or _method_name(a) for a in arms]}
+
+
 def _share(fraction: float) -> str:
     pct = 100 * float(fraction)
     return f"{pct:.0f}%" if pct >= 10 else f"{pct:.2g}%"
 
 
-def stability_display(stability: pd.DataFrame) -> pd.DataFrame:
+def stability_display(stability: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
     if stability.empty:
         return stability
     s = stability
     return pd.DataFrame({
-        "task": s["task"], "method": s["method"].map(_method_name), "seeds": s["n_seeds"],
+        "task": s["task"], **_arm_column(s, labels), "seeds": s["n_seeds"],
         "test sd (points)": [_pts(v, 2) for v in s["test_sd"]],
         "test range": [f"{_pts(a)} – {_pts(b)}" for a, b in zip(s["test_min"], s["test_max"], strict=True)],
         "validation sd": [_pts(v, 2) for v in s["validation_sd"]],
@@ -419,7 +453,7 @@ def stability_display(stability: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def generalization_display(generalization: pd.DataFrame) -> pd.DataFrame:
+def generalization_display(generalization: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
     if generalization.empty:
         return generalization
     g = generalization
@@ -427,7 +461,7 @@ def generalization_display(generalization: pd.DataFrame) -> pd.DataFrame:
     for m, lo, hi in zip(g["gap_mean"], g["gap_ci_low"], g["gap_ci_high"], strict=True):
         ci, cut = clipped_interval_text(lo, hi)
         gaps.append(_pts(m, 2, sign=True) + (f" {ci}" if ci else "") + (CLIPPED_MARK if cut else ""))
-    return pd.DataFrame({"task": g["task"], "method": g["method"].map(_method_name), "seeds": g["n"],
+    return pd.DataFrame({"task": g["task"], **_arm_column(g, labels), "seeds": g["n"],
                          "train": [_pts(v) for v in g["train_mean"]], "test": [_pts(v) for v in g["test_mean"]],
                          "gap train − test [95% CI]": gaps})
 
@@ -542,23 +576,49 @@ def context_lines(report: Report) -> list[str]:
     return lines
 
 
+def _minus_text(report: Report) -> str:
+    """"LoRA - full", or "arm - reference" with named arms."""
+    return "arm - reference" if report.labels else "LoRA - full"
+
+
+def _versus_text(report: Report) -> str:
+    """"LoRA vs full", or "each arm vs the reference" with named arms."""
+    return "each arm vs the reference" if report.labels else "LoRA vs full"
+
+
+def page_question(report: Report) -> str:
+    """The page's question: the study's, or with named arms which of them match the reference."""
+    if not report.labels or not report.comparisons:
+        return "Does LoRA match full fine-tuning?"
+    reference = report.comparisons[0].name("full")
+    return f"Which arms match {reference}?"
+
+
+def page_title(report: Report) -> str:
+    if not report.labels or not report.comparisons:
+        return "LoRA vs full fine-tuning"
+    arms = list(dict.fromkeys(c.name("lora") for c in report.comparisons))
+    return f"{', '.join(arms)} vs {report.comparisons[0].name('full')}"
+
+
 def render_markdown(report: Report) -> str:
-    parts = [f"# LoRA vs full fine-tuning: report for `{report.results_dir}`\n",
+    parts = [f"# {page_title(report)}: report for `{report.results_dir}`\n",
              f"{len(report.runs)} runs read, {report.n_ok} ok, {len(report.failed)} not ok.\n"]
     parts += [f"{line}\n" for line in context_lines(report)]
     if report.n_ok == 0:
         parts.append("**No run finished ok: nothing can be compared; see the failed runs below.**\n")
     seeds = seeds_needed_lines(report)
-    parts += ["## Verdicts (LoRA - full, points)\n", markdown_table(verdict_display(report)),
+    parts += [f"## Verdicts ({_minus_text(report)}, points)\n", markdown_table(verdict_display(report)),
               *([SEEDS_NEEDED_HEAD + "\n", *[f"- {line}" for line in seeds], ""] if seeds else []),
               *[f"- {v}" for v in report.verdicts.values()], "", *qa_markdown(report.qa),
               "## Efficiency (means over seeds of the headline setting)\n",
-              markdown_table(efficiency_display(report.efficiency)),
-              "## Stability (seed spread, points)\n", markdown_table(stability_display(report.stability)),
+              markdown_table(efficiency_display(report.efficiency, report.labels)),
+              "## Stability (seed spread, points)\n",
+              markdown_table(stability_display(report.stability, report.labels)),
               "## Generalization (train_eval - test, points)\n",
-              markdown_table(generalization_display(report.generalization)),
+              markdown_table(generalization_display(report.generalization, report.labels)),
               "## Failed runs (not averaged)\n", markdown_table(report.failed),
-              "## Every test of LoRA vs full (test primary metric, points)\n",
+              f"## Every test of {_versus_text(report)} (test primary metric, points)\n",
               markdown_table(headline_display(report.comparison)),
               "## Example-level tests (test-set noise only)\n", markdown_table(report.example_tests),
               "## Headline settings\n", markdown_table(_selected_settings(report.settings))]
@@ -591,8 +651,9 @@ def ensure_verdict_figure(report: Report) -> None:
 def _tost_intervals(comparison: pd.DataFrame) -> dict[str, tuple[float, float]]:
     if comparison.empty or "tost_ci_low" not in comparison:
         return {}
+    keys = comparison["pair"].fillna(comparison["task"]) if "pair" in comparison else comparison["task"]
     return {str(t): (float(lo), float(hi)) for t, lo, hi in
-            zip(comparison["task"], comparison["tost_ci_low"], comparison["tost_ci_high"], strict=True)
+            zip(keys, comparison["tost_ci_low"], comparison["tost_ci_high"], strict=True)
             if pd.notna(lo) and pd.notna(hi)}
 
 
@@ -633,7 +694,7 @@ def render_html(report: Report, analysis_label: str | None = None) -> str:
         return _figure_html(report, name, tost_level)
 
     n_bad = len(report.failed)
-    body = [f"<h1>Does LoRA match full fine-tuning?</h1><p class=\"lede\">Results: "
+    body = [f"<h1>{esc(page_question(report))}</h1><p class=\"lede\">Results: "
             f"<code>{esc(str(report.results_dir))}</code> &mdash; {len(report.runs)} runs read, {report.n_ok} ok"
             + (f", <b>{n_bad} not ok</b> (listed under “Runs not ok”, never averaged)" if n_bad else "")
             + ".</p>"]
@@ -641,17 +702,19 @@ def render_html(report: Report, analysis_label: str | None = None) -> str:
     if report.n_ok == 0:
         body.append("<p><strong>No run finished ok: nothing can be compared.</strong></p>")
     body += [figure("verdict.png"), verdict_table_html(report)]
+    if "pareto.png" in report.figures:
+        body += ["<h2>Quality against cost</h2>", figure("pareto.png")]
     if report.verdicts:
         body.append(_details("Each verdict in a sentence (tests, p-values, efficiency)",
                              '<ul class="sentences">' + "".join(f"<li>{esc(v)}</li>"
                                                                 for v in report.verdicts.values()) + "</ul>"))
     body.append(qa_html(report.qa))
     sections = [
-        ("Efficiency", "efficiency", efficiency_display(report.efficiency),
+        ("Efficiency", "efficiency", efficiency_display(report.efficiency, report.labels),
          "Means over seeds of each task's headline setting."),
-        ("Stability across seeds", "stability", stability_display(report.stability),
+        ("Stability across seeds", "stability", stability_display(report.stability, report.labels),
          "Spread of the test score (points) over seeds."),
-        ("Generalization", "generalization", generalization_display(report.generalization),
+        ("Generalization", "generalization", generalization_display(report.generalization, report.labels),
          "Score on a re-scored subset of train minus the test score (points)."),
     ]
     for title, key, df, lede in sections:
@@ -659,7 +722,7 @@ def render_html(report: Report, analysis_label: str | None = None) -> str:
                     f"{figure(SECTION_FIGURES[key])}")
     if report.analysis:
         body.append(_analysis_html(report, analysis_label, figure))
-    more = [("Every test of LoRA vs full (seed level, equivalence)", headline_display(report.comparison)),
+    more = [(f"Every test of {_versus_text(report)} (seed level, equivalence)", headline_display(report.comparison)),
             (f"Example-level tests, per seed pair and combined ({len(report.example_tests)} rows)",
              report.example_tests),
             (f"All metrics over seeds, headline settings, raw units ({len(report.metric_summary)} rows)",
@@ -749,8 +812,9 @@ TABLES = ("comparison", "example_tests", "metric_summary", "efficiency", "stabil
 
 
 def verdicts_json(report: Report) -> dict[str, object]:
-    """{task: verdict row} (JSON-safe); a task without a row keeps at least its sentence."""
-    out: dict[str, object] = {str(r.get("task")): json_safe(r) for r in report.verdict_rows or []}
+    """{task: verdict row} (JSON-safe; with named arms {"task/arm": row}); a task without a row keeps at least
+    its sentence."""
+    out: dict[str, object] = {str(r.get("pair") or r.get("task")): json_safe(r) for r in report.verdict_rows or []}
     for task, sentence in report.verdicts.items():
         out.setdefault(task, {"task": task, "sentence": sentence})
     return out

@@ -1,7 +1,8 @@
-"""Which hyperparameter setting of each task x method is the headline one (pure).
+"""Which hyperparameter setting of each task x arm is the headline one (pure).
 
-A sweep runs several settings (usually learning rates) per task x method. The headline comparison uses one
-setting per task x method, chosen without looking at test metrics:
+A sweep runs several settings (usually learning rates) per task x arm (tunebench.arms: a method plus the
+settings that define it; without named arms, one per method). The headline comparison uses one setting per
+task x arm, chosen without looking at test metrics:
 
 1. If a ``selection.json`` written by the plan engine names the setting (its ``learning_rate`` and
    ``overrides``), use the ok setting that matches it (the one with most seeds when several match, e.g. a
@@ -31,31 +32,31 @@ from tunebench.report.stats import summarize
 from tunebench.results import STATUS_OK
 from tunebench.tasks import TASKS
 
-SettingKey = tuple[str, str, str]             # (task, method, setting_id)
+SettingKey = tuple[str, str, str]             # (task, arm, setting_id)
 
 
 @dataclass(frozen=True)
 class Selection:
     task: str
-    method: str
+    arm: str
     setting_id: str
     source: str            # "selection.json (<path>)" or "best mean validation <metric>"
     note: str | None = None
 
 
 def summarize_settings(ok: pd.DataFrame) -> pd.DataFrame:
-    """One row per task x method x setting: learning rate, r, seeds and the primary metric (points) on
+    """One row per task x arm x setting: its method, learning rate, r, seeds and the primary metric (points) on
     validation and test. `ok` needs the derived columns validation_primary / test_primary (tables.py)."""
     rows = []
-    for (task, method, sid), g in ok.groupby(["task", "method", "setting_id"], sort=True):
+    for (task, arm, sid), g in ok.groupby(["task", "arm", "setting_id"], sort=True):
         val, test = summarize(g["validation_primary"]), summarize(g["test_primary"])
         rows.append({
-            "task": task, "method": method, "setting_id": sid,
+            "task": task, "method": g["method"].iloc[0], "arm": arm, "setting_id": sid,
             "learning_rate": g["learning_rate"].iloc[0], "lora_r": g["lora_r"].iloc[0],
             "n_seeds": len(g), "seeds": _seed_list(g["seed"]),
             "validation_mean": val.mean, "validation_sd": val.sd, "test_mean": test.mean, "test_sd": test.sd,
         })
-    return pd.DataFrame(rows, columns=["task", "method", "setting_id", "learning_rate", "lora_r", "n_seeds",
+    return pd.DataFrame(rows, columns=["task", "method", "arm", "setting_id", "learning_rate", "lora_r", "n_seeds",
                                        "seeds", "validation_mean", "validation_sd", "test_mean", "test_sd"])
 
 
@@ -64,19 +65,19 @@ def seed_values(runs: pd.DataFrame, ok: pd.DataFrame | None = None) -> dict[Sett
     for a seed that does not count. `ok`: the ok runs counted (default: every ok run of `runs`; the report passes
     them with duplicate seeds dropped); a run that is not ok (failed, interrupted, still running, unreadable) of a
     known task and method marks its seed None unless an ok run of that seed counts. Both need the columns task,
-    method, setting_id, seed, status; `ok` also validation_primary (tables.add_primary_columns)."""
+    method, arm, setting_id, seed, status; `ok` also validation_primary (tables.add_primary_columns)."""
     ok = runs[runs["status"] == STATUS_OK] if ok is None else ok
     out: dict[SettingKey, dict[Any, float | None]] = {}
-    for task, method, sid, seed, run_dir, value in zip(ok["task"], ok["method"], ok["setting_id"], ok["seed"],
-                                                       ok["run_dir"], ok["validation_primary"], strict=True):
+    for task, arm, sid, seed, run_dir, value in zip(ok["task"], ok["arm"], ok["setting_id"], ok["seed"],
+                                                    ok["run_dir"], ok["validation_primary"], strict=True):
         v = _number(value)
         counted = v if v is not None and math.isfinite(v) else None
-        out.setdefault((task, method, sid), {})[_seed(seed, run_dir)] = counted
+        out.setdefault((task, arm, sid), {})[_seed(seed, run_dir)] = counted
     known = runs["task"].isin(list(TASKS)) & runs["method"].isin(METHODS) & runs["setting_id"].notna()
     bad = runs[(runs["status"] != STATUS_OK) & known]
-    for task, method, sid, seed, run_dir in zip(bad["task"], bad["method"], bad["setting_id"], bad["seed"],
-                                                bad["run_dir"], strict=True):
-        out.setdefault((task, method, sid), {}).setdefault(_seed(seed, run_dir), None)
+    for task, arm, sid, seed, run_dir in zip(bad["task"], bad["arm"], bad["setting_id"], bad["seed"],
+                                             bad["run_dir"], strict=True):
+        out.setdefault((task, arm, sid), {}).setdefault(_seed(seed, run_dir), None)
     return out
 
 
@@ -88,19 +89,19 @@ def select_settings(
     *,
     seeds: dict[SettingKey, dict[Any, float | None]],
 ) -> dict[tuple[str, str], Selection]:
-    """The headline setting per (task, method). `configs` maps setting_id -> one run's resolved config; `seeds`
+    """The headline setting per (task, arm). `configs` maps setting_id -> one run's resolved config; `seeds`
     (seed_values of the same runs) is what the rule ranks each setting on."""
     out = {}
-    for (task, method), g in settings.groupby(["task", "method"], sort=True):
-        entry = selections.get(task, {}).get(method)
+    for (task, arm), g in settings.groupby(["task", "arm"], sort=True):
+        entry = selections.get(task, {}).get(arm)
         metric = (primary_metrics or {}).get(task, "primary metric")
-        out[(task, method)] = _select_headline(g, entry, configs or {}, metric, seeds)
+        out[(task, arm)] = _select_headline(g, entry, configs or {}, metric, seeds)
     return out
 
 
 def _select_headline(group: pd.DataFrame, entry: dict | None, configs: dict[str, dict], metric: str,
                      seeds: dict[SettingKey, dict[Any, float | None]]) -> Selection:
-    task, method = group["task"].iloc[0], group["method"].iloc[0]
+    task, method = group["task"].iloc[0], group["arm"].iloc[0]      # `method`: the arm, in the notes
     note = None
     if entry is not None and entry.get("overrides") is None and entry.get("learning_rate") is None:
         note = (f"{entry.get('source', 'selection.json')} has no usable setting for {task}/{method} (every sweep "
@@ -130,7 +131,7 @@ def _most_seeds(matches: pd.DataFrame) -> pd.Series:
 
 def _values(row: pd.Series, seeds: dict[SettingKey, dict[Any, float | None]]) -> list[float | None]:
     """The setting's value per seed, setting_rank's input."""
-    return list(seeds[(row["task"], row["method"], row["setting_id"])].values())
+    return list(seeds[(row["task"], row["arm"], row["setting_id"])].values())
 
 
 def _ranked(group: pd.DataFrame, seeds: dict[SettingKey, dict[Any, float | None]]) -> list[pd.Series]:
@@ -169,7 +170,7 @@ def _uncounted_seeds_note(task: str, method: str, ranked: list[pd.Series],
 
 def _describe(row: pd.Series, seeds: dict[SettingKey, dict[Any, float | None]]) -> str:
     """'learning_rate=0.0003 (setting 1a2b3c4d; seed 3 did not count)'."""
-    missing = [str(s) for s, v in seeds[(row["task"], row["method"], row["setting_id"])].items() if v is None]
+    missing = [str(s) for s, v in seeds[(row["task"], row["arm"], row["setting_id"])].items() if v is None]
     lost = f"; seed{'s' if len(missing) > 1 else ''} {', '.join(missing)} did not count" if missing else ""
     return f"learning_rate={_number(row['learning_rate'])} (setting {row['setting_id']}{lost})"
 

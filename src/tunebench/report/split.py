@@ -143,7 +143,7 @@ def _n_ok(runs: pd.DataFrame) -> int:
 
 
 def _words(report: Report) -> str:
-    return "; ".join(f"{r.get('task')}: {r.get('word')}" for r in report.verdict_rows) or "–"
+    return "; ".join(f"{r.get('pair') or r.get('task')}: {r.get('word')}" for r in report.verdict_rows) or "–"
 
 
 def _left_out_text(reports: Reports) -> str:
@@ -161,7 +161,7 @@ def groups_json(reports: Reports) -> dict[str, Any]:
         "differing_keys": reports.grouping.differing_keys,
         "groups": [{"name": i.group.name, "slug": i.group.slug, "differing": i.group.differing,
                     "context": i.report.context, "runs": len(i.report.runs), "ok": i.report.n_ok,
-                    "verdicts": {str(r.get("task")): r.get("word") for r in i.report.verdict_rows},
+                    "verdicts": {str(r.get("pair") or r.get("task")): r.get("word") for r in i.report.verdict_rows},
                     "report": f"{i.group.slug}/report.html", "run_dirs": list(i.group.run_dirs)}
                    for i in reports.items],
         "not_placed": reports.grouping.not_placed,

@@ -5,6 +5,7 @@ x 100 (percentage points), SQuAD v2 metrics as they are (the official script alr
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
@@ -22,15 +23,16 @@ def finite_or_nan(x: object) -> float:
         return math.nan
     return v if math.isfinite(v) else math.nan
 
-FAILED_COLUMNS = ["task", "method", "seed", "learning_rate", "experiment", "run_id", "status", "reason", "run_dir"]
+FAILED_COLUMNS = ["task", "method", "arm", "seed", "learning_rate", "experiment", "run_id", "status", "reason",
+                  "run_dir"]
 EFFICIENCY_MEANS = ["params_trainable", "params_total", "params_trainable_share", "peak_memory_bytes", "wall_s",
                      "train_s", "eval_s", "tokens_per_s", "time_to_best_validation_s", "best_validation_step"]
 
-EFFICIENCY_COLUMNS = ["task", "method", "n_seeds", *EFFICIENCY_MEANS, "peak_memory_mib", "memory_kind",
+EFFICIENCY_COLUMNS = ["task", "method", "arm", "n_seeds", *EFFICIENCY_MEANS, "peak_memory_mib", "memory_kind",
                       "test_primary_mean", "test_primary_ci_low", "test_primary_ci_high"]
-STABILITY_COLUMNS = ["task", "method", "n_seeds", "test_sd", "test_min", "test_max", "validation_sd",
+STABILITY_COLUMNS = ["task", "method", "arm", "n_seeds", "test_sd", "test_min", "test_max", "validation_sd",
                      "train_loss_mean", "train_loss_sd"]
-GENERALIZATION_COLUMNS = ["task", "method", "n", "train_mean", "test_mean", "gap_mean", "gap_sd", "gap_ci_low",
+GENERALIZATION_COLUMNS = ["task", "method", "arm", "n", "train_mean", "test_mean", "gap_mean", "gap_sd", "gap_ci_low",
                           "gap_ci_high"]
 
 
@@ -58,14 +60,24 @@ def _primary_value(row: pd.Series, split: str) -> float:
 
 
 def sort_by_task(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows in the task table's order (sst2, mrpc, rte, squad_v2), LoRA before full."""
+    """Rows in the task table's order (sst2, mrpc, rte, squad_v2), LoRA before full, arms of one method in
+    natural order of their names (lora_r8 before lora_r16)."""
     if df.empty or "task" not in df:
         return df.reset_index(drop=True)
     order = {t: i for i, t in enumerate(TASKS)}
-    keys = df["task"].map(lambda t: order.get(t, len(order)))
+    keys = [(order.get(t, len(order)),) for t in df["task"]]
     if "method" in df:
-        keys = keys * 2 + df["method"].map(lambda m: 0 if m == "lora" else 1)
-    return df.iloc[keys.argsort(kind="stable")].reset_index(drop=True)
+        arms = df["arm"] if "arm" in df else df["method"]
+        keys = [k + (0 if m == "lora" else 1, natural_key(str(a))) for k, m, a in zip(keys, df["method"], arms,
+                                                                                      strict=True)]
+    ranks = sorted(range(len(keys)), key=lambda i: keys[i])            # stable: ties keep their order
+    return df.iloc[ranks].reset_index(drop=True)
+
+
+def natural_key(name: str) -> tuple:
+    """'lora_r16' -> ('lora_r', 16, ''): numbers inside names compare as numbers."""
+    parts = re.split(r"(\d+)", name)
+    return tuple(int(p) if p.isdigit() else p for p in parts)
 
 
 def build_failed_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -92,12 +104,12 @@ def build_metric_summary(headline: pd.DataFrame) -> pd.DataFrame:
     metric_cols = [c for c in headline.columns
                    if c.startswith(("test_", "validation_", "train_eval_")) and not c.endswith("_primary")]
     rows = []
-    for (task, method), g in headline.groupby(["task", "method"], sort=True):
+    for (task, arm), g in headline.groupby(["task", "arm"], sort=True):
         for col in metric_cols:
             s = summarize(g[col])
             if s.n:
-                rows.append({"task": task, "method": method, "metric": col} | s.as_dict())
-    return sort_by_task(pd.DataFrame(rows, columns=["task", "method", "metric", "n", "mean", "sd", "ci_low",
+                rows.append({"task": task, "method": g["method"].iloc[0], "arm": arm, "metric": col} | s.as_dict())
+    return sort_by_task(pd.DataFrame(rows, columns=["task", "method", "arm", "metric", "n", "mean", "sd", "ci_low",
                                                     "ci_high"]))
 
 
@@ -106,6 +118,8 @@ def build_comparison_table(comparisons: list[TaskComparison]) -> pd.DataFrame:
     rows = []
     for c in comparisons:
         row = {"task": c.task, "metric": c.primary_metric}
+        if c.pair != c.task:             # named arms: the arm's values under lora_*, the reference's under full_*
+            row |= {"pair": c.pair, "arm": c.arm, "reference": c.reference}
         for name, s in (("lora", c.lora), ("full", c.full)):
             row |= {f"{name}_n": s.n, f"{name}_mean": s.mean, f"{name}_sd": s.sd,
                     f"{name}_ci_low": s.ci_low, f"{name}_ci_high": s.ci_high}
@@ -128,17 +142,19 @@ def build_comparison_table(comparisons: list[TaskComparison]) -> pd.DataFrame:
 
 
 def build_example_tests_table(comparisons: list[TaskComparison]) -> pd.DataFrame:
-    rows = [r for c in comparisons for r in c.example_tests]
-    return pd.DataFrame(rows, columns=["task", "comparison", "seeds", "test", "metric", "n_examples", "b", "c",
-                                       "odds_ratio", "mean_diff", "ci_low", "ci_high", "statistic", "p",
-                                       "effect_size"])
+    """Every example-level test; with named arms a `pair` column ("sst2/dora_r16") says which arm's."""
+    named = any(c.pair != c.task for c in comparisons)
+    rows = [({"pair": c.pair} if named else {}) | r for c in comparisons for r in c.example_tests]
+    return pd.DataFrame(rows, columns=[*(["pair"] if named else []), "task", "comparison", "seeds", "test", "metric",
+                                       "n_examples", "b", "c", "odds_ratio", "mean_diff", "ci_low", "ci_high",
+                                       "statistic", "p", "effect_size"])
 
 
 def build_efficiency_table(headline: pd.DataFrame) -> pd.DataFrame:
     """Per task x method: means over seeds of parameters, memory, time and throughput, plus test primary."""
     rows = []
-    for (task, method), g in headline.groupby(["task", "method"], sort=True):
-        row = {"task": task, "method": method, "n_seeds": len(g)}
+    for (task, arm), g in headline.groupby(["task", "arm"], sort=True):
+        row = {"task": task, "method": g["method"].iloc[0], "arm": arm, "n_seeds": len(g)}
         for col in EFFICIENCY_MEANS:
             row[col] = float(g[col].mean()) if col in g and g[col].notna().any() else math.nan
         row["peak_memory_mib"] = row["peak_memory_bytes"] / 2**20
@@ -149,18 +165,20 @@ def build_efficiency_table(headline: pd.DataFrame) -> pd.DataFrame:
     return sort_by_task(pd.DataFrame(rows, columns=EFFICIENCY_COLUMNS))
 
 
-def efficiency_ratios(efficiency: pd.DataFrame, task: str) -> dict[str, float | str | None]:
-    """LoRA's trainable share and LoRA / full ratios of memory, wall time and throughput for one task."""
+def efficiency_ratios(efficiency: pd.DataFrame, task: str, arm: str = "lora",
+                      reference: str = "full") -> dict[str, float | str | None]:
+    """The arm's trainable share and arm / reference ratios of memory, wall time and throughput for one task
+    (the study's arms: LoRA's share, LoRA / full)."""
     if efficiency.empty:
         return {}
-    e = efficiency[efficiency["task"] == task].set_index("method")
-    if "lora" not in e.index:
+    e = efficiency[efficiency["task"] == task].set_index("arm")
+    if arm not in e.index:
         return {}
-    lora = e.loc["lora"]
+    lora = e.loc[arm]
     out: dict[str, float | str | None] = {"lora_trainable_share": lora["params_trainable_share"]}
-    if "full" not in e.index:
+    if reference not in e.index:
         return out
-    full = e.loc["full"]
+    full = e.loc[reference]
     same_kind = lora["memory_kind"] == full["memory_kind"]
     out["memory_kinds"] = f"{lora['memory_kind']} vs {full['memory_kind']}" if not same_kind else lora["memory_kind"]
     out["memory_ratio"] = _ratio(lora["peak_memory_bytes"], full["peak_memory_bytes"]) if same_kind else math.nan
@@ -176,9 +194,9 @@ def _ratio(a: float, b: float) -> float:
 def build_stability_table(headline: pd.DataFrame) -> pd.DataFrame:
     """Seed-to-seed spread per task x method: sd and range of the primary metric (points), sd of train loss."""
     rows = []
-    for (task, method), g in headline.groupby(["task", "method"], sort=True):
+    for (task, arm), g in headline.groupby(["task", "arm"], sort=True):
         t, v, loss = summarize(g["test_primary"]), summarize(g["validation_primary"]), summarize(g["train_loss"])
-        rows.append({"task": task, "method": method, "n_seeds": t.n, "test_sd": t.sd,
+        rows.append({"task": task, "method": g["method"].iloc[0], "arm": arm, "n_seeds": t.n, "test_sd": t.sd,
                      "test_min": g["test_primary"].min(), "test_max": g["test_primary"].max(),
                      "validation_sd": v.sd, "train_loss_mean": loss.mean, "train_loss_sd": loss.sd})
     return sort_by_task(pd.DataFrame(rows, columns=STABILITY_COLUMNS))
@@ -187,9 +205,9 @@ def build_stability_table(headline: pd.DataFrame) -> pd.DataFrame:
 def build_generalization_table(headline: pd.DataFrame) -> pd.DataFrame:
     """Train (re-scored train subset) minus test primary metric, points: the generalization gap."""
     rows = []
-    for (task, method), g in headline.groupby(["task", "method"], sort=True):
+    for (task, arm), g in headline.groupby(["task", "arm"], sort=True):
         gap = summarize(g["train_eval_primary"] - g["test_primary"])
-        rows.append({"task": task, "method": method, "n": gap.n,
+        rows.append({"task": task, "method": g["method"].iloc[0], "arm": arm, "n": gap.n,
                      "train_mean": summarize(g["train_eval_primary"]).mean,
                      "test_mean": summarize(g["test_primary"]).mean,
                      "gap_mean": gap.mean, "gap_sd": gap.sd, "gap_ci_low": gap.ci_low, "gap_ci_high": gap.ci_high})

@@ -20,9 +20,6 @@ import math
 from tunebench.report.compare import TaskComparison
 from tunebench.report.learned import SHOWN
 
-_NAMES = {"lora": "LoRA", "full": "full fine-tuning"}
-_SHORT = {"lora": "LoRA", "full": "full"}
-
 
 def compose_verdict(c: TaskComparison, ratios: dict | None = None, alpha: float = 0.05) -> str:
     """The verdict sentence(s) of one task."""
@@ -31,15 +28,15 @@ def compose_verdict(c: TaskComparison, ratios: dict | None = None, alpha: float 
     if c.seeds is None:
         (method,) = c.methods_present
         n = c.lora.n if method == "lora" else c.full.n
-        return (f"{c.task}: only {_NAMES[method]} has completed runs ({_count(n, 'seed')}); "
-                f"LoRA and full fine-tuning cannot be compared.")
+        return (f"{c.task}: only {c.name(method)} has completed runs ({_count(n, 'seed')}); "
+                f"{c.name('lora')} and {c.name('full')} cannot be compared.")
     if c.unlearned_arms:
-        return f"{c.task}: {describe_not_learned(c, alpha)}{describe_efficiency(ratios or {})}."
-    text = f"{c.task}: {describe_seed_result(c, alpha)}{describe_efficiency(ratios or {})}."
+        return f"{c.task}: {describe_not_learned(c, alpha)}{describe_efficiency(ratios or {}, c)}."
+    text = f"{c.task}: {describe_seed_result(c, alpha)}{describe_efficiency(ratios or {}, c)}."
     unknown = describe_unknown_learning(c)
     if unknown:
         text += f" {unknown}"
-    evidence = describe_example_tests(c.example_tests, alpha)
+    evidence = describe_example_tests(c.example_tests, alpha, c)
     return f"{text} {evidence}" if evidence else text
 
 
@@ -54,14 +51,15 @@ def _learned_evidence(c: TaskComparison, arm: str) -> str:
     t = c.learned[arm]
     score = c.lora.mean if arm == "lora" else c.full.mean
     if t.state not in (SHOWN, "not shown"):
-        return f"{_NAMES[arm]} ({_num(score)}; not checked: {t.reason})"
+        return f"{c.name(arm)} ({_num(score)}; not checked: {t.reason})"
     holm = (f", Holm-adjusted over {t.family_size} arms {_p(t.p_adjusted)}"
             if t.p_adjusted is not None and t.family_size > 1 else "")
-    return f"{_NAMES[arm]} ({_num(score)}; {t.test} {_p(t.p)}{holm})"
+    return f"{c.name(arm)} ({_num(score)}; {t.test} {_p(t.p)}{holm})"
 
 
 def describe_not_learned(c: TaskComparison, alpha: float = 0.05) -> str:
-    """Why LoRA is not compared with full fine-tuning on this task: an arm is not shown to have learned."""
+    """Why the arm (LoRA) is not compared with the reference (full fine-tuning) on this task: an arm is not shown
+    to have learned."""
     base = _baseline_text(c)
     by = f" by more than {c.learn_margin:g} points" if c.learn_margin > 0 else ""
     shown, not_shown = c.learned_arms, c.unlearned_arms
@@ -70,7 +68,7 @@ def describe_not_learned(c: TaskComparison, alpha: float = 0.05) -> str:
                 f"shown to beat {base}{by} at alpha = {alpha:g}")
     elif shown:
         (arm,), (other,) = shown, not_shown
-        head = (f"only {_NAMES[arm]} learned: {_learned_evidence(c, arm)} beats {base}{by} significantly at "
+        head = (f"only {c.name(arm)} learned: {_learned_evidence(c, arm)} beats {base}{by} significantly at "
                 f"alpha = {alpha:g}; {_learned_evidence(c, other)} is not shown to")
     else:
         (arm,) = not_shown
@@ -83,8 +81,8 @@ def describe_not_learned(c: TaskComparison, alpha: float = 0.05) -> str:
     absence = (f" (a test that does not reject{seeds} is absence of evidence that it learned, not evidence that it "
                f"did not{'; on the test examples: test-set noise only' if 'examples' in levels else ''})")
     k = c.seeds
-    diff = f"LoRA - full = {_pts(k.mean_diff)} points" if k is not None else ""
-    return f"{head}{absence}, so LoRA is not compared with full fine-tuning here ({diff})"
+    diff = f"{_minus(c)} = {_pts(k.mean_diff)} points" if k is not None else ""
+    return f"{head}{absence}, so {c.name('lora')} is not compared with {c.name('full')} here ({diff})"
 
 
 def describe_unknown_learning(c: TaskComparison) -> str:
@@ -93,7 +91,7 @@ def describe_unknown_learning(c: TaskComparison) -> str:
     if not arms:
         return ""
     reasons = sorted({c.learned[a].reason for a in arms if a in c.learned and c.learned[a].reason})
-    who = "either arm" if len(arms) == 2 else _NAMES[arms[0]]
+    who = "either arm" if len(arms) == 2 else c.name(arms[0])
     why = f" ({'; '.join(reasons)})" if reasons else ""
     return (f"Whether {who} learned the task could not be checked{why}: two arms that learned nothing would match "
             f"each other, so 'matches' is not said.")
@@ -102,7 +100,7 @@ def describe_unknown_learning(c: TaskComparison) -> str:
 def describe_seed_result(c: TaskComparison, alpha: float) -> str:
     k = c.seeds
     assert k is not None
-    diff = f"{c.primary_metric}: LoRA - full = {_pts(k.mean_diff)} points"
+    diff = f"{c.primary_metric}: {_minus(c)} = {_pts(k.mean_diff)} points"
     if c.seed_level_reason is not None:
         return describe_fallback(c, alpha, diff)
     if math.isnan(k.t_p):
@@ -117,15 +115,15 @@ def describe_seed_result(c: TaskComparison, alpha: float) -> str:
     e = c.equivalence
     tost = f"{_tost(e, c)}{_holm(c, c.p_equivalence_adjusted)}" if e is not None else ""
     if _equivalent(c, alpha):
-        text = (f"LoRA matches full fine-tuning within {_margin(c.margin)} of {c.primary_metric} at alpha = "
-                f"{alpha:g} with {_seed_phrase(c)} ({tost}; {diff}, {ci}; {tests})")
+        text = (f"{c.name('lora')} matches {c.name('full')} within {_margin(c.margin)} of {c.primary_metric} at "
+                f"alpha = {alpha:g} with {_seed_phrase(c)} ({tost}; {diff}, {ci}; {tests})")
         if _significant(c, alpha):
             text += (f"; the difference itself, {_pts(k.mean_diff)} points, is significant but lies inside the "
                      f"{_margin(c.margin)} margin")
         return text
     if _significant(c, alpha):
         better, worse = ("lora", "full") if k.mean_diff > 0 else ("full", "lora")
-        return (f"{_NAMES[better]} is significantly better than {_NAMES[worse]} at alpha = {alpha:g} with "
+        return (f"{c.name(better)} is significantly better than {c.name(worse)} at alpha = {alpha:g} with "
                 f"{_seed_phrase(c)}, by {_num(abs(k.mean_diff))} points of {c.primary_metric} "
                 f"({diff}, {ci}; {tests})")
     text = f"no significant difference at alpha = {alpha:g} with {_seed_phrase(c)} ({diff}, {ci}; {tests})"
@@ -137,7 +135,7 @@ def describe_seed_result(c: TaskComparison, alpha: float) -> str:
 def _equivalence_not_claimed(c: TaskComparison, alpha: float, evidence: str) -> str:
     """Why "matches" is not said: not shown, or shown while the arms' learning could not be checked."""
     if c.equivalence_p_adjusted < alpha:
-        return (f"the equivalence test puts LoRA - full within {_margin(c.margin)} ({evidence}), but 'matches' is "
+        return (f"the equivalence test puts {_minus(c)} within {_margin(c.margin)} ({evidence}), but 'matches' is "
                 f"not said while it is unknown whether the arms learned the task")
     return f"equivalence within {_margin(c.margin)} is not shown ({evidence})"
 
@@ -158,23 +156,23 @@ def describe_fallback(c: TaskComparison, alpha: float, diff: str) -> str:
     if c.decided_on != "examples":
         return f"{head}, and there is no example-level test to fall back on: nothing is claimed ({diff})"
     t = c.fallback_test
-    evidence = (f"{t['test']} on {_on(t)}{_counts(t)}, {_p(t['p'])}{_holm(c, c.p_adjusted)}" if t is not None
+    evidence = (f"{t['test']} on {_on(t)}{_counts(t, c)}, {_p(t['p'])}{_holm(c, c.p_adjusted)}" if t is not None
                 else "")
     instead = "on the example-level evidence instead (test-set noise only, not seed variance)"
     e = c.example_equivalence
     bound = (f"the arms' predictions differ on {e.discordant} of {e.n} test examples in any common seed, so "
-             f"|LoRA - full| <= {_num(e.bound)} points at {100 * (1 - e.alpha):g}% (exact binomial bound"
+             f"|{_minus(c)}| <= {_num(e.bound)} points at {100 * (1 - e.alpha):g}% (exact binomial bound"
              f"{', unadjusted' if c.family_size > 1 else ''}, {_p(e.p)}"
              f"{_holm(c, c.p_equivalence_adjusted)})" if e is not None else "")
     if _equivalent(c, alpha):
-        text = (f"{head}; {instead}, LoRA matches full fine-tuning within {_margin(c.margin)} of "
+        text = (f"{head}; {instead}, {c.name('lora')} matches {c.name('full')} within {_margin(c.margin)} of "
                 f"{c.primary_metric}: {bound}")
         if _significant(c, alpha) and evidence:
             text += f"; the difference itself is significant but inside the margin ({evidence})"
         return text
     if _significant(c, alpha):
         better, worse = ("lora", "full") if c.decision_diff > 0 else ("full", "lora")
-        return (f"{head}; {instead}, {_NAMES[better]} is significantly better than {_NAMES[worse]} at alpha = "
+        return (f"{head}; {instead}, {c.name(better)} is significantly better than {c.name(worse)} at alpha = "
                 f"{alpha:g} ({evidence})")
     no_diff = f"there is no significant difference at alpha = {alpha:g} ({evidence})" if evidence else \
         "there is no example-level test of the difference"
@@ -213,30 +211,33 @@ def _seed_phrase(c: TaskComparison) -> str:
     assert k is not None
     if k.design == "paired" or (k.design == "none" and c.lora.n == c.full.n == len(c.common_seeds)):
         return _count(len(c.common_seeds), "seed")
-    return f"{_count(c.lora.n, 'LoRA seed')} and {_count(c.full.n, 'full seed')} ({len(c.common_seeds)} shared)"
+    return (f"{_count(c.lora.n, c.short('lora') + ' seed')} and {_count(c.full.n, c.short('full') + ' seed')} "
+            f"({len(c.common_seeds)} shared)")
 
 
 def _single_values(c: TaskComparison) -> str:
     if c.lora.n == 1 and c.full.n == 1:
-        return f"; LoRA {_num(c.lora.mean)}, full {_num(c.full.mean)}"
+        return f"; {c.short('lora')} {_num(c.lora.mean)}, {c.short('full')} {_num(c.full.mean)}"
     return ""
 
 
-def describe_efficiency(r: dict) -> str:
-    """"; LoRA trains 0.9% of the parameters and peaks at 38% of full's memory" (parts that are known)."""
+def describe_efficiency(r: dict, c: TaskComparison | None = None) -> str:
+    """"; LoRA trains 0.9% of the parameters and peaks at 38% of full's memory" (parts that are known; the
+    arms named as `c` names them)."""
+    arm, reference = (c.short("lora"), c.short("full")) if c is not None else ("LoRA", "full")
     parts = []
     share = r.get("lora_trainable_share")
     if share is not None and not math.isnan(share):
         parts.append(f"trains {_percent(share)} of the parameters")
     mem = r.get("memory_ratio")
     if mem is not None and not math.isnan(mem):
-        parts.append(f"peaks at {_percent(mem)} of full's memory")
+        parts.append(f"peaks at {_percent(mem)} of {reference}'s memory")
     elif r.get("memory_kinds") and " vs " in str(r["memory_kinds"]):
-        parts.append(f"has peak memory not comparable with full's ({r['memory_kinds']})")
-    return f"; LoRA {' and '.join(parts)}" if parts else ""
+        parts.append(f"has peak memory not comparable with {reference}'s ({r['memory_kinds']})")
+    return f"; {arm} {' and '.join(parts)}" if parts else ""
 
 
-def describe_example_tests(tests: list[dict], alpha: float) -> str:
+def describe_example_tests(tests: list[dict], alpha: float, c: TaskComparison | None = None) -> str:
     """Summary of the per-example tests: how many seed pairs reject, and the combined test."""
     if not tests:
         return ""
@@ -246,19 +247,26 @@ def describe_example_tests(tests: list[dict], alpha: float) -> str:
     parts = []
     if len(per_seed) == 1:
         t = per_seed[0]
-        parts.append(f"per-example {name} on seed {t['seeds']}: {_p(t['p'])}{_counts(t)}")
+        parts.append(f"per-example {name} on seed {t['seeds']}: {_p(t['p'])}{_counts(t, c)}")
     elif per_seed:
         n_sig = sum(t["p"] < alpha for t in per_seed)
         parts.append(f"per-example {name}: {n_sig} of {len(per_seed)} seed pairs significant at alpha = {alpha:g}")
     for t in combined:
-        parts.append(f"{t['comparison']}: {_p(t['p'])}{_counts(t)}")
+        parts.append(f"{t['comparison']}: {_p(t['p'])}{_counts(t, c)}")
     return ("Example-level evidence (test-set noise only, not seed variance): " + "; ".join(parts) + ".")
 
 
-def _counts(t: dict) -> str:
+def _counts(t: dict, c: TaskComparison | None = None) -> str:
+    arm, reference = (c.short("lora"), c.short("full")) if c is not None else ("LoRA", "full")
     if t.get("b") is not None and not _isnan(t.get("b")):
-        return f" (b = {int(t['b'])} only LoRA right, c = {int(t['c'])} only full right)"
-    return f" (LoRA - full = {_pts(t['mean_diff'])} points, 95% CI [{_num(t['ci_low'])}, {_num(t['ci_high'])}])"
+        return f" (b = {int(t['b'])} only {arm} right, c = {int(t['c'])} only {reference} right)"
+    return (f" ({arm} - {reference} = {_pts(t['mean_diff'])} points, 95% CI [{_num(t['ci_low'])}, "
+            f"{_num(t['ci_high'])}])")
+
+
+def _minus(c: TaskComparison) -> str:
+    """"LoRA - full": the difference the comparison reports, arm minus reference."""
+    return f"{c.short('lora')} - {c.short('full')}"
 
 
 def _isnan(x: object) -> bool:
@@ -316,7 +324,7 @@ def verdict_word(c: TaskComparison, alpha: float = 0.05) -> str:
         return "no comparison"
     if c.unlearned_arms:
         if c.learned_arms:
-            return f"only {_SHORT[c.learned_arms[0]]} learned"
+            return f"only {c.short(c.learned_arms[0])} learned"
         return "not learned"
     if _equivalent(c, alpha):
         return "matches"
@@ -360,7 +368,16 @@ def verdict_row(c: TaskComparison, sentence: str, alpha: float = 0.05) -> dict:
         "learned": {arm: t.as_dict() for arm, t in c.learned.items()}, "learn_margin": c.learn_margin,
         "unlearned_arms": c.unlearned_arms,
         "seed_test_undefined_reason": c.seed_level_reason,
-    }
+    } | _arm_fields(c)
+
+
+def _arm_fields(c: TaskComparison) -> dict:
+    """With named arms: which arm the row compares with which (`lora` / `full` then hold the arm's and the
+    reference's means, `learned` is keyed lora / full the same way). Nothing for the study's two arms."""
+    if c.pair == c.task:
+        return {}
+    return {"pair": c.pair, "arm": c.arm, "reference": c.reference, "arm_label": c.name("lora"),
+            "reference_label": c.name("full")}
 
 
 def verdict_methods_text() -> list[str]:
