@@ -65,7 +65,7 @@ def test_an_existing_file_is_always_taken_as_a_path(elsewhere):
 
 
 def test_an_unknown_name_lists_the_shipped_ones(elsewhere):
-    with pytest.raises(TunebenchError, match=r"'phase9'.*not a shipped plan \(shipped: demo, demo_sweep, phase1"):
+    with pytest.raises(TunebenchError, match=r"'phase9'.*not a shipped plan \(shipped: demo, demo_arms, demo_sweep, phase1"):
         resolve_shipped("phase9", "plan")
     with pytest.raises(TunebenchError, match="not a shipped config"):
         resolve_shipped("phase2a", "config")          # a plan's name is not a config's
