@@ -283,20 +283,16 @@ def adjust_across_tasks(comparisons: list[TaskComparison]) -> list[TaskCompariso
     by its learned test keeps its place in it but makes no claim). Copies; pure. Tests that do not exist (NaN)
     are not part of a family and stay NaN."""
     # one learned test per task and arm: the reference's is in every pair of its task, counted once
-    flat = [(i, side) for i, c in enumerate(comparisons) if c.seeds is not None for side in ARMS
-            if side in c.learned]
-    identity = [(comparisons[i].task, comparisons[i].sides[side]) for i, side in flat]
-    first = {key: n for n, key in reversed(list(enumerate(identity)))}
-    unique = sorted(set(first.values()))
-    adjusted = dict(zip(unique, adjust_learned([comparisons[flat[n][0]].learned[flat[n][1]] for n in unique]),
-                        strict=True))
-    by_key = {key: adjusted[n] for key, n in first.items()}
-    learned: list[dict[str, LearnedTest]] = [dict(c.learned) for c in comparisons]
-    for i, c in enumerate(comparisons):          # every pair holding a tested arm shows its one adjusted test
-        for side, t in c.learned.items():
-            key = (c.task, c.sides[side])
-            if key in by_key:
-                learned[i][side] = replace(by_key[key], arm=t.arm)
+    family: dict[tuple[str, str], LearnedTest] = {}
+    for c in comparisons:
+        if c.seeds is not None:
+            for side in ARMS:
+                if side in c.learned:
+                    family.setdefault((c.task, c.sides[side]), c.learned[side])
+    adjusted = dict(zip(family, adjust_learned(list(family.values())), strict=True))
+    # every pair holding a tested arm shows its one adjusted test
+    learned = [{side: replace(adjusted[key], arm=t.arm) if (key := (c.task, c.sides[side])) in adjusted else t
+                for side, t in c.learned.items()} for c in comparisons]
     staged = [replace(c, learned=lt) for c, lt in zip(comparisons, learned, strict=True)]
     # The comparison family is fixed before any test: every task with both arms, whatever its gate says (a family
     # chosen by the gate's outcome would be data-dependent); a gated task's tests count but make no claim.
