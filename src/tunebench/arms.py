@@ -81,10 +81,7 @@ def arm_label(method: str, lora: Mapping[str, Any] | None = None) -> str:
         return FULL_LABEL
     defaults = LoraConfig().model_dump()
     cfg = {**defaults, **dict(lora or {})}
-    kind = "DoRA" if cfg["use_dora"] else "LoRA"
-    if cfg["use_rslora"]:
-        kind = "rs" + kind
-    parts = [f"{kind} r={cfg['r']}"]
+    parts = [f"{lora_family(cfg)} r={cfg['r']}"]
     if float(cfg["alpha"]) != 2 * float(cfg["r"]):
         parts.append(f"α={float(cfg['alpha']):g}")
     if float(cfg["dropout"]) != float(defaults["dropout"]):
@@ -92,6 +89,13 @@ def arm_label(method: str, lora: Mapping[str, Any] | None = None) -> str:
     if list(cfg["target_modules"]) != list(defaults["target_modules"]):
         parts.append("on " + "/".join(str(m).removesuffix("_proj") for m in cfg["target_modules"]))
     return " ".join(parts)
+
+
+def lora_family(lora: Mapping[str, Any] | None) -> str:
+    """LoRA, DoRA, rsLoRA or rsDoRA: the kind of adapter a LoRA config trains, whatever its rank."""
+    lora = lora or {}
+    kind = "DoRA" if lora.get("use_dora") else "LoRA"
+    return "rs" + kind if lora.get("use_rslora") else kind
 
 
 def run_arm(record: Mapping[str, Any]) -> str:

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tunebench.arms import arm_label, run_arm
+from tunebench.arms import arm_label, lora_family, run_arm
 
 RUN_KEYS = ["run_id", "experiment", "task", "method", "arm", "family", "seed", "lora_r", "setting"]
 FORGETTING_COLUMNS = ["loss_before", "loss_after", "ppl_before", "ppl_after", "delta_loss", "tokens", "text"]
@@ -113,8 +113,7 @@ def run_keys(metrics: dict, analysis: dict) -> dict:
     r = metrics.get("lora_r", analysis.get("lora_r")) if method == "lora" else None
     config = metrics.get("config") if isinstance(metrics.get("config"), dict) else {}
     lora = config.get("lora") if isinstance(config.get("lora"), dict) else {}
-    family = ("DoRA" if lora.get("use_dora") else "LoRA") if method == "lora" else "full"
-    family = "rs" + family if method == "lora" and lora.get("use_rslora") else family
+    family = lora_family(lora) if method == "lora" else "full"
     named = bool(config.get("arm")) and method in ("lora", "full")
     return {
         "run_id": metrics.get("run_id", analysis.get("run_id")),

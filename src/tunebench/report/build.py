@@ -178,7 +178,7 @@ def add_seeds_needed(rows: list[dict], headline: pd.DataFrame, margin: float, al
     of the paired TOST at alpha / k, k = the hypotheses of the Holm family -- two per task with both arms -- so the
     power is the least Holm gives; at a true difference of 0, planning with the 80% upper bound of the observed
     sd) and what they cost at the runs' measured time: row["seeds_needed"]."""
-    from tunebench.report.power import describe, measured_hours_per_seed, plan_seeds
+    from tunebench.report.power import describe, measured_hours_per_seed, pair_hours, plan_seeds
 
     both_arms = [r for r in rows if not (math.isnan(r["lora"]) or math.isnan(r["full"]))]
     k = max(1, 2 * len(both_arms))   # the comparison family: two hypotheses per task with both arms
@@ -190,7 +190,7 @@ def add_seeds_needed(rows: list[dict], headline: pd.DataFrame, margin: float, al
         pair = row.get("pair") or row["task"]     # named arms: "sst2/dora_r16", its arm's and the reference's hours
         plan = plan_seeds(pair, list(row["seed_differences"].values()), margin, alpha, k)
         per_seed = (hours.get(row["task"]) if pair == row["task"] else
-                    pair_hours(headline, row["task"], row["arm"], row["reference"]))
+                    pair_hours(headline[headline["task"] == row["task"]], row["arm"], row["reference"], "arm"))
         n = plan.seeds[0]
         row["seeds_needed"] = {
             "line": describe(plan, per_seed, unit), "seeds": n, "power": plan.powers[0],
@@ -198,13 +198,6 @@ def add_seeds_needed(rows: list[dict], headline: pd.DataFrame, margin: float, al
             "alpha_per_test": plan.alpha_per_test, "family_size": k, "reason": plan.reason,
             "hours": n * per_seed if n is not None and per_seed is not None else None, "hours_unit": unit,
         }
-
-
-def pair_hours(headline: pd.DataFrame, task: str, arm: str, reference: str) -> float | None:
-    """Hours of one run of `arm` and one of `reference` on `task`: their headline runs' mean wall times."""
-    runs = headline[headline["task"] == task]
-    means = [pd.to_numeric(runs.loc[runs["arm"] == a, "wall_s"], errors="coerce").mean() for a in (arm, reference)]
-    return None if any(pd.isna(x) for x in means) else float(sum(means)) / 3600
 
 
 def add_analysis(report: Report, pairs: list[tuple[dict, dict]], with_figures: bool) -> None:

@@ -361,6 +361,7 @@ def plot_pareto(efficiency: pd.DataFrame, rows: Sequence[dict], labels: dict[str
     axes = fig.subplots(len(tasks), len(PARETO_COSTS), squeeze=False)
     for i, task in enumerate(tasks):
         arms = efficiency[efficiency["task"] == task]
+        score = arms.set_index("arm")["test_primary_mean"]
         for j, (cost, xlabel, log_x, fmt) in enumerate(PARETO_COSTS):
             ax = axes[i][j]
             points = {}
@@ -380,11 +381,10 @@ def plot_pareto(efficiency: pd.DataFrame, rows: Sequence[dict], labels: dict[str
                             (x, r["test_primary_mean"]), xytext=(5, 4), textcoords="offset points", fontsize=7)
             front = pareto_front(points)
             if len(front) > 1:
-                by_arm = arms.set_index("arm")
-                ax.plot([points[a][0] for a in front], [by_arm.loc[a, "test_primary_mean"] for a in front],
+                ax.plot([points[a][0] for a in front], [score[a] for a in front],
                         color=FRONT_COLOR, lw=2, alpha=0.6, zorder=1)
             for a in front:
-                ax.plot(points[a][0], arms.set_index("arm").loc[a, "test_primary_mean"], "o", ms=13,
+                ax.plot(points[a][0], score[a], "o", ms=13,
                         mfc="none", mec=FRONT_COLOR, mew=2, zorder=4)
             log = log_x and all(p[0] > 0 for p in points.values())
             if log:

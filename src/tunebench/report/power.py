@@ -291,14 +291,19 @@ def _percent(p: float) -> str:
     return f"{100 * p:g}%"
 
 
+def pair_hours(runs: pd.DataFrame, arm: str, reference: str, column: str = "method") -> float | None:
+    """Hours of one run of `arm` and one of `reference` (the rows whose `column` is each): the sum of their
+    runs' mean measured wall times; None when either is unknown."""
+    if "wall_s" not in runs.columns:
+        return None
+    means = [pd.to_numeric(runs.loc[runs[column] == a, "wall_s"], errors="coerce").mean() for a in (arm, reference)]
+    return None if any(pd.isna(x) for x in means) else float(sum(means)) / 3600
+
+
 def measured_hours_per_seed(headline: pd.DataFrame) -> tuple[dict[str, float | None], str]:
     """Hours of one LoRA + one full run per task: the mean measured wall time of each method's headline runs,
     and the unit naming the device the runs record."""
-    out: dict[str, float | None] = {}
-    for task, runs in headline.groupby("task"):
-        means = [pd.to_numeric(runs.loc[runs["method"] == m, "wall_s"], errors="coerce").mean()
-                 for m in ("lora", "full")] if "wall_s" in runs.columns else [math.nan]
-        out[str(task)] = None if any(pd.isna(x) for x in means) else float(sum(means)) / 3600
+    out = {str(task): pair_hours(runs, "lora", "full") for task, runs in headline.groupby("task")}
     devices = []
     for col in ("cpu", "device"):
         if col in headline.columns:
